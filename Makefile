@@ -1,0 +1,36 @@
+# nlstudy: `make demo` and `make test` each create .venv when it is missing.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export WANDB_MODE ?= offline
+export WANDB_SILENT ?= true
+
+.PHONY: help venv test test-fast demo bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -c "import torch, torchvision, pandas, sweeps, wandb, pytorch_lightning" 
+	@touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install the project (quick when already done)
+
+test: venv  ## run every test, the slow (training, sweeping) ones included
+	$(BIN)/python -m pytest -q
+
+test-fast: venv  ## run the tests not marked slow
+	$(BIN)/python -m pytest -q -m "not slow"
+
+demo: venv  ## train the embedded demo and print the results
+	$(BIN)/python -m nlstudy.demo
+
+bench: venv  ## time the non-local block's compute paths against the explicit formulation
+	$(BIN)/python benchmarks/nl_block.py
+
+clean:  ## remove run output (keeps .venv)
+	rm -rf runs wandb lightning_logs .pytest_cache

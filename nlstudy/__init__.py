@@ -1,0 +1,1 @@
+"""nlstudy: ablation-study runner for non-local neural networks."""
