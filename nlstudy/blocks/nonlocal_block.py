@@ -1,0 +1,293 @@
+"""The non-local block of Wang, Girshick, Gupta and He, "Non-local Neural Networks" (CVPR 2018).
+
+    z_i = x_i + BN(W_z y_i),     y_i = 1/C(x) * sum_j f(x_i, x_j) g(x_j)          (paper, eqs. 1 and 6)
+
+with four pairwise functions f (the paper's Table 2a):
+
+    gaussian            exp(x_i . x_j)                    C(x) = sum_j f     (softmax over j, raw x)
+    embedded_gaussian   exp(theta_i . phi_j)              C(x) = sum_j f     (softmax; 1/sqrt(d) only if scale=True)
+    dot_product         theta_i . phi_j                   C(x) = N
+    concatenation       ReLU(w_f . [theta_i, phi_j])      C(x) = N
+
+N is the number of positions attended to (after subsampling; per frame in space mode, per pixel in
+time mode). theta, phi and g are 1x1(x1) convolutions to `inter_channels` (C/2 by default).
+
+The forward pass never builds the N x N matrix:
+    softmax forms   fused scaled-dot-product attention (memory linear in N on the CPU and GPU kernels);
+    dot product     associativity, y = theta (phi^T g) / N, linear in N;
+    concatenation   ReLU(a_i + b_j) with a = w_theta . theta, b = w_phi . phi splits into the keys with
+                    b_j > -a_i; sorting b once turns sum_j ReLU(a_i + b_j) g_j into two gathered prefix
+                    sums, a_i * sum g_j + sum b_j g_j, so neither the (B, 2C', N, N') tensor of the common
+                    ports nor the N x N matrix is built.
+`attention(x)` builds the explicit normalised matrix f(x_i, x_j) / C(x), for analysis only.
+`nlstudy.blocks.reference` holds the explicit formulations the tests and the benchmark compare against.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nlstudy.registry import lookup
+
+PAIRWISE = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
+SOFTMAX_FORMS = ("gaussian", "embedded_gaussian")
+MODES = ("spacetime", "space", "time")  # the paper's Table 2d
+SUBSAMPLE_ORDERS = ("after", "before")  # pool phi/g outputs (paper) or pool x before phi/g (released Caffe2 code)
+ZERO_INITS = ("norm", "conv")  # zero the output BN (paper) or the output conv and drop the norm (frozen-BN regime)
+
+CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+MAX_POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
+# the paper's subsampling: max-pool after phi and g, 2x2 in space and never in time
+DEFAULT_KERNEL = {1: (2,), 2: (2, 2), 3: (1, 2, 2)}
+
+
+def parse_subsample(subsample: bool | str | Sequence[int] | None, dim: int, mode: str) -> tuple[int, ...] | None:
+    """The pooling kernel of the phi/g path, or None for no subsampling.
+
+    True gives the paper's kernel (2 / 2x2 / 1x2x2), restricted to the axes the block attends over:
+    in time mode (same pixel across frames) there is no spatial pooling, so True means none.
+    A kernel can be given as "2x2x2" or (2, 2, 2); it must not pool across the frames of a space-mode
+    block nor across the pixels of a time-mode block.
+    """
+    if subsample is None or subsample is False:
+        return None
+    if subsample is True:
+        kernel = DEFAULT_KERNEL[dim]
+        if mode == "time":
+            kernel = (kernel[0], 1, 1)
+    else:
+        try:
+            parts = subsample.lower().split("x") if isinstance(subsample, str) else list(subsample)
+            kernel = tuple(int(p) for p in parts)
+        except (TypeError, ValueError):
+            kernel = ()
+        if len(kernel) != dim or min(kernel) < 1:
+            example = "x".join(str(k) for k in DEFAULT_KERNEL[dim])
+            raise ValueError(
+                f"subsample={subsample!r}: expected true, false or a {dim}-d pooling kernel such as "
+                f"'{example}' (positive integers)"
+            )
+    if mode == "space" and kernel[0] != 1:
+        raise ValueError(f"subsample={subsample!r} pools across frames, but mode='space' attends within one frame")
+    if mode == "time" and any(k != 1 for k in kernel[1:]):
+        raise ValueError(f"subsample={subsample!r} pools across pixels, but mode='time' attends to the same pixel")
+    return None if all(k == 1 for k in kernel) else kernel
+
+
+class NonLocalBlock(nn.Module):
+    """Residual non-local block; a freshly built block is exactly the identity.
+
+    Args:
+        in_channels: channels C of the input.
+        dim: 1, 2 or 3 for (B, C, L), (B, C, H, W) or (B, C, T, H, W) inputs.
+        pairwise: one of PAIRWISE.
+        inter_channels: width C' of theta/phi/g; default C // 2 (the paper).
+        subsample: see `parse_subsample`; the paper's max-pool by default.
+        mode: "spacetime" (all positions), "space" (the same frame), "time" (the same pixel); 3-d only.
+        subsample_order: "after" pools the phi and g outputs (the paper), "before" pools x first and
+            shares it between phi and g (the released Caffe2 code). The gaussian form has no phi/g
+            projection of the keys, so both orders pool x.
+        scale: divide theta.phi by sqrt(d) before the softmax (released code; not in the paper).
+        zero_init: "norm" zeroes the output BN's weight and bias; "conv" zeroes the output conv and
+            uses no norm (the paper's frozen-BN 128-frame runs).
+        init_std: std of the Gaussian init of every 1x1 conv (the released code: 0.01).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        dim: int = 3,
+        pairwise: str = "embedded_gaussian",
+        inter_channels: int | None = None,
+        subsample: bool | str | Sequence[int] = True,
+        mode: str = "spacetime",
+        *,
+        subsample_order: str = "after",
+        scale: bool = False,
+        zero_init: str = "norm",
+        init_std: float = 0.01,
+    ):
+        super().__init__()
+        conv = lookup(CONV, dim, "dim")
+        lookup(dict.fromkeys(PAIRWISE), pairwise, "pairwise")
+        lookup(dict.fromkeys(MODES), mode, "mode")
+        lookup(dict.fromkeys(SUBSAMPLE_ORDERS), subsample_order, "subsample_order")
+        lookup(dict.fromkeys(ZERO_INITS), zero_init, "zero_init")
+        if mode != "spacetime" and dim != 3:
+            raise ValueError(f"mode={mode!r} needs dim=3 (T, H, W input); got dim={dim}")
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}")
+        inter = in_channels // 2 if inter_channels is None else inter_channels
+        if not isinstance(inter, int) or inter < 1:
+            raise ValueError(f"inter_channels must be a positive integer, got {inter_channels!r} for C={in_channels}")
+        if scale and pairwise not in SOFTMAX_FORMS:
+            raise ValueError(f"scale=True applies to the softmax forms {SOFTMAX_FORMS}, not pairwise={pairwise!r}")
+
+        self.in_channels, self.inter_channels, self.dim = in_channels, inter, dim
+        self.pairwise, self.mode, self.subsample_order = pairwise, mode, subsample_order
+        self.scale, self.zero_init, self.init_std = scale, zero_init, init_std
+        self.subsample_kernel = parse_subsample(subsample, dim, mode)
+
+        embed = pairwise != "gaussian"  # the gaussian form compares raw x_i . x_j
+        self.theta = conv(in_channels, inter, 1) if embed else None
+        self.phi = conv(in_channels, inter, 1) if embed else None
+        self.g = conv(in_channels, inter, 1)
+        # w_f of the concatenation form: [theta_i, phi_j] (2C') -> one channel; no bias, as the ports
+        self.concat_proj = nn.Linear(2 * inter, 1, bias=False) if pairwise == "concatenation" else None
+        self.pool = (
+            lookup(MAX_POOL, dim, "dim")(self.subsample_kernel, self.subsample_kernel, ceil_mode=True)
+            if self.subsample_kernel
+            else nn.Identity()
+        )
+        self.out_proj = conv(inter, in_channels, 1)  # W_z
+        self.out_norm = lookup(BATCH_NORM, dim, "dim")(in_channels) if zero_init == "norm" else nn.Identity()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for m in (self.theta, self.phi, self.g, self.out_proj):
+            if m is not None:
+                nn.init.normal_(m.weight, std=self.init_std)
+                nn.init.zeros_(m.bias)
+        if self.concat_proj is not None:
+            nn.init.normal_(self.concat_proj.weight, std=self.init_std)
+        # the block starts as the identity: z = x + 0 (the paper's "BN scale starts at zero")
+        if isinstance(self.out_norm, nn.modules.batchnorm._BatchNorm):
+            self.out_norm.reset_parameters()
+            nn.init.zeros_(self.out_norm.weight)
+            nn.init.zeros_(self.out_norm.bias)
+        else:
+            nn.init.zeros_(self.out_proj.weight)
+            nn.init.zeros_(self.out_proj.bias)
+
+    def extra_repr(self) -> str:
+        kernel = "x".join(map(str, self.subsample_kernel)) if self.subsample_kernel else "none"
+        return (
+            f"pairwise={self.pairwise}, mode={self.mode}, C={self.in_channels}, C'={self.inter_channels}, "
+            f"subsample={kernel} ({self.subsample_order}), scale={self.scale}, zero_init={self.zero_init}"
+        )
+
+    # --- shared by forward and attention ---
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != self.dim + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"NonLocalBlock(dim={self.dim}, in_channels={self.in_channels}) expects a "
+                f"(B, {self.in_channels}, {', '.join('THW'[3 - self.dim:])}) input, got shape {tuple(x.shape)}"
+            )
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries theta(x) (B, d, *S), keys phi(x) (B, d, *S') and values g(x) (B, C', *S'), S' subsampled."""
+        if self.theta is None:  # gaussian: raw x on both sides, d = C
+            keys_in = self.pool(x)
+            values = self.pool(self.g(x)) if self.subsample_order == "after" else self.g(keys_in)
+            return x, keys_in, values
+        if self.subsample_order == "before":
+            pooled = self.pool(x)
+            return self.theta(x), self.phi(pooled), self.g(pooled)
+        return self.theta(x), self.pool(self.phi(x)), self.pool(self.g(x))
+
+    def to_groups(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, C, *S) -> (G, C, n): one group per set of positions a query may attend to, channels first."""
+        if self.mode == "spacetime":
+            return t.flatten(2)  # (B, C, T*H*W): a view, no copy
+        b, c, tt, h, w = t.shape
+        if self.mode == "space":
+            return t.transpose(1, 2).reshape(b * tt, c, h * w)  # (B*T, C, H*W)
+        return t.permute(0, 3, 4, 1, 2).reshape(b * h * w, c, tt)  # time: (B*H*W, C, T)
+
+    def from_groups(self, y: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """Inverse of `to_groups` on the query grid: (G, C', n) -> (B, C', *S)."""
+        b, c, spatial = shape[0], y.shape[1], shape[2:]
+        if self.mode == "spacetime":
+            return y.reshape(b, c, *spatial)
+        tt, h, w = spatial
+        if self.mode == "space":
+            return y.reshape(b, tt, c, h, w).transpose(1, 2)  # (B, C', T, H, W)
+        return y.reshape(b, h, w, c, tt).permute(0, 3, 4, 1, 2)  # time
+
+    # --- forward ---
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        q, k, v = (self.to_groups(t) for t in self.project(x))  # (G, d, N), (G, d, N'), (G, C', N')
+        if self.pairwise in SOFTMAX_FORMS:
+            y = self._softmax_attend(q, k, v)
+        elif self.pairwise == "dot_product":
+            # associativity: y = g (phi^T theta) / N', never the N x N' matrix
+            y = (v @ k.transpose(1, 2)) @ q / k.shape[2]  # ((G, C', N') @ (G, N', d)) @ (G, d, N) -> (G, C', N)
+        else:
+            y = self._concat_attend(q, k, v)
+        y = self.from_groups(y, x.shape)  # (B, C', *S)
+        return x + self.out_norm(self.out_proj(y))
+
+    def _softmax_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        d, cv = q.shape[1], v.shape[1]
+        scale = 1.0 / math.sqrt(d) if self.scale else 1.0
+        # the fused CPU kernel wants (N, width) rows with stride 1 and one width for q, k and v:
+        # zero-pad the narrower side (zeros change neither q.k nor the kept output channels)
+        width = max(d, cv)
+        q, k, v = (F.pad(t.transpose(1, 2), (0, width - t.shape[1])).contiguous().unsqueeze(1) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, scale=scale)  # (G, 1, N, width)
+        return y.squeeze(1)[..., :cv].transpose(1, 2)  # (G, C', N)
+
+    def _concat_weights(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """a_i = w_theta . theta_i (G, N) and b_j = w_phi . phi_j (G, N'): w_f split over [theta, phi]."""
+        w_theta, w_phi = self.concat_proj.weight[0].split(self.inter_channels)
+        return w_theta @ q, w_phi @ k  # (d,) @ (G, d, N) -> (G, N)
+
+    def _concat_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        a, b = self._concat_weights(q, k)  # (G, N), (G, N')
+        n_keys, cv = k.shape[2], v.shape[1]
+        b_desc, order = b.sort(dim=1, descending=True)  # (G, N')
+        v_desc = v.gather(2, order.unsqueeze(1).expand(-1, cv, -1))  # (G, C', N')
+        # keys with ReLU(a_i + b_j) > 0 are the first c_i of the descending order: c_i = #{-b_j < a_i}
+        count = torch.searchsorted(-b_desc, a.contiguous())  # (G, N), left side: strict inequality
+        zero = v.new_zeros(v.shape[0], cv, 1)
+        sum_v = torch.cat([zero, v_desc.cumsum(2)], 2)  # (G, C', N'+1): sums over the first c keys
+        sum_bv = torch.cat([zero, (b_desc.unsqueeze(1) * v_desc).cumsum(2)], 2)
+        idx = count.unsqueeze(1).expand(-1, cv, -1)  # (G, C', N)
+        return (a.unsqueeze(1) * sum_v.gather(2, idx) + sum_bv.gather(2, idx)) / n_keys  # (G, C', N)
+
+    # --- analysis ---
+
+    @torch.no_grad()
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """The normalised pairwise weights f(x_i, x_j) / C(x) as a (B, N_query, N_key) tensor.
+
+        Queries index the input grid flattened (t, h, w); keys index the subsampled grid flattened.
+        In space and time modes the pairs a query may not attend to hold zeros.
+        Builds the N x N matrix: meant for analysis at the sizes you inspect, not for training.
+        """
+        self._check_input(x)
+        q_grid, k_grid, _ = self.project(x)
+        q, k = self.to_groups(q_grid), self.to_groups(k_grid)  # (G, d, N), (G, d, N')
+        if self.pairwise in SOFTMAX_FORMS:
+            scale = 1.0 / math.sqrt(q.shape[1]) if self.scale else 1.0
+            att = torch.softmax(q.transpose(1, 2) @ k * scale, dim=-1)  # (G, N, N')
+        elif self.pairwise == "dot_product":
+            att = q.transpose(1, 2) @ k / k.shape[2]
+        else:
+            a, b = self._concat_weights(q, k)
+            att = torch.relu(a.unsqueeze(2) + b.unsqueeze(1)) / k.shape[2]  # (G, N, N')
+        return self._scatter_groups(att, q_grid.shape, k_grid.shape)
+
+    def _scatter_groups(self, att: torch.Tensor, q_shape: torch.Size, k_shape: torch.Size) -> torch.Tensor:
+        """(G, n, n') per-group weights -> (B, N, N') over all positions, zero across groups."""
+        if self.mode == "spacetime":
+            return att
+        b, _, tt, h, w = q_shape
+        tk, hk, wk = k_shape[2:]
+        full = att.new_zeros(b, tt, h * w, tk, hk * wk)  # (B, T, HW, T', H'W')
+        if self.mode == "space":  # group (b, t): same frame, t' = t
+            idx = torch.arange(tt, device=att.device)
+            full[:, idx, :, idx, :] = att.reshape(b, tt, h * w, hk * wk).transpose(0, 1)  # (T, B, HW, H'W')
+        else:  # time, group (b, pixel): same pixel, H'W' = HW
+            idx = torch.arange(h * w, device=att.device)
+            full[:, :, idx, :, idx] = att.reshape(b, h * w, tt, tk).transpose(0, 1)  # (HW, B, T, T')
+        return full.reshape(b, tt * h * w, tk * hk * wk)
