@@ -1,0 +1,16 @@
+"""Reports: logged runs -> tidy frames -> paper-style ablation tables, figures and an index.
+
+The pipeline, each step a plain function (no torch anywhere on this path)::
+
+    collect.read_offline(DIR) / collect.read_wandb("ENTITY/PROJECT")  -> Collection(runs, history)
+    sweeps.planned(sweeps.find_sweep_files(DIR))                      -> planned runs (grid sweeps)
+    tables.build_table(runs, "2a", expected=planned, strict=False)    -> one table frame
+    render.to_markdown / to_latex / to_csv (table)                    -> text
+    plots.plot_accuracy_vs_flops / plot_bars / plot_curves            -> matplotlib Figures
+    cli.main(["--runs", DIR, "--out", "results"])                     -> all of it, written to disk
+"""
+
+from nlstudy.report.collect import Collection, read_offline, read_wandb
+from nlstudy.report.tables import TABLES, assign_rows, build_table, table_spec
+
+__all__ = ["Collection", "TABLES", "assign_rows", "build_table", "read_offline", "read_wandb", "table_spec"]

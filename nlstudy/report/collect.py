@@ -1,0 +1,419 @@
+"""Collect logged runs into one tidy frame (one row per run) and one long history frame.
+
+Two readers give frames of the same schema:
+
+- :func:`read_offline` reads offline run directories (``<root>/wandb/offline-run-<time>-<id>/``).
+- :func:`read_wandb` reads a W&B project through ``wandb.Api()``.
+
+The runs frame (:data:`FIXED_COLUMNS` first, then the run's config, then its summary)::
+
+    run_id      str        the wandb run id
+    name        str|None   display name (None when the run was never named: offline runs get no name)
+    state       str        finished | failed | crashed | killed | running (W&B's words)
+    sweep_id    str|None   the sweep that started the run
+    table       str|None   the ``table`` config key: which ablation table the run belongs to
+    project     str|None
+    created_at  datetime64[ns, UTC]
+    source      str        "offline" | "wandb"
+    path        str        the run directory, or ENTITY/PROJECT/RUN_ID
+    note        str|None   what the reader had to guess (e.g. a log cut short by a kill)
+    <config>    the resolved config, flattened to the dotted keys of ``nlstudy.keys`` (object or
+                numeric dtype; lists and dicts stay Python values)
+    <summary>   summary values (``val/top1_best``, ``derived``-free); metric keys of
+                ``nlstudy.keys.METRIC_KEYS`` are float64. Keys starting with "_" (wandb's own) are dropped.
+
+The list of config columns rides along in ``runs.attrs["config_columns"]``.
+
+The history frame (long): ``run_id, step, epoch, global_step, metric, value`` -- one row per logged
+numeric value (``step`` is wandb's ``_step``; ``epoch`` and ``global_step`` are the values of
+``epoch`` / ``trainer/global_step`` logged in the same row, NaN where absent).
+
+Nothing here imports torch (nor wandb, except :func:`read_wandb`, lazily).
+"""
+
+from __future__ import annotations
+
+import ast
+import concurrent.futures
+import dataclasses
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nlstudy import keys
+
+FIXED_COLUMNS = (
+    "run_id", "name", "state", "sweep_id", "table", "project", "created_at", "source", "path", "note",
+)
+HISTORY_COLUMNS = ("run_id", "step", "epoch", "global_step", "metric", "value")
+RUN_STATES = ("finished", "failed", "crashed", "killed", "running")
+
+# config keys whose *values* may be dicts: nlstudy.keys.flatten would split them, so they are folded back.
+DICT_VALUED_KEYS = (keys.NONLOCAL_BLOCKS,)
+EPOCH = "epoch"
+GLOBAL_STEP = "trainer/global_step"
+
+# an offline run that has not written for this long, on another host, is taken as crashed
+STALE_AFTER_S = 15 * 60
+
+
+class NoRunsError(ValueError):
+    """The given path holds no wandb run."""
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """One run as a reader sees it, before it becomes a row of the tidy frame."""
+
+    run_id: str
+    state: str
+    config: dict[str, Any]  # flat dotted keys (see flatten_config)
+    summary: dict[str, Any]  # flat keys, wandb's "_" keys already dropped
+    history: list[dict[str, Any]]  # the logged rows, wandb's "_step" included
+    source: str
+    path: str
+    name: str | None = None
+    sweep_id: str | None = None
+    project: str | None = None
+    created_at: str | None = None
+    note: str | None = None
+
+
+@dataclasses.dataclass
+class Collection:
+    """What a reader returns: the tidy runs frame and the long history frame."""
+
+    runs: pd.DataFrame
+    history: pd.DataFrame
+
+
+# --------------------------------------------------------------------------------------------------
+# shared: config flattening and frame building
+# --------------------------------------------------------------------------------------------------
+
+
+def flatten_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's config -> flat dotted keys.
+
+    A sweep that passes a dict-valued parameter can leave nested keys beside the flat ones
+    ({"model.backbone": {"nonlocal_blocks": "1-block"}}); those are flattened with
+    ``nlstudy.keys.flatten``, and the flat dotted keys the run logged itself win on conflict. Keys
+    whose values are legitimately dicts (an explicit placement map under ``nonlocal_blocks``) are
+    folded back into one value. wandb's own keys ("_wandb", ...) are dropped.
+    """
+    nested: dict[str, Any] = {}
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if key.startswith("_") or key == "wandb_version":
+            continue
+        if isinstance(value, dict) and value and key not in DICT_VALUED_KEYS:
+            nested.update(keys.flatten(value, key + "."))
+        else:
+            flat[key] = value
+    merged = {**_refold(nested), **_refold(flat)}
+    return merged
+
+
+def _refold(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        parent = next((p for p in DICT_VALUED_KEYS if key.startswith(p + ".")), None)
+        if parent is None:
+            out[key] = value
+        else:
+            folded = out.setdefault(parent, {})
+            if isinstance(folded, dict):
+                folded[key[len(parent) + 1:]] = value
+    return out
+
+
+def flatten_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Summary -> flat keys, wandb's own ("_step", "_runtime", "_wandb", ...) dropped."""
+    out = {}
+    for key, value in keys.flatten(dict(summary)).items():
+        if key.startswith("_"):
+            continue
+        out[key] = value
+    return out
+
+
+def tidy(records: Iterable[RunRecord]) -> Collection:
+    """RunRecords -> (runs frame, history frame), the same way for every reader."""
+    records = sorted(records, key=lambda r: r.run_id)
+    config_keys = sorted({k for r in records for k in r.config} - set(FIXED_COLUMNS))
+    summary_keys = sorted({k for r in records for k in r.summary})
+    rename = {k: (f"summary/{k}" if k in config_keys or k in FIXED_COLUMNS else k) for k in summary_keys}
+    rows = []
+    for r in records:
+        row = {
+            "run_id": r.run_id, "name": r.name or None, "state": r.state, "sweep_id": r.sweep_id or None,
+            "table": _table_id(r.config.get(keys.TABLE)), "project": r.project or None,
+            "created_at": r.created_at, "source": r.source, "path": r.path, "note": r.note,
+        }
+        row.update({k: r.config.get(k) for k in config_keys})
+        row.update({rename[k]: r.summary.get(k) for k in summary_keys})
+        rows.append(row)
+    columns = list(FIXED_COLUMNS) + config_keys + [rename[k] for k in summary_keys]
+    runs = pd.DataFrame.from_records(rows, columns=columns)
+    runs["created_at"] = pd.to_datetime(runs["created_at"], utc=True, format="ISO8601")
+    for key in keys.METRIC_KEYS:
+        if key in runs.columns:
+            runs[key] = pd.to_numeric(runs[key], errors="coerce").astype("float64")
+    runs.attrs["config_columns"] = config_keys
+    history = history_frame((r.run_id, r.history) for r in records)
+    return Collection(runs=runs, history=history)
+
+
+def _table_id(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return str(value)
+
+
+def history_frame(histories: Iterable[tuple[str, list[dict[str, Any]]]]) -> pd.DataFrame:
+    """(run_id, logged rows) pairs -> the long history frame (numeric values only)."""
+    out = []
+    for run_id, rows in histories:
+        for row in rows:
+            step = row.get("_step")
+            epoch = row.get(EPOCH)
+            global_step = row.get(GLOBAL_STEP)
+            for metric, value in row.items():
+                if metric.startswith("_") or metric in (EPOCH, GLOBAL_STEP):
+                    continue
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    continue
+                out.append((run_id, step, epoch, global_step, metric, float(value)))
+    frame = pd.DataFrame.from_records(out, columns=list(HISTORY_COLUMNS))
+    frame = frame.astype({"step": "float64", "epoch": "float64", "global_step": "float64", "value": "float64"})
+    frame = frame.sort_values(["run_id", "step", "metric"], kind="stable").reset_index(drop=True)
+    return frame
+
+
+# --------------------------------------------------------------------------------------------------
+# offline run directories
+# --------------------------------------------------------------------------------------------------
+
+
+def find_run_files(root: str | os.PathLike) -> list[Path]:
+    """Every ``run-*.wandb`` log under `root`, which is a runs root, a wandb dir or one run dir."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no such directory: {root}")
+    found = {p.resolve() for p in root.rglob("run-*.wandb") if p.is_file()}
+    return sorted(found)
+
+
+def read_offline(
+    root: str | os.PathLike,
+    *,
+    sweep: str | None = None,
+    workers: int = 4,
+    stale_after_s: float = STALE_AFTER_S,
+) -> Collection:
+    """Read every offline run under `root` (optionally only those of one sweep).
+
+    How: wandb 0.31 ships no Python reader for its ``.wandb`` transaction log (the old
+    ``wandb.sdk.internal.datastore`` is gone; the log is a leveldb-style block format written by the
+    Go ``wandb-core``). Its own reader is ``wandb leet inspect``, so this runs
+    ``python -m wandb leet inspect --json RUN.wandb`` (one subprocess per run, a few in parallel)
+    and folds the printed records: the ``run`` record (id, name, project, sweep id, start time,
+    host, initial config), ``config`` updates, ``summary`` updates, ``history`` rows and the
+    ``exit`` record. ``--json`` without ``--summary`` is used because only the full record stream
+    carries the sweep id and the history, and it reads logs cut short by a kill.
+
+    State: an ``exit`` record gives finished (exit code 0) or failed. Without one the run either
+    still runs or died (SIGKILL, OOM, power): it counts as running while the process that wrote it
+    is alive on this host (its pid is in the run's ``logs/debug.log``) -- or, for a run from another
+    host, while its log was written in the last `stale_after_s` seconds -- and as crashed otherwise.
+
+    wandb-core writes the log in 32 KiB blocks, so a run killed early may leave a log with no
+    records at all; its config is then recovered from the ``config: {...}`` line wandb.init wrote
+    to ``logs/debug.log`` (best effort; the ``note`` column says so).
+    """
+    files = find_run_files(root)
+    if not files:
+        raise NoRunsError(f"no wandb runs under {root} (looked for run-*.wandb)")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        records = list(pool.map(lambda f: read_offline_run(f, stale_after_s=stale_after_s), files))
+    if sweep is not None:
+        records = [r for r in records if r.sweep_id == sweep]
+    return tidy(records)
+
+
+def inspect_records(run_file: Path) -> list[dict[str, Any]]:
+    """The records of one ``.wandb`` log as wandb's own reader prints them (one dict per record)."""
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
+    proc = subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_file)],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    records = []
+    for line in proc.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            records.append(json.loads(line))
+    if proc.returncode != 0 and not records and "incomplete" not in proc.stderr:
+        raise RuntimeError(f"wandb leet inspect failed on {run_file}: {proc.stderr.strip()}")
+    return records
+
+
+def read_offline_run(run_file: Path, *, stale_after_s: float = STALE_AFTER_S) -> RunRecord:
+    """Fold one run's log into a RunRecord (see :func:`read_offline` for the rules)."""
+    run_file = Path(run_file)
+    run_dir = run_file.parent
+    config: dict[str, Any] = {}
+    summary: dict[str, Any] = {}
+    history: list[dict[str, Any]] = []
+    exit_code = None
+    info: dict[str, Any] = {}
+    for record in inspect_records(run_file):
+        kind = record.get("type")
+        body = record.get(kind) or {}
+        if kind == "run":
+            info = body
+            _apply_update(config, body.get("config") or {})
+        elif kind == "config":
+            _apply_update(config, body)
+        elif kind == "summary":
+            _apply_update(summary, body)
+        elif kind == "history":
+            row = dict(body.get("item") or {})
+            row.setdefault("_step", (body.get("step") or {}).get("num"))
+            history.append(row)
+        elif kind == "exit":
+            exit_code = int(body.get("exit_code") or 0)
+
+    note = None
+    debug_log = _read_debug_log(run_dir)
+    if not info:
+        recovered = _config_from_debug_log(debug_log)
+        if recovered is not None:
+            config = recovered
+            note = "log holds no records (killed early); config from logs/debug.log"
+        else:
+            note = "log holds no records (killed early)"
+
+    if exit_code is not None:
+        state = "finished" if exit_code == 0 else "failed"
+    else:
+        state = "running" if _still_writing(run_file, info.get("host"), debug_log, stale_after_s) else "crashed"
+
+    run_id = info.get("run_id") or _run_id_from_name(run_file)
+    return RunRecord(
+        run_id=run_id,
+        state=state,
+        config=flatten_config(config),
+        summary=flatten_summary(summary),
+        history=history,
+        source="offline",
+        path=str(run_dir),
+        name=info.get("display_name") or None,
+        sweep_id=info.get("sweep_id") or None,
+        project=info.get("project") or None,
+        created_at=info.get("start_time") or _start_from_name(run_dir),
+        note=note,
+    )
+
+
+def _apply_update(target: dict[str, Any], body: Mapping[str, Any]) -> None:
+    target.update(body.get("update") or {})
+    for key in body.get("remove") or []:
+        target.pop(key if isinstance(key, str) else ".".join(key), None)
+
+
+def _run_id_from_name(run_file: Path) -> str:
+    return run_file.stem[len("run-"):] if run_file.stem.startswith("run-") else run_file.stem
+
+
+def _start_from_name(run_dir: Path) -> str | None:
+    m = re.search(r"run-(\d{8}_\d{6})-", run_dir.name)
+    if not m:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.strptime(m.group(1), "%Y%m%d_%H%M%S"))
+
+
+def _read_debug_log(run_dir: Path) -> str:
+    try:
+        return (run_dir / "logs" / "debug.log").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _config_from_debug_log(text: str) -> dict[str, Any] | None:
+    for match in re.finditer(r"^config: (\{.*\})\s*$", text, flags=re.M):
+        try:
+            value = ast.literal_eval(match.group(1))
+        except (ValueError, SyntaxError):
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def _still_writing(run_file: Path, host: str | None, debug_log: str, stale_after_s: float) -> bool:
+    pid_match = re.search(r"Configure stats pid to (\d+)", debug_log)
+    same_host = host in (None, "", socket.gethostname())
+    if pid_match and same_host:
+        return _pid_alive(int(pid_match.group(1)))
+    try:
+        age = time.time() - run_file.stat().st_mtime
+    except OSError:
+        return False
+    return age < stale_after_s
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+# the W&B API
+# --------------------------------------------------------------------------------------------------
+
+
+def read_wandb(path: str, *, sweep: str | None = None, api: Any = None) -> Collection:
+    """Read the runs of a W&B project ``ENTITY/PROJECT`` (optionally only one sweep's) via ``wandb.Api``.
+
+    Config comes as wandb's public-API classes parse it ({"key": {"value": ...}} unwrapped),
+    the summary from ``summaryMetrics`` and the history from the run's full (unsampled up to
+    ``historyLineCount`` rows) history.
+    """
+    if api is None:
+        import wandb  # local import: the offline path does not need it loaded
+
+        api = wandb.Api()
+    filters = {"sweep": sweep} if sweep else {}
+    records = []
+    for run in api.runs(path, filters=filters, lazy=False):
+        lines = max(int(run._attrs.get("historyLineCount") or 0), 1)
+        rows = run.history(samples=lines, pandas=False)
+        records.append(RunRecord(
+            run_id=run.id,
+            state=run.state,
+            config=flatten_config(run.config),
+            summary=flatten_summary(run.summary_metrics),
+            history=list(rows),
+            source="wandb",
+            path="/".join(run.path),
+            name=run.name or None,
+            sweep_id=run.sweep_name or None,
+            project=run.project,
+            created_at=run.created_at,
+        ))
+    return tidy(records)

@@ -1,0 +1,151 @@
+"""Render a table frame (from :func:`nlstudy.report.tables.build_table`) as Markdown, LaTeX or CSV.
+
+:func:`display_frame` turns the numbers into paper-style cells (``72.7 ± 0.3``, ``+0.9``,
+``x1.20``, ``3 (1 failed)``); the Markdown and LaTeX renderers lay those cells out; CSV keeps the
+numbers. A row without a finished run shows its status (failed, running, missing) in the accuracy
+cells.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nlstudy.report.tables import ANY, show, short
+
+MD, TEX = "md", "tex"
+_TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_TEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "≥": r"$\geq$", "—": "---", "×": r"$\times$"}
+
+
+def _num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def _acc(mean: Any, std: Any) -> str:
+    if not _num(mean):
+        return ""
+    return f"{mean:.1f} ± {std:.1f}" if _num(std) else f"{mean:.1f}"
+
+
+def _count(row: dict) -> str:
+    extra = [f"{row[k]} {word}" for k, word in
+             (("n_failed", "failed"), ("n_running", "running"), ("n_missing", "missing")) if row[k]]
+    if row["n_dup"]:
+        extra.append(f"+{row['n_dup']} dup")
+    return f"{row['n']} ({', '.join(extra)})" if extra else str(row["n"])
+
+
+def _paper(row: dict, depth: Any) -> str:
+    if not _num(row.get("paper_top1")):
+        return ""
+    cell = f"{row['paper_top1']:.1f} / {row['paper_top5']:.1f}"
+    if _num(row.get("paper_depth")) and (not _num(depth) or int(depth) != int(row["paper_depth"])):
+        cell += f" (R{int(row['paper_depth'])})"
+    return cell
+
+
+def display_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as strings, one column per displayed quantity, paper style."""
+    group_cols = table.attrs.get("varying_group_keys", [])
+    has = set(table.columns)
+    out = []
+    for row in table.to_dict("records"):
+        cells: dict[str, str] = {short(k): show(row[k]) for k in group_cols}
+        cells["model"] = row["label"]
+        status = None if row["n"] else row["status"]
+        cells["top-1"] = status or _acc(row["top1"], row["top1_std"])
+        cells["top-5"] = status or _acc(row["top5"], row["top5_std"])
+        for m, name in (("test_top1", "test top-1"), ("test_top5", "test top-5")):
+            if m in has:
+                cells[name] = status or _acc(row[m], row[f"{m}_std"])
+        if row["baseline"]:
+            cells["Δ top-1"] = "—"
+        else:
+            cells["Δ top-1"] = f"{row['delta_top1']:+.1f}" if _num(row["delta_top1"]) else ""
+        ci = (row["top1_ci_low"], row["top1_ci_high"])
+        cells["95% CI"] = f"[{ci[0]:.1f}, {ci[1]:.1f}]" if all(_num(c) for c in ci) else ""
+        cells["params"] = f"×{row['params_rel']:.2f}" if _num(row["params_rel"]) else ""
+        cells["FLOPs"] = f"×{row['flops_rel']:.2f}" if _num(row["flops_rel"]) else ""
+        cells["n"] = _count(row)
+        if table["paper_top1"].notna().any():
+            cells["paper"] = _paper(row, row.get("model.backbone.depth"))
+        out.append(cells)
+    frame = pd.DataFrame.from_records(out)
+    if len(frame) and not frame["95% CI"].astype(bool).any():
+        frame = frame.drop(columns="95% CI")
+    frame.attrs.update(table.attrs)
+    frame.attrs["group_starts"] = _group_starts(table)
+    return frame
+
+
+def _group_starts(table: pd.DataFrame) -> list[int]:
+    keys_ = table.attrs.get("group_keys", [])
+    starts, last = [], object()
+    for i, row in enumerate(table[keys_].itertuples(index=False) if keys_ else []):
+        if tuple(row) != last:
+            starts.append(i)
+            last = tuple(row)
+    return starts
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A Markdown section: heading, pipe table, footnotes."""
+    shown = display_frame(table)
+    title = table.attrs.get("title", table.attrs.get("table_id", "table"))
+    lines = [f"### {title}", ""]
+    if len(shown):
+        cols = list(shown.columns)
+        numeric = {c for c in cols if c not in ("model",) and c not in table.attrs.get("varying_group_keys", [])}
+        lines.append("| " + " | ".join(cols) + " |")
+        lines.append("|" + "|".join("---:" if c in numeric else ":---" for c in cols) + "|")
+        for row in shown.itertuples(index=False):
+            lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |")
+    else:
+        lines.append("_no runs_")
+    lines.append("")
+    lines.extend(f"- {note}" for note in table.attrs.get("footnotes", []))
+    return "\n".join(lines) + "\n"
+
+
+def tex_escape(text: str) -> str:
+    text = "".join(_TEX_SPECIAL.get(ch, ch) for ch in str(text))
+    for symbol, tex in _TEX_SYMBOLS.items():
+        text = text.replace(symbol, tex)
+    return re.sub(r"`([^`]*)`", r"\\texttt{\1}", text)
+
+
+def to_latex(table: pd.DataFrame) -> str:
+    """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``), footnotes below the rule."""
+    shown = display_frame(table)
+    cols = list(shown.columns)
+    left = {"model", *(short(k) for k in table.attrs.get("varying_group_keys", []))}
+    spec = "".join("l" if c in left else "r" for c in cols) or "l"
+    title = table.attrs.get("title", table.attrs.get("table_id", "table"))
+    lines = [f"% {tex_escape(title)}", "% generated by nlstudy report", f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(tex_escape(c) for c in cols) + r" \\", r"\midrule"]
+    starts = set(shown.attrs.get("group_starts", []))
+    for i, row in enumerate(shown.itertuples(index=False)):
+        if i in starts and i:
+            lines.append(r"\midrule")
+        lines.append(" & ".join(tex_escape(v) for v in row) + r" \\")
+    lines.append(r"\bottomrule")
+    for note in table.attrs.get("footnotes", []):
+        lines.append(f"\\multicolumn{{{len(cols) or 1}}}{{p{{0.95\\linewidth}}}}{{\\footnotesize {tex_escape(note)}}} \\\\")
+    lines.append(r"\end{tabular}")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: pd.DataFrame, path: str | os.PathLike | None = None) -> str:
+    """The numbers (not the formatted cells), one row per (group, variant); wildcards left blank."""
+    frame = table.map(lambda v: None if isinstance(v, str) and v == ANY else v)
+    text = frame.to_csv(index=False, float_format="%.6g")
+    if path is not None:
+        Path(path).write_text(text)
+    return text
