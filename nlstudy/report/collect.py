@@ -17,10 +17,11 @@ The runs frame (:data:`FIXED_COLUMNS` first, then the run's config, then its sum
     source      str        "offline" | "wandb"
     path        str        the run directory, or ENTITY/PROJECT/RUN_ID
     note        str|None   what the reader had to guess (e.g. a log cut short by a kill)
-    <config>    the resolved config, flattened to the dotted keys of ``nlstudy.keys`` (object or
-                numeric dtype; lists and dicts stay Python values)
-    <summary>   summary values (``val/top1_best``, ``derived``-free); metric keys of
-                ``nlstudy.keys.METRIC_KEYS`` are float64. Keys starting with "_" (wandb's own) are dropped.
+    <config>    the resolved config, flattened to the dotted keys of ``nlstudy.keys``; lists and
+                dicts stay Python values
+    <summary>   the summary (``val/top1_best``, ``test/top1``, ``perf/wall_s``...), flattened; wandb's
+                own "_" keys dropped; a summary key equal to a config key is renamed ``summary/<key>``
+    Every column that holds only numbers is float64 (JSON does not keep 1 and 1.0 apart).
 
 The list of config columns rides along in ``runs.attrs["config_columns"]``.
 
@@ -165,12 +166,19 @@ def tidy(records: Iterable[RunRecord]) -> Collection:
     columns = list(FIXED_COLUMNS) + config_keys + [rename[k] for k in summary_keys]
     runs = pd.DataFrame.from_records(rows, columns=columns)
     runs["created_at"] = pd.to_datetime(runs["created_at"], utc=True, format="ISO8601")
-    for key in keys.METRIC_KEYS:
-        if key in runs.columns:
+    for key in config_keys + [rename[k] for k in summary_keys]:
+        if key in keys.METRIC_KEYS or _all_numbers(runs[key]):
             runs[key] = pd.to_numeric(runs[key], errors="coerce").astype("float64")
     runs.attrs["config_columns"] = config_keys
     history = history_frame((r.run_id, r.history) for r in records)
     return Collection(runs=runs, history=history)
+
+
+def _all_numbers(column: pd.Series) -> bool:
+    """Only numbers (and gaps)? JSON does not keep 1.0 apart from 1 (wandb-core prints 1), so every
+    numeric column becomes float64 whichever reader filled it."""
+    values = [v for v in column if v is not None and not (isinstance(v, float) and v != v)]
+    return bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
 def _table_id(value: Any) -> str | None:

@@ -54,15 +54,16 @@ def _groups(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 
 def plot_accuracy_vs_flops(table: pd.DataFrame) -> Figure | None:
-    """Top-1 (mean ± std over seeds) vs GFLOPs per clip, one colour per group, the baseline a star.
+    """Top-1 (mean ± std over seeds) vs FLOPs per clip, one colour per group, the baseline a star.
     None when no row has both a result and a FLOP count."""
     usable = table[table["top1"].notna() & table["flops"].notna()]
     if usable.empty:
         return None
+    scale, unit = (1e9, "GFLOPs") if usable["flops"].max() >= 1e9 else (1e6, "MFLOPs")
     fig = _figure(6.4, 4.2)
     ax = fig.add_subplot()
     for name, group in _groups(usable):
-        x = group["flops"].to_numpy(float) / 1e9
+        x = group["flops"].to_numpy(float) / scale
         y = group["top1"].to_numpy(float)
         err = np.nan_to_num(group["top1_std"].to_numpy(float))
         line = ax.errorbar(x, y, yerr=err, fmt="o", capsize=3, label=name)
@@ -72,7 +73,8 @@ def plot_accuracy_vs_flops(table: pd.DataFrame) -> Figure | None:
                     color=line[0].get_color(), markeredgecolor="black", label=f"{name}: baseline")
         for xi, yi, label in zip(x, y, group["label"]):
             ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xlabel("GFLOPs per clip")
+    ax.set_xlabel(f"{unit} per clip")
+    ax.ticklabel_format(axis="x", useOffset=False, style="plain")
     ax.set_ylabel("top-1 (%)")
     ax.set_title(table.attrs.get("title", ""), fontsize=9)
     ax.grid(alpha=0.3)
@@ -92,12 +94,14 @@ def plot_bars(table: pd.DataFrame) -> Figure | None:
         heights = np.nan_to_num(group["top1"].to_numpy(float))
         err = np.nan_to_num(group["top1_std"].to_numpy(float))
         bars = ax.bar(pos, heights, yerr=err, capsize=4, color="tab:blue")
-        for bar, is_base, n in zip(bars, group["baseline"], group["n"]):
+        for bar, is_base, n, status in zip(bars, group["baseline"], group["n"], group["status"]):
             if is_base:
-                bar.set_color("tab:gray")
+                bar.set_facecolor("tab:gray")
+                bar.set_edgecolor("black")
                 bar.set_hatch("//")
             if n == 0:
-                bar.set_alpha(0.0)
+                ax.annotate(status, (bar.get_x() + bar.get_width() / 2, 0), ha="center", va="bottom",
+                            fontsize=7, rotation=90, xytext=(0, 3), textcoords="offset points")
         ax.set_xticks(pos, list(group["label"]), rotation=30, ha="right", fontsize=7)
         ax.set_title(name, fontsize=8)
         ax.grid(axis="y", alpha=0.3)

@@ -620,7 +620,7 @@ def _paper_cell(paper: pd.DataFrame, table_id: str, c: dict, group_keys: Sequenc
     hits = paper[(paper["table"] == table_id) & (paper["model"] == c["model"]) & (paper["variant"] == c["variant"])]
     if hits.empty:
         return none
-    depth = c.get(keys.DEPTH)
+    depth = canon(c.get(keys.DEPTH))
     depth = depth if isinstance(depth, (int, float)) and not isinstance(depth, bool) else 50
     best = hits.iloc[(hits["depth"] - depth).abs().argsort(kind="stable").to_numpy()[0]]
     return {"paper_top1": float(best["top1"]), "paper_top5": float(best["top5"]), "paper_depth": int(best["depth"])}
