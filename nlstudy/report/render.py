@@ -102,7 +102,8 @@ def to_markdown(table: pd.DataFrame) -> str:
     lines = [f"### {title}", ""]
     if len(shown):
         cols = list(shown.columns)
-        numeric = {c for c in cols if c not in ("model",) and c not in table.attrs.get("varying_group_keys", [])}
+        left = {"model", *(short(k) for k in table.attrs.get("varying_group_keys", []))}
+        numeric = {c for c in cols if c not in left}
         lines.append("| " + " | ".join(cols) + " |")
         lines.append("|" + "|".join("---:" if c in numeric else ":---" for c in cols) + "|")
         for row in shown.itertuples(index=False):

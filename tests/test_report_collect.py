@@ -1,0 +1,290 @@
+"""Readers: offline run directories (real wandb runs, made here) and the W&B API (recorded responses).
+
+The real runs (tests/fixtures/report/runs.json, made by offline_run.py in subprocesses: finished,
+failed, SIGKILLed mid-way, killed before its first log block, still running) are built once per
+module and only for the tests marked slow. The API reader is fed wandb_api.json, the GraphQL
+responses for the same runs, through wandb's real public-API classes with only the transport
+(ServiceApi.execute_graphql) replaced.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from nlstudy import keys
+from nlstudy.report import collect, sweeps
+from nlstudy.report.cli import main
+
+FIXTURES = Path(__file__).parent / "fixtures" / "report"
+SPECS = json.loads((FIXTURES / "runs.json").read_text())
+SOURCE_SPECIFIC = ["source", "path", "created_at"]  # where a run lives and when each side stamped it
+EXPECTED_STATES = {"base0": "finished", "base1": "finished", "dot0": "finished", "dot1": "failed",
+                   "gau0": "crashed", "cus0": "finished"}
+SWEEP_YAML = {
+    "program": "nlstudy", "method": "grid", "metric": {"name": keys.VAL_TOP1_BEST, "goal": "maximize"},
+    "parameters": {
+        "table": {"value": "2a"},
+        keys.SEED: {"values": [0, 1]},
+        "model": {"parameters": {"backbone": {"parameters": {
+            "nonlocal_blocks": {"values": ["none", "1-block"]},
+            "nl": {"parameters": {"pairwise": {"values": ["gaussian", "embedded_gaussian", "dot_product"]}}},
+        }}}},
+    },
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# the W&B API, replayed
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def recorded_api(monkeypatch):
+    """wandb.Api() answered from wandb_api.json; returns the list of (operation, variables) asked."""
+    from wandb.apis.public.service_api import ServiceApi
+
+    recorded = json.loads((FIXTURES / "wandb_api.json").read_text())
+    calls = []
+
+    def execute_graphql(self, query, variables=None, timeout=None, *, parse=json.loads, **rewrites):
+        operation = re.search(r"(?:query|mutation)\s+(\w+)", query).group(1)
+        variables = dict(variables or {})
+        calls.append((operation, variables))
+        for response in recorded["responses"]:
+            if response["operation"] == operation and all(
+                    variables.get(k) == v for k, v in response["variables"].items()):
+                return parse(json.dumps(response["data"]))
+        raise AssertionError(f"no recorded response for {operation} {variables}")
+
+    monkeypatch.setattr(ServiceApi, "execute_graphql", execute_graphql)
+    monkeypatch.setattr(ServiceApi, "authenticate", lambda self, *args, **kwargs: None)
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    monkeypatch.delenv("WANDB_ENTITY", raising=False)
+    return calls
+
+
+def test_api_reader_parses_config_summary_history_and_pages(recorded_api):
+    got = collect.read_wandb("nlstudy-lab/nlstudy-test")
+    runs = got.runs.set_index("run_id")
+    assert sorted(runs.index) == sorted(EXPECTED_STATES)
+    assert runs["state"].to_dict() == EXPECTED_STATES
+    assert [op for op, _ in recorded_api].count("Runs") == 2  # followed the cursor to the second page
+    assert runs.loc["dot0", "sweep_id"] == "swp2a" and pd.isna(runs.loc["cus0", "sweep_id"])
+    assert runs.loc["dot0", "name"] == "dot-s0" and runs.loc["cus0", "table"] == "custom"
+    # {"key": {"value": ...}} unwrapped; the flat key wins over the nested copy; nested-only keys flattened
+    assert runs.loc["dot0", keys.NONLOCAL_BLOCKS] == "1-block"
+    assert runs.loc["dot1", keys.PAIRWISE] == "dot_product"
+    assert runs.loc["cus0", keys.NONLOCAL_BLOCKS] == {"res3": [1, 3], "res4": [1, 3, 5]}
+    assert runs.loc["base0", keys.DEPTH] == 18.0 and runs[keys.DEPTH].dtype == "float64"
+    assert runs.loc["base0", keys.NL_POSITIONS] == []
+    assert not [c for c in runs.columns if c.startswith("_") or c in ("model", "model.backbone")]
+    assert runs.loc["base0", keys.VAL_TOP1_BEST] == 45.0 and runs.loc["base0", keys.TEST_TOP5] == 84.5
+    assert runs.loc["base1", keys.VAL_TOP1] == 41.0  # the summary keeps the last logged value
+    assert pd.isna(runs.loc["dot1", keys.VAL_TOP1_BEST]) and runs.loc["dot1", keys.VAL_TOP1] == 34.0
+    config_columns = got.runs.attrs["config_columns"]
+    assert keys.PARAMS in config_columns and keys.SEED in config_columns and keys.VAL_TOP1 not in config_columns
+
+    history = got.history
+    assert list(history.columns) == list(collect.HISTORY_COLUMNS)
+    val = history[(history["run_id"] == "base0") & (history["metric"] == keys.VAL_TOP1)]
+    assert val["epoch"].tolist() == [0.0, 1.0, 2.0] and val["value"].tolist() == [30.0, 40.0, 45.0]
+    loss = history[(history["run_id"] == "base0") & (history["metric"] == keys.TRAIN_LOSS)]
+    assert len(loss) == 6 and loss["global_step"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_api_reader_sweep_filter(recorded_api):
+    got = collect.read_wandb("nlstudy-lab/nlstudy-test", sweep="swp2a")
+    assert sorted(got.runs["run_id"]) == ["base0", "base1", "dot0", "dot1", "gau0"]
+    assert ("Runs", {"project": "nlstudy-test", "entity": "nlstudy-lab", "order": "+created_at",
+                     "filters": '{"sweep": "swp2a"}', "perPage": 50, "cursor": None}) in recorded_api
+
+
+def test_cli_from_the_api(recorded_api, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["--wandb", "nlstudy-lab/nlstudy-test", "--out", str(out), "--tables", "2a"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("### Table 2a")
+    assert "| NL C2D 1-block gaussian | failed | failed |" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["2a.csv", "2a.md", "2a.tex", "README.md", "figures"]
+    table = pd.read_csv(out / "2a.csv")
+    assert table["label"].tolist() == ["C2D baseline", "NL C2D 1-block gaussian", "NL C2D 1-block dot_product"]
+    assert table["n"].tolist() == [2, 0, 1] and table["n_failed"].tolist() == [0, 1, 1]
+    assert table["top1"].iloc[0] == 44.5 and pd.isna(table["top1"].iloc[1]) and table["top1"].iloc[2] == 55.0
+    readme = (out / "README.md").read_text()
+    assert "    nlstudy report --wandb nlstudy-lab/nlstudy-test --out " in readme
+    assert "6 runs (4 finished, 1 failed, 1 crashed)" in readme
+
+
+# --------------------------------------------------------------------------------------------------
+# pieces that need no run
+# --------------------------------------------------------------------------------------------------
+
+
+def test_flatten_config_nested_flat_and_placement_maps():
+    config = {
+        "_wandb": {"cli_version": "0.31.0"},
+        "model.backbone": {"nonlocal_blocks": "res3", "depth": 50},
+        "model": {"backbone": {"nl": {"pairwise": "dot_product"}}},
+        keys.NONLOCAL_BLOCKS: {"res3": [1, 3]},
+        "data.dataset": "synthetic",
+    }
+    assert collect.flatten_config(config) == {
+        keys.NONLOCAL_BLOCKS: {"res3": [1, 3]},  # the flat key wins, and its dict value stays whole
+        keys.DEPTH: 50, keys.PAIRWISE: "dot_product", "data.dataset": "synthetic",
+    }
+    # a placement map that only exists nested is folded back into one value
+    assert collect.flatten_config({"model": {"backbone": {"nonlocal_blocks": {"res4": [1, 3, 5]}}}}) == {
+        keys.NONLOCAL_BLOCKS: {"res4": [1, 3, 5]}}
+
+
+def test_state_of_a_run_without_exit_record_from_another_host(tmp_path):
+    log = tmp_path / "run-x.wandb"
+    log.write_bytes(b"\x00" * 7)
+    assert collect._still_writing(log, "elsewhere", "", stale_after_s=60)
+    old = time.time() - 3600
+    os.utime(log, (old, old))
+    assert not collect._still_writing(log, "elsewhere", "", stale_after_s=60)
+    # on this host the writer's pid decides: this process is alive, pid 2**22 + 1 is not
+    assert collect._still_writing(log, None, f"Configure stats pid to {os.getpid()}", stale_after_s=60)
+    assert not collect._still_writing(log, None, "Configure stats pid to 4194305", stale_after_s=60)
+
+
+def test_planned_runs_of_a_grid_sweep(tmp_path):
+    sweep_dir = tmp_path / "sweeps" / "swp2a"
+    sweep_dir.mkdir(parents=True)
+    (sweep_dir / "sweep.yaml").write_text(yaml.safe_dump(SWEEP_YAML))
+    (tmp_path / "sweeps" / "rnd").mkdir()
+    (tmp_path / "sweeps" / "rnd" / "sweep.yaml").write_text(yaml.safe_dump(
+        {"method": "random", "parameters": {"table": {"value": "2c"}, "lr": {"min": 0.1, "max": 1.0}}}))
+    files = sweeps.find_sweep_files(tmp_path / "wandb")
+    assert [f.parent.name for f in files] == ["rnd", "swp2a"]
+    planned = sweeps.planned(files)
+    assert len(planned) == 2 * 2 * 3 and set(planned["sweep_id"]) == {"swp2a"}
+    assert set(planned[keys.PAIRWISE]) == {"gaussian", "embedded_gaussian", "dot_product"}
+    assert set(planned["table"]) == {"2a"} and set(planned[keys.SEED]) == {0, 1}
+    assert sweeps.planned(files, sweep="other").empty
+    assert sweeps.planned([]).empty
+
+
+# --------------------------------------------------------------------------------------------------
+# real offline runs
+# --------------------------------------------------------------------------------------------------
+
+
+def _launch(spec, root, **popen):
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", WANDB_RUN_ID=spec["id"],
+               WANDB_PROJECT="nlstudy-test")
+    env.pop("WANDB_SWEEP_ID", None)
+    if spec.get("sweep"):
+        env["WANDB_SWEEP_ID"] = spec["sweep"]
+    return subprocess.Popen([sys.executable, str(FIXTURES / "offline_run.py"), json.dumps(spec), str(root)],
+                            env=env, stderr=subprocess.DEVNULL, **popen)
+
+
+@pytest.fixture(scope="module")
+def offline_root(tmp_path_factory):
+    """A runs root with the runs of runs.json (made for real, three at a time) and the sweep's YAML."""
+    root = tmp_path_factory.mktemp("runs")
+    exit_codes = {"finish": 0, "fail": 1, "kill": -signal.SIGKILL}
+    for start in range(0, len(SPECS), 3):
+        batch = [(spec, _launch(spec, root)) for spec in SPECS[start:start + 3]]
+        for spec, proc in batch:
+            assert proc.wait(timeout=120) == exit_codes[spec["end"]], spec["id"]
+    sweep_dir = root / "sweeps" / "swp2a"
+    sweep_dir.mkdir(parents=True)
+    (sweep_dir / "sweep.yaml").write_text(yaml.safe_dump(SWEEP_YAML))
+    return root
+
+
+@pytest.mark.slow
+def test_offline_reader(offline_root):
+    got = collect.read_offline(offline_root)
+    runs = got.runs.set_index("run_id")
+    assert runs["state"].to_dict() == EXPECTED_STATES
+    assert runs.loc["base0", "path"].startswith(str(offline_root / "wandb" / "offline-run-"))
+    assert runs.loc["gau0", "sweep_id"] == "swp2a" and runs.loc["gau0", "project"] == "nlstudy-test"
+    # the crashed run keeps what it logged before the kill
+    assert runs.loc["gau0", keys.VAL_TOP1_BEST] == 47.0
+    val = got.history[(got.history["run_id"] == "gau0") & (got.history["metric"] == keys.VAL_TOP1)]
+    assert val["value"].tolist() == [33.0, 47.0]
+    assert runs.loc["dot0", keys.NONLOCAL_BLOCKS] == "1-block" and runs.loc["dot1", keys.PAIRWISE] == "dot_product"
+    # a runs root, its wandb dir and one run dir are all accepted
+    assert len(collect.read_offline(offline_root / "wandb", sweep="swp2a").runs) == 5
+    one = collect.read_offline(runs.loc["cus0", "path"]).runs
+    assert one["run_id"].tolist() == ["cus0"] and one[keys.NONLOCAL_BLOCKS].iloc[0] == {"res3": [1, 3], "res4": [1, 3, 5]}
+
+
+@pytest.mark.slow
+def test_both_readers_give_equal_frames(offline_root, recorded_api):
+    offline = collect.read_offline(offline_root)
+    online = collect.read_wandb("nlstudy-lab/nlstudy-test")
+
+    def comparable(frame):
+        return frame.drop(columns=SOURCE_SPECIFIC).sort_values("run_id").reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(comparable(offline.runs), comparable(online.runs))
+    pd.testing.assert_frame_equal(offline.history, online.history)
+    for sweep in ("swp2a",):
+        pd.testing.assert_frame_equal(comparable(collect.read_offline(offline_root, sweep=sweep).runs),
+                                      comparable(collect.read_wandb("nlstudy-lab/nlstudy-test", sweep=sweep).runs))
+
+
+@pytest.mark.slow
+def test_runs_killed_early_or_still_running(tmp_path):
+    config = dict(SPECS[0]["config"], seed_everything=7)
+    early = _launch({"id": "early0", "name": "early", "sweep": "swp2a", "end": "kill_early", "config": config},
+                    tmp_path / "early")
+    hung = _launch({"id": "live0", "name": "live", "sweep": None, "end": "hang", "config": config},
+                   tmp_path / "live", stdout=subprocess.PIPE, text=True)
+    try:
+        assert early.wait(timeout=120) == -signal.SIGKILL
+        assert hung.stdout.readline().strip() == "ready"
+        live = collect.read_offline(tmp_path / "live").runs.iloc[0]
+        assert (live["run_id"], live["state"]) == ("live0", "running")
+    finally:
+        hung.kill()
+        hung.wait(timeout=60)
+    assert collect.read_offline(tmp_path / "live").runs["state"].tolist() == ["crashed"]
+
+    got = collect.read_offline(tmp_path / "early").runs.iloc[0]
+    assert (got["run_id"], got["state"]) == ("early0", "crashed")
+    assert "debug.log" in got["note"]  # the log held no record: the config came from wandb's debug.log
+    assert (got["table"], got[keys.SEED], got[keys.NONLOCAL_BLOCKS]) == ("2a", 7.0, "none")
+
+
+@pytest.mark.slow
+def test_cli_on_offline_runs(offline_root, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["--runs", str(offline_root), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "### Table 2a" in printed and "### Table custom" in printed
+    names = {p.name for p in out.iterdir()}
+    assert {"2a.md", "2a.tex", "2a.csv", "custom.md", "custom.tex", "custom.csv", "README.md"} <= names
+    figures = {p.name for p in (out / "figures").iterdir()}
+    assert {"2a_acc_vs_flops.png", "2a_acc_vs_flops.pdf", "2a_bars.png", "2a_bars.pdf",
+            "2a_curves.png", "2a_curves.pdf"} <= figures
+    table = pd.read_csv(out / "2a.csv")
+    # the sweep planned embedded_gaussian too: a row marked missing, not silently absent
+    assert table["label"].tolist() == ["C2D baseline", "NL C2D 1-block gaussian",
+                                       "NL C2D 1-block embedded_gaussian", "NL C2D 1-block dot_product"]
+    assert table["status"].tolist() == ["ok", "failed", "missing", "ok"]
+    assert table["n_missing"].tolist() == [0, 1, 2, 0]
+    assert table["delta_top1"].iloc[3] == pytest.approx(55.0 - 44.5)
+    assert table["params_rel"].iloc[3] == pytest.approx(11800 / 11200, rel=1e-5)
+    readme = (out / "README.md").read_text()
+    assert f"    nlstudy report --runs {offline_root} --out {out}" in readme
+    assert "[2a_curves](figures/2a_curves.png)" in readme
+
+    assert main(["--runs", str(offline_root), "--out", str(tmp_path / "strict"), "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert "NL C2D 1-block embedded_gaussian (missing)" in err and "NL C2D 1-block gaussian (failed)" in err
+    assert not (tmp_path / "strict").exists()
