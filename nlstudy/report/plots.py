@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from nlstudy import keys
 from nlstudy.report.tables import show, short
@@ -73,6 +74,7 @@ def plot_accuracy_vs_flops(table: pd.DataFrame) -> Figure | None:
                     color=line[0].get_color(), markeredgecolor="black", label=f"{name}: baseline")
         for xi, yi, label in zip(x, y, group["label"]):
             ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.margins(x=0.25, y=0.1)  # room for the labels
     ax.set_xlabel(f"{unit} per clip")
     ax.ticklabel_format(axis="x", useOffset=False, style="plain")
     ax.set_ylabel("top-1 (%)")
@@ -144,6 +146,7 @@ def plot_curves(
             ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15)
         ax.set_title(name, fontsize=8)
         ax.set_xlabel(x_col)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     axes[0].set_ylabel(metric)

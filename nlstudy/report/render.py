@@ -146,7 +146,7 @@ def to_latex(table: pd.DataFrame) -> str:
 def to_csv(table: pd.DataFrame, path: str | os.PathLike | None = None) -> str:
     """The numbers (not the formatted cells), one row per (group, variant); wildcards left blank."""
     frame = table.map(lambda v: None if isinstance(v, str) and v == ANY else v)
-    text = frame.to_csv(index=False, float_format="%.6g")
+    text = frame.to_csv(index=False)
     if path is not None:
         Path(path).write_text(text)
     return text
