@@ -290,3 +290,17 @@ def test_cli_on_offline_runs(offline_root, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "NL C2D 1-block embedded_gaussian (missing)" in err and "NL C2D 1-block gaussian (failed)" in err
     assert not (tmp_path / "strict").exists()
+
+
+def test_an_unreadable_log_is_a_marked_run_not_a_crash(tmp_path):
+    run_dir = tmp_path / "wandb" / "offline-run-20261120_100000-bad0"
+    (run_dir / "logs").mkdir(parents=True)
+    (run_dir / "run-bad0.wandb").write_bytes(b"this is not a wandb log" * 10)
+    (run_dir / "logs" / "debug.log").write_text(
+        "2026-11-20 10:00:00,000 INFO    MainThread:4194305 [wandb_setup.py:_flush():81] Configure stats pid to 4194305\n"
+        "2026-11-20 10:00:00,001 INFO    MainThread:4194305 [wandb_init.py:init():789] wandb.init called with sweep_config: {}\n"
+        "config: {'table': '2c', 'model.backbone.nonlocal_blocks': '5-block', 'seed_everything': 1}\n")
+    got = collect.read_offline(tmp_path).runs.iloc[0]
+    assert (got["run_id"], got["state"], got["table"]) == ("bad0", "crashed", "2c")
+    assert got["note"].endswith("config from logs/debug.log")
+    assert got["created_at"] == pd.Timestamp("2026-11-20T10:00:00Z")

@@ -259,7 +259,10 @@ def read_offline(
 
 
 def inspect_records(run_file: Path) -> list[dict[str, Any]]:
-    """The records of one ``.wandb`` log as wandb's own reader prints them (one dict per record)."""
+    """The records of one ``.wandb`` log as wandb's own reader prints them (one dict per record).
+
+    Raises RuntimeError when the reader printed nothing and failed (an unreadable log); a log cut
+    short by a kill is not an error (wandb prints the records it could read, then a warning)."""
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
     proc = subprocess.run(
         [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_file)],
@@ -268,10 +271,14 @@ def inspect_records(run_file: Path) -> list[dict[str, Any]]:
     records = []
     for line in proc.stdout.splitlines():
         line = line.strip()
-        if line.startswith("{"):
+        if not line.startswith("{"):
+            continue
+        try:
             records.append(json.loads(line))
+        except ValueError:
+            continue
     if proc.returncode != 0 and not records and "incomplete" not in proc.stderr:
-        raise RuntimeError(f"wandb leet inspect failed on {run_file}: {proc.stderr.strip()}")
+        raise RuntimeError(f"wandb leet inspect failed on {run_file}: {proc.stderr.strip()[:300]}")
     return records
 
 
@@ -284,7 +291,12 @@ def read_offline_run(run_file: Path, *, stale_after_s: float = STALE_AFTER_S) ->
     history: list[dict[str, Any]] = []
     exit_code = None
     info: dict[str, Any] = {}
-    for record in inspect_records(run_file):
+    try:
+        records = inspect_records(run_file)
+        unreadable = None
+    except RuntimeError as err:  # one bad log must not sink the report: the run shows up, marked
+        records, unreadable = [], str(err)
+    for record in records:
         kind = record.get("type")
         body = record.get(kind) or {}
         if kind == "run":
@@ -304,12 +316,13 @@ def read_offline_run(run_file: Path, *, stale_after_s: float = STALE_AFTER_S) ->
     note = None
     debug_log = _read_debug_log(run_dir)
     if not info:
+        why = f"unreadable log ({unreadable})" if unreadable else "log holds no records (killed early)"
         recovered = _config_from_debug_log(debug_log)
         if recovered is not None:
             config = recovered
-            note = "log holds no records (killed early); config from logs/debug.log"
+            note = f"{why}; config from logs/debug.log"
         else:
-            note = "log holds no records (killed early)"
+            note = why
 
     if exit_code is not None:
         state = "finished" if exit_code == 0 else "failed"
