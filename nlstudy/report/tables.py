@@ -51,7 +51,7 @@ BASELINE_ARCH = "c2d"
 KINETICS = "kinetics"
 
 # parts of a config key that mark it as a per-run detail rather than an ablation axis
-NOISE_PARTS = ("dir", "path", "ckpt", "logger", "callbacks", "wandb", "name", "version", "root")
+NOISE_PARTS = ("dir", "path", "ckpt", "logger", "callbacks", "wandb", "root")
 
 # preferred order of values within a table (the paper's order); other values follow, sorted
 VALUE_ORDER: dict[str, tuple] = {
