@@ -50,6 +50,13 @@ SUBSAMPLE_ORDER = "model.backbone.nl.subsample_order"
 MODE = "model.backbone.nl.mode"
 INTER_RATIO = "model.backbone.nl.inter_ratio"
 SCALE = "model.backbone.nl.scale"
+DATASET = "data.dataset"
+FRAMES = "data.frames"
+SIZE = "data.size"
+TASK = "data.synthetic.task"  # the embedded task: far (long-range evidence) or near (the local control)
+
+# config values that are dicts by nature (an explicit placement map), not nested config groups
+DICT_VALUED_KEYS = (NONLOCAL_BLOCKS,)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

@@ -59,7 +59,7 @@ HISTORY_COLUMNS = ("run_id", "step", "epoch", "global_step", "metric", "value")
 RUN_STATES = ("finished", "failed", "crashed", "killed", "running")
 
 # config keys whose *values* may be dicts: nlstudy.keys.flatten would split them, so they are folded back.
-DICT_VALUED_KEYS = (keys.NONLOCAL_BLOCKS,)
+DICT_VALUED_KEYS = keys.DICT_VALUED_KEYS
 EPOCH = "epoch"
 GLOBAL_STEP = "trainer/global_step"
 

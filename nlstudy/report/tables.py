@@ -36,11 +36,7 @@ from nlstudy import keys
 from nlstudy.registry import lookup
 from nlstudy.report.collect import FIXED_COLUMNS
 
-# config keys the report needs that nlstudy.keys does not define (yet)
-DATASET = "data.dataset"
-FRAMES = "data.frames"
-SIZE = "data.size"
-TASK = "data.synthetic.task"
+DATASET, FRAMES, SIZE, TASK = keys.DATASET, keys.FRAMES, keys.SIZE, keys.TASK
 
 ANY = "*"  # wildcard: a key that does not apply to this run (see the module docstring)
 NL_KEYS = (
