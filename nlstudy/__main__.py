@@ -1,0 +1,5 @@
+import sys
+
+from nlstudy.cli import main
+
+sys.exit(main())

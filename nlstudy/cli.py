@@ -1,0 +1,71 @@
+"""`nlstudy`: fit | validate | test (LightningCLI), sweep (local agent), report (tables), check (configs).
+
+    nlstudy fit --config experiments/demo.yaml [--model.backbone.nonlocal_blocks=1-block ...]
+    nlstudy sweep sweeps/demo/2a_pairwise.yaml
+    nlstudy report --runs runs --out results/
+
+The sweep and report commands import no torch; the training commands import it lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+
+USAGE = """usage: nlstudy {fit,validate,test,sweep,report,check} ...
+
+  fit       train (and then test) one run: nlstudy fit --config experiments/demo.yaml [--key=value ...]
+  validate  evaluate a checkpoint on the validation split (--ckpt_path)
+  test      evaluate a checkpoint on the test split (--ckpt_path)
+  sweep     run a wandb sweep file locally (offline) or through W&B (--online)
+  report    rebuild the ablation tables and figures from logged runs
+  check     validate training argument lists without training (used by sweep)
+
+nlstudy <command> --help shows a command's options."""
+
+THREADS_ENV = "NLSTUDY_NUM_THREADS"  # torch threads for this process (the sweep agent splits the cores)
+RUNS_ENV = "NLSTUDY_RUNS_DIR"  # where wandb run directories go (default: ./runs)
+TRAIN_COMMANDS = ("fit", "validate", "test")
+
+
+def _quiet() -> None:
+    warnings.filterwarnings("ignore", message=".*allow_population_by_field_name.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", message=".*LightningCLI.s args parameter is intended.*")
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=".*predefined.*LitLogger.*")
+    warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage())  # an advert printed by every Trainer
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet()
+    command = argv[0] if argv else ""
+    if command == "sweep":
+        from nlstudy.sweep.cli import main as sweep_main
+
+        return sweep_main(argv[1:])
+    if command == "report":
+        from nlstudy.report.cli import main as report_main
+
+        return report_main(argv[1:])
+    if command == "check":
+        from nlstudy.lit.cli import check_main
+
+        return check_main(argv[1:])
+    if command in TRAIN_COMMANDS:
+        from nlstudy.lit.cli import train_main
+
+        return train_main(argv)
+    print(USAGE, file=sys.stderr if command not in ("-h", "--help") else sys.stdout)
+    return 0 if command in ("-h", "--help") else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Data: one LightningDataModule over a registry of clip sources (`data.dataset`).
+
+A source knows its class count and makes one torch Dataset per split ("train", "val", "test") yielding
+(clip, label): clip (3, T, H, W) float, or (V, 3, T, H, W) for multi-view testing (the module averages
+the views' predictions). `ClipDataModule.__init__` touches no disk and makes no data, so a config can
+be checked on a machine without the dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from nlstudy.data.synthetic import NUM_CLASSES as SYNTHETIC_CLASSES
+from nlstudy.data.synthetic import SyntheticSpec, make_clips
+from nlstudy.registry import lookup
+
+
+class ClipSource(Protocol):
+    num_classes: int
+
+    def dataset(self, split: str) -> Dataset: ...
+
+
+@dataclass
+class SyntheticSource:
+    """The embedded task (`nlstudy.data.synthetic`), generated in memory."""
+
+    spec: SyntheticSpec
+    frames: int
+    size: int
+    num_classes: int = SYNTHETIC_CLASSES
+
+    def dataset(self, split: str) -> Dataset:
+        clips, labels = make_clips(self.spec, split, self.frames, self.size)
+        return TensorDataset(torch.from_numpy(clips), torch.from_numpy(labels))
+
+
+def _synthetic(dm: "ClipDataModule") -> ClipSource:
+    return SyntheticSource(dm.synthetic, dm.frames, dm.size)
+
+
+# data.dataset -> builder of the source from the DataModule's settings
+DATASETS = {"synthetic": _synthetic}
+
+
+class ClipDataModule(pl.LightningDataModule):
+    """Clips and labels for fit / validate / test.
+
+    Args:
+        dataset: one of DATASETS.
+        frames: frames per clip (T).
+        size: frame side in pixels after cropping (H = W).
+        batch_size: clips per batch (per device).
+        num_workers: DataLoader worker processes (0: load in the main process).
+        synthetic: the embedded task's knobs (used when dataset is "synthetic").
+    """
+
+    def __init__(
+        self,
+        dataset: str = "synthetic",
+        frames: int = 4,
+        size: int = 16,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        synthetic: SyntheticSpec = SyntheticSpec(),  # frozen: sharing the default is safe
+    ):
+        super().__init__()
+        self._build = lookup(DATASETS, dataset, "data.dataset")
+        for name, value in (("data.frames", frames), ("data.size", size), ("data.batch_size", batch_size)):
+            if value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {num_workers!r}")
+        self.dataset, self.frames, self.size = dataset, frames, size
+        self.batch_size, self.num_workers, self.synthetic = batch_size, num_workers, synthetic
+        self._source: ClipSource | None = None
+        self._splits: dict[str, Dataset] = {}
+
+    @property
+    def source(self) -> ClipSource:
+        if self._source is None:
+            self._source = self._build(self)
+        return self._source
+
+    @property
+    def num_classes(self) -> int:
+        return self.source.num_classes
+
+    @property
+    def clip_shape(self) -> tuple[int, int, int, int]:
+        """(C, T, H, W) of one clip as the backbone sees it."""
+        return (3, self.frames, self.size, self.size)
+
+    def split(self, name: str) -> Dataset:
+        if name not in self._splits:
+            self._splits[name] = self.source.dataset(name)
+        return self._splits[name]
+
+    def setup(self, stage: str) -> None:
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}[stage]
+        for name in wanted:
+            self.split(name)
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.split(name), batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0, drop_last=shuffle and len(self.split(name)) > self.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,1 @@
+"""Training: the LightningModule and the callbacks that write a run's record."""

@@ -1,0 +1,107 @@
+"""Callbacks that complete a run's record: derived facts at the start, performance at the end, and the
+files a local sweep agent watches (validation progress for early termination, a stop request)."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from nlstudy import keys
+from nlstudy.models.profile import describe
+
+PROGRESS_ENV = "NLSTUDY_PROGRESS_FILE"  # the agent reads one JSON line per validation from here
+STOP_ENV = "NLSTUDY_STOP_FILE"  # the agent creates this file to stop the run after the current epoch
+
+
+def peak_memory_mb() -> float:
+    """Peak GPU memory allocated when on a GPU, else the process's peak resident set size."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class RunRecord(pl.Callback):
+    """Logs derived facts (params, FLOPs per clip, inserted blocks and the T x H x W each sees) once, and
+    wall time, training throughput and peak memory when the run ends."""
+
+    def __init__(self) -> None:
+        self._facts_logged = False
+        self._start = time.perf_counter()
+        self._train_seconds = 0.0
+        self._train_clips = 0
+        self._epoch_start = 0.0
+
+    def _log_facts(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._facts_logged or trainer.logger is None or trainer.datamodule is None:
+            return
+        self._facts_logged = True
+        facts = describe(pl_module.backbone_spec, trainer.datamodule.clip_shape)
+        trainer.logger.log_hyperparams({f"{keys.DERIVED}{k}": v for k, v in facts.items()})
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
+        self._log_facts(trainer, pl_module)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._log_facts(trainer, pl_module)
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self._log_facts(trainer, pl_module)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._train_clips += len(batch[1])
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._train_seconds += time.perf_counter() - self._epoch_start
+
+    def perf(self) -> dict[str, float]:
+        return {
+            keys.WALL_S: time.perf_counter() - self._start,
+            keys.TRAIN_CLIPS_PER_S: self._train_clips / self._train_seconds if self._train_seconds else 0.0,
+            keys.PEAK_MEM_MB: peak_memory_mb(),
+        }
+
+    def log_perf(self, trainer: pl.Trainer) -> None:
+        if trainer.logger is not None:
+            trainer.logger.log_metrics(self.perf(), step=trainer.global_step)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.log_perf(trainer)
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self.log_perf(trainer)  # after fit + test, the last write covers the whole run
+
+
+class SweepBridge(pl.Callback):
+    """Talks to `nlstudy sweep` through two files named in the environment: appends
+    {"epoch", "step", val metrics} after every validation (hyperband reads these) and stops training
+    cleanly, at the end of an epoch, once the stop file exists."""
+
+    def __init__(self) -> None:
+        self.progress = Path(os.environ[PROGRESS_ENV]) if os.environ.get(PROGRESS_ENV) else None
+        self.stop = Path(os.environ[STOP_ENV]) if os.environ.get(STOP_ENV) else None
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or self.progress is None:
+            return
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        for name in (keys.VAL_TOP1, keys.VAL_TOP5, keys.VAL_LOSS, keys.VAL_TOP1_BEST):
+            if name in trainer.callback_metrics:
+                row[name] = float(trainer.callback_metrics[name])
+        with self.progress.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.stop is not None and self.stop.exists():
+            trainer.should_stop = True
+            if trainer.logger is not None:
+                trainer.logger.log_hyperparams({"stopped_by_sweep": True})

@@ -1,0 +1,198 @@
+"""The training CLI: LightningCLI over `VideoClassifier` and `ClipDataModule`.
+
+Every run logs to wandb through Lightning's WandbLogger (offline unless WANDB_MODE=online), its run
+directory under $NLSTUDY_RUNS_DIR (default ./runs). The run's config is the whole resolved configuration
+flattened to the dotted keys the CLI and the sweep files use, plus `table` and the derived facts.
+`fit` tests the final model afterwards (--test_after_fit, default true) so one run holds val and test.
+Bad keys and values fail in one line before anything trains or logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from jsonargparse import ArgumentError, Namespace, lazy_instance
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.loggers import WandbLogger
+
+from nlstudy import keys
+from nlstudy.cli import RUNS_ENV, THREADS_ENV
+from nlstudy.data import ClipDataModule
+from nlstudy.lit.callbacks import RunRecord, SweepBridge
+from nlstudy.lit.module import VideoClassifier
+
+# trainer/CLI keys that are plumbing, not part of an experiment's identity
+NOT_LOGGED = ("config", "trainer.logger", "trainer.callbacks", "ckpt_path", "trainer.default_root_dir", "optimizer",
+              "lr_scheduler", "weights_only")
+
+
+class UsageError(Exception):
+    """A bad key or value, reported in one line."""
+
+
+def default_logger() -> WandbLogger:
+    return lazy_instance(
+        WandbLogger,
+        save_dir=os.environ.get(RUNS_ENV, "runs"),
+        project=os.environ.get("WANDB_PROJECT", "nlstudy"),
+        offline=os.environ.get("WANDB_MODE", "offline") != "online",
+        log_model=False,
+    )
+
+
+def flat_config(config: Namespace) -> dict[str, Any]:
+    """The resolved config as {dotted key: JSON-able value}, without plumbing keys."""
+    flat = keys.flatten(json.loads(json.dumps(config.as_dict(), default=str)))
+    for key in list(flat):
+        if any(key == p or key.startswith(p + ".") for p in NOT_LOGGED):
+            del flat[key]
+    # an explicit placement map is one value, not a nested group
+    placement = {k[len(keys.NONLOCAL_BLOCKS) + 1:]: flat.pop(k) for k in list(flat) if k.startswith(keys.NONLOCAL_BLOCKS + ".")}
+    if placement:
+        flat[keys.NONLOCAL_BLOCKS] = placement
+    return flat
+
+
+class NLStudyCLI(LightningCLI):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("save_config_callback", None)  # the config goes to the wandb run instead
+        kwargs.setdefault("trainer_defaults", {"logger": default_logger()})
+        kwargs.setdefault("parser_kwargs", {"exit_on_error": False})
+        super().__init__(VideoClassifier, ClipDataModule, *args, **kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as e:
+            raise UsageError(_one_line(e)) from None
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError, KeyError) as e:
+            raise UsageError(_one_line(e)) from None
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--table", type=str | None, default=None,
+                            help="the ablation table this run belongs to (set by the sweep files)")
+        parser.add_argument("--test_after_fit", type=bool, default=True,
+                            help="fit: evaluate the final model on the test split in the same run")
+        parser.link_arguments("data.num_classes", "model.backbone.num_classes", apply_on="instantiate")
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
+        trainer = super()._instantiate_trainer(config, [*callbacks, RunRecord(), SweepBridge()])
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):  # Lightning passes anonymous=None, which wandb 0.31 warns about
+                logger._wandb_init.pop("anonymous", None)
+        return trainer
+
+    def _log_config(self) -> None:
+        logger = self.trainer.logger
+        if logger is None:
+            return
+        logger.log_hyperparams(flat_config(self.config[self.subcommand]))
+        if isinstance(logger, WandbLogger):  # the resolved YAML, beside the run (synced with it)
+            dump = self.parser._subcommands_action._name_parser_map[self.subcommand].dump
+            Path(logger.experiment.dir, "nlstudy_config.yaml").write_text(
+                dump(self.config[self.subcommand], skip_none=False, skip_check=True))
+
+    def before_fit(self) -> None:
+        self._log_config()
+
+    def before_validate(self) -> None:
+        self._log_config()
+
+    def before_test(self) -> None:
+        self._log_config()
+
+    def after_fit(self) -> None:
+        if not self.config.fit.get("test_after_fit", True):
+            return
+        checkpoint = self.trainer.checkpoint_callback
+        ckpt = "best" if checkpoint is not None and getattr(checkpoint, "best_model_path", "") else None
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
+
+
+class CheckCLI(NLStudyCLI):
+    """Parses and validates a training command the way `train_main` would, without training or logging:
+    the model is built on the meta device (shapes only) and the data module touches no disk."""
+
+    def instantiate_classes(self) -> None:
+        try:
+            with torch.device("meta"):
+                self.config_init = self.parser.instantiate_classes(self.config)
+        except (ValueError, TypeError, KeyError) as e:
+            raise UsageError(_one_line(e)) from None
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        pass
+
+    def check(self, argv: list[str]) -> None:
+        """Validate another argument list with the same parser (building the parser is the slow part)."""
+        self.parse_arguments(self.parser, argv)
+        self.subcommand = self.config.get("subcommand")
+        self.instantiate_classes()
+
+
+def check_main(argv: list[str]) -> int:
+    """`nlstudy check FILE`: FILE holds a JSON list of training argument lists (each starting with fit,
+    validate or test). Prints a JSON list of {"ok": bool, "error": str | None}; exit 0 when all are ok."""
+    if len(argv) != 1 or not Path(argv[0]).is_file():
+        print("usage: nlstudy check FILE  (FILE: a JSON list of argument lists such as [\"fit\", \"--config\", ...])",
+              file=sys.stderr)
+        return 2
+    candidates = json.loads(Path(argv[0]).read_text())
+    results, cli = [], None
+    for args in candidates:
+        try:
+            if cli is None:
+                cli = CheckCLI(args=list(args))
+            else:
+                cli.check(list(args))
+            results.append({"ok": True, "error": None})
+        except UsageError as e:
+            results.append({"ok": False, "error": str(e)})
+        except SystemExit as e:
+            results.append({"ok": False, "error": f"arguments rejected (exit {e.code})"})
+    print(json.dumps(results))
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # jsonargparse nests the reason under "Parser key ..." lines: keep the key and the innermost reason
+    head = lines[0] if lines else type(error).__name__
+    reason = next((l for l in reversed(lines) if l.startswith("- ") or "Expected" in l or "not" in l), "")
+    return f"{head} {reason}".strip() if reason and reason not in head else head
+
+
+def _set_threads() -> None:
+    if os.environ.get(THREADS_ENV):
+        torch.set_num_threads(int(os.environ[THREADS_ENV]))
+
+
+def train_main(argv: list[str]) -> int:
+    """`nlstudy fit|validate|test ...`: 0 on success, 2 on a bad key or value, 1 if the run fails."""
+    import wandb
+
+    _set_threads()
+    try:
+        cli = NLStudyCLI(args=None if argv == sys.argv[1:] else argv)
+    except UsageError as e:
+        print(f"nlstudy {argv[0]}: error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help and --print_config exit 0
+        return int(e.code or 0)
+    except BaseException:
+        if wandb.run is not None:  # the run is recorded as failed (or killed on Ctrl-C), not lost
+            wandb.finish(exit_code=1)
+        raise
+    if wandb.run is not None:
+        wandb.finish()
+    return 0 if cli.trainer.state.status.value == "finished" else 1

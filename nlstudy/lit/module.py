@@ -1,0 +1,165 @@
+"""The LightningModule: a backbone built from its spec, cross-entropy, SGD/AdamW with warm-up and a step
+or cosine schedule (the paper: SGD, momentum 0.9, weight decay 1e-4, lr 0.01 divided by 10 at 150k and
+300k of 400k iterations), top-1 / top-5 through torchmetrics.
+
+Logged (percent for accuracies): train/loss per step; val/loss, val/top1, val/top5, val/top1_best,
+val/top5_best per validation; test/top1, test/top5. Test batches may hold several views per clip,
+(B, V, C, T, H, W): their softmax scores are averaged (the paper's 10-clip testing).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from nlstudy import keys
+from nlstudy.models import BackboneSpec, build_model
+from nlstudy.registry import lookup
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    """Optimiser and schedule (`model.optim.*`). Milestones and warm-up are fractions of all steps."""
+
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+    weight_decay: float = 1e-4
+    schedule: Literal["step", "cosine", "constant"] = "step"
+    milestones: tuple[float, ...] = (0.375, 0.75)  # step: 150k and 300k of 400k iterations
+    gamma: float = 0.1  # step: lr factor at each milestone
+    warmup: float = 0.0  # fraction of the steps with a linear warm-up from 0
+
+
+SCHEDULES = {
+    "constant": lambda spec, progress: 1.0,
+    "step": lambda spec, progress: spec.gamma ** sum(progress >= m for m in spec.milestones),
+    "cosine": lambda spec, progress: 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))),
+}
+
+
+def lr_factor(spec: OptimSpec, step: int, total_steps: int) -> float:
+    """The lr multiplier at `step` of `total_steps`: warm-up, then the schedule."""
+    progress = step / max(total_steps, 1)
+    factor = lookup(SCHEDULES, spec.schedule, "model.optim.schedule")(spec, progress)
+    if spec.warmup > 0 and progress < spec.warmup:
+        factor *= progress / spec.warmup
+    return factor
+
+
+def make_optimizer(spec: OptimSpec, params) -> torch.optim.Optimizer:
+    optimizers = {
+        "sgd": lambda: torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov,
+                                       weight_decay=spec.weight_decay),
+        "adamw": lambda: torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay),
+    }
+    return lookup(optimizers, spec.name, "model.optim.name")()
+
+
+def check_optim(spec: OptimSpec) -> None:
+    """Bad optimiser settings fail before any training, naming the key."""
+    lookup({"sgd": 0, "adamw": 0}, spec.name, "model.optim.name")
+    lookup(SCHEDULES, spec.schedule, "model.optim.schedule")
+    if spec.lr <= 0:
+        raise ValueError(f"model.optim.lr must be positive, got {spec.lr!r}")
+    if not 0 <= spec.warmup < 1:
+        raise ValueError(f"model.optim.warmup is a fraction of the steps in [0, 1), got {spec.warmup!r}")
+    if any(not 0 < m < 1 for m in spec.milestones) or list(spec.milestones) != sorted(spec.milestones):
+        raise ValueError(f"model.optim.milestones must be increasing fractions in (0, 1), got {list(spec.milestones)}")
+
+
+class VideoClassifier(pl.LightningModule):
+    """Clip classifier around `build_model(backbone)`.
+
+    Args:
+        backbone: the network (`model.backbone.*`).
+        optim: optimiser and schedule (`model.optim.*`).
+        label_smoothing: cross-entropy label smoothing.
+    """
+
+    def __init__(self, backbone: BackboneSpec = BackboneSpec(), optim: OptimSpec = OptimSpec(),
+                 label_smoothing: float = 0.0):
+        super().__init__()
+        check_optim(optim)
+        self.save_hyperparameters(logger=False)  # the CLI logs the whole flattened config itself
+        self.backbone_spec, self.optim_spec, self.label_smoothing = backbone, optim, label_smoothing
+        self.net = build_model(backbone)
+        n = backbone.num_classes
+        top5 = min(5, n)  # with fewer than 5 classes "top-5" is top-n (always 100%)
+        self.metrics = torch.nn.ModuleDict({
+            split: torch.nn.ModuleDict({
+                "top1": MulticlassAccuracy(n, top_k=1, average="micro"),
+                "top5": MulticlassAccuracy(n, top_k=top5, average="micro"),
+                "loss": MeanMetric(),
+            })
+            for split in ("val", "test")
+        })
+        self.best = {"top1": -1.0, "top5": float("nan")}  # best val top-1 so far, and top-5 at that epoch
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.net(clips)
+
+    def scores(self, clips: torch.Tensor) -> torch.Tensor:
+        """Class log-probabilities; (B, V, ...) multi-view clips average their views' probabilities."""
+        if clips.dim() == 6:
+            b, v = clips.shape[:2]
+            probs = self.net(clips.flatten(0, 1)).softmax(-1).view(b, v, -1).mean(1)  # (B, classes)
+            return probs.clamp_min(1e-12).log()
+        return self.net(clips).log_softmax(-1)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        clips, labels = batch
+        loss = F.cross_entropy(self.net(clips), labels, label_smoothing=self.label_smoothing)
+        self.log(keys.TRAIN_LOSS, loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def _eval_step(self, split: str, batch) -> None:
+        clips, labels = batch
+        log_probs = self.scores(clips)
+        metrics = self.metrics[split]
+        metrics["loss"].update(F.nll_loss(log_probs, labels), weight=labels.numel())
+        metrics["top1"].update(log_probs, labels)
+        metrics["top5"].update(log_probs, labels)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def _epoch_values(self, split: str) -> dict[str, float]:
+        m = self.metrics[split]
+        values = {"loss": m["loss"].compute().item(), "top1": 100 * m["top1"].compute().item(),
+                  "top5": 100 * m["top5"].compute().item()}
+        for metric in m.values():
+            metric.reset()
+        return values
+
+    def on_validation_epoch_end(self) -> None:
+        v = self._epoch_values("val")
+        if self.trainer.sanity_checking:
+            return
+        if v["top1"] > self.best["top1"]:
+            self.best = {"top1": v["top1"], "top5": v["top5"]}
+        self.log_dict({
+            keys.VAL_LOSS: v["loss"], keys.VAL_TOP1: v["top1"], keys.VAL_TOP5: v["top5"],
+            keys.VAL_TOP1_BEST: self.best["top1"], keys.VAL_TOP5_BEST: self.best["top5"],
+        }, prog_bar=True)
+
+    def on_test_epoch_end(self) -> None:
+        v = self._epoch_values("test")
+        self.log_dict({keys.TEST_TOP1: v["top1"], keys.TEST_TOP5: v["top5"], "test/loss": v["loss"]})
+
+    def configure_optimizers(self):
+        optimizer = make_optimizer(self.optim_spec, self.parameters())
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(self.optim_spec, step, total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

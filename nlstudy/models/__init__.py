@@ -1,0 +1,121 @@
+"""Backbones: `build_model(...)` -> nn.Module mapping (B, 3, T, H, W) clips to logits.
+
+The specs below are the CLI's `model.backbone.*` keys (LightningCLI/jsonargparse read the types and the
+Literal choices from them); `build_model(**fields)` and `build_model(spec)` build the same network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from torch import nn
+
+from nlstudy.blocks import NonLocalBlock
+from nlstudy.blocks.context import GlobalContextBlock, SqueezeExcitationBlock
+from nlstudy.models.placement import PRESETS, resolve_placement
+from nlstudy.models.resnet import ARCHS, DEPTHS, RESIDUAL_BLOCKS, VideoResNet, build_resnet
+from nlstudy.registry import lookup
+
+
+@dataclass(frozen=True)
+class NLOptions:
+    """Options of every inserted non-local block (`model.backbone.nl.*`)."""
+
+    pairwise: Literal["gaussian", "embedded_gaussian", "dot_product", "concatenation"] = "embedded_gaussian"
+    inter_ratio: float = 0.5  # theta/phi/g width = round(C * inter_ratio); the paper: C/2
+    subsample: bool | str = True  # true: the paper's 1x2x2 max-pool; false; or a kernel such as "2x2x2"
+    subsample_order: Literal["after", "before"] = "after"  # pool phi/g outputs (paper) or x first (Caffe2 code)
+    mode: Literal["spacetime", "space", "time"] = "spacetime"  # Table 2d
+    scale: bool = False  # 1/sqrt(d) in the softmax: the released code, not the paper
+    zero_init: Literal["norm", "conv"] = "norm"  # zero the output BN (paper) or the output conv, no norm
+    reduction: int = 16  # bottleneck reduction of the global_context / squeeze_excitation comparison blocks
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """The backbone (`model.backbone.*`). Width 64, the paper's strides and pools give the paper's C2D/I3D."""
+
+    arch: Literal["c2d", "i3d_3x1x1", "i3d_3x3x3"] = "c2d"
+    depth: Literal[18, 34, 50, 101] = 50
+    width: int = 64  # channels after conv1; stages have width * (1, 2, 4, 8) (* 4 for bottlenecks)
+    num_classes: int = 400  # the CLI links it to the data's class count
+    # a preset (none, 1-block, 5-block, 10-block, res2..res5) or a map {"res4": [1, 3, 5]}
+    nonlocal_blocks: str | dict[str, list[int]] = "none"
+    # what is inserted at those positions: the non-local block, or a comparison block at the same places
+    block: Literal["nonlocal", "residual", "global_context", "squeeze_excitation"] = "nonlocal"
+    nl: NLOptions = field(default_factory=NLOptions)
+    dropout: float = 0.5  # before the classifier (the paper)
+    conv1_stride: tuple[int, int, int] = (2, 2, 2)  # (t, h, w); CPU-scale clips keep more resolution with (1, 2, 2)
+    pool1: bool = True  # 3x3x3 max-pool, stride 2, after conv1
+    pool2: bool = True  # 3x1x1 max-pool, temporal stride 2, after res2
+    zero_init_residual: bool = False  # zero each residual block's last BN scale (Goyal et al. 2017)
+
+
+def _insert_nonlocal(options: NLOptions):
+    def make(channels: int, inner: int, residual_kind: str) -> nn.Module:
+        inter = max(1, round(channels * options.inter_ratio))
+        try:
+            return NonLocalBlock(
+                channels, 3, options.pairwise, inter, options.subsample, options.mode,
+                subsample_order=options.subsample_order, scale=options.scale, zero_init=options.zero_init,
+            )
+        except ValueError as e:
+            raise ValueError(f"model.backbone.nl: {e}") from None
+    return make
+
+
+def _insert_residual(options: NLOptions):
+    # the paper's control: one more residual block of the stage's own kind, starting as the identity
+    return lambda channels, inner, kind: RESIDUAL_BLOCKS[kind](channels, inner, zero_init=True)
+
+
+INSERTABLE = {
+    "nonlocal": _insert_nonlocal,
+    "residual": _insert_residual,
+    "global_context": lambda o: lambda channels, inner, kind: GlobalContextBlock(channels, 3, o.reduction),
+    "squeeze_excitation": lambda o: lambda channels, inner, kind: SqueezeExcitationBlock(channels, 3, o.reduction),
+}
+
+
+def as_spec(spec: BackboneSpec | None = None, **fields) -> BackboneSpec:
+    """A BackboneSpec from a spec or keyword fields (`nl` may be a dict); unknown fields raise."""
+    if spec is not None:
+        if fields:
+            raise TypeError("give a BackboneSpec or keyword fields, not both")
+        return spec
+    known = set(BackboneSpec.__dataclass_fields__)
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise TypeError(f"unknown backbone option(s) {unknown}; valid: {sorted(known)}")
+    nl = fields.pop("nl", None)
+    if isinstance(nl, dict):
+        bad = sorted(set(nl) - set(NLOptions.__dataclass_fields__))
+        if bad:
+            raise TypeError(f"unknown nl option(s) {bad}; valid: {sorted(NLOptions.__dataclass_fields__)}")
+        nl = NLOptions(**nl)
+    return BackboneSpec(**fields, nl=nl or NLOptions())
+
+
+def build_model(spec: BackboneSpec | None = None, /, **fields) -> VideoResNet:
+    """build_model(arch="c2d", depth=50, num_classes=400, nonlocal_blocks="none", width=64, nl={...}, ...)."""
+    spec = as_spec(spec, **fields)
+    lookup(ARCHS, spec.arch, "model.backbone.arch")
+    lookup(DEPTHS, spec.depth, "model.backbone.depth")
+    placement = resolve_placement(spec.nonlocal_blocks, spec.depth)
+    insert = lookup(INSERTABLE, spec.block, "model.backbone.block")(spec.nl)
+    if not 0.0 < spec.nl.inter_ratio:
+        raise ValueError(f"model.backbone.nl.inter_ratio must be positive, got {spec.nl.inter_ratio!r}")
+    if not 0.0 <= spec.dropout < 1.0:
+        raise ValueError(f"model.backbone.dropout must be in [0, 1), got {spec.dropout!r}")
+    if spec.width < 1:
+        raise ValueError(f"model.backbone.width must be a positive integer, got {spec.width!r}")
+    return build_resnet(
+        arch=spec.arch, depth=spec.depth, width=spec.width, num_classes=spec.num_classes,
+        placement=placement, insert=insert, insert_kind=spec.block, dropout=spec.dropout,
+        conv1_stride=spec.conv1_stride, pool1=spec.pool1, pool2=spec.pool2,
+        zero_init_residual=spec.zero_init_residual,
+    )
+
+
+__all__ = ["BackboneSpec", "NLOptions", "PRESETS", "VideoResNet", "as_spec", "asdict", "build_model", "resolve_placement"]

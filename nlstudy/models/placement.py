@@ -1,0 +1,73 @@
+"""Where blocks go: named presets and explicit maps, resolved against a depth's stage sizes.
+
+A placement is data, {"res3": [1, 3], "res4": [1, 3, 5]}: a block is inserted after each listed
+0-based residual block of that stage. Presets (the paper's section 4 and Table 2):
+    none        no block (the plain baseline)
+    1-block     one block in res4, before its last residual block
+    5-block     2 in res3 + 3 in res4, every other residual block (ResNet-101: res4 {6, 13, 20},
+                as the released Caffe2 code)
+    10-block    every residual block of res3 and res4 (ResNet-101, where the paper gives no positions:
+                every block of res3 + every fourth of res4 from block 1, six, so ten in all)
+    res2..res5  one block in that stage, before its last residual block (Table 2b)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from nlstudy.models.resnet import DEPTHS, STAGES
+from nlstudy.registry import lookup
+
+Placement = dict[str, list[int]]
+
+
+def _before_last(stage: str) -> Callable[[Mapping[str, int]], Placement]:
+    return lambda n: {stage: [n[stage] - 2]}
+
+
+def _five(n: Mapping[str, int]) -> Placement:
+    res4 = [6, 13, 20] if n["res4"] == 23 else [1, 3, 5]
+    return {"res3": [1, 3], "res4": res4}
+
+
+def _ten(n: Mapping[str, int]) -> Placement:
+    res4 = list(range(1, 23, 4)) if n["res4"] == 23 else list(range(n["res4"]))
+    return {"res3": list(range(n["res3"])), "res4": res4}
+
+
+PRESETS: dict[str, Callable[[Mapping[str, int]], Placement]] = {
+    "none": lambda n: {},
+    "1-block": _before_last("res4"),
+    "5-block": _five,
+    "10-block": _ten,
+    **{stage: _before_last(stage) for stage in STAGES},
+}
+
+
+def resolve_placement(nonlocal_blocks: str | Mapping[str, Sequence[int]], depth: int) -> Placement:
+    """A preset name or an explicit map -> a checked {stage: sorted indices} map for this depth."""
+    _, blocks_per_stage = lookup(DEPTHS, depth, "depth")
+    sizes = dict(zip(STAGES, blocks_per_stage))
+    if isinstance(nonlocal_blocks, str):
+        what = f"model.backbone.nonlocal_blocks={nonlocal_blocks!r}"
+        placement = lookup(PRESETS, nonlocal_blocks, "model.backbone.nonlocal_blocks preset")(sizes)
+    elif isinstance(nonlocal_blocks, Mapping):
+        what = f"model.backbone.nonlocal_blocks={dict(nonlocal_blocks)}"
+        placement = {stage: list(indices) for stage, indices in nonlocal_blocks.items()}
+    else:
+        raise ValueError(
+            f"model.backbone.nonlocal_blocks must be a preset ({', '.join(PRESETS)}) or a map like "
+            f'{{"res3": [1, 3], "res4": [1, 3, 5]}}, got {nonlocal_blocks!r}'
+        )
+    for stage, indices in placement.items():
+        if stage not in sizes:
+            raise ValueError(f"{what}: unknown stage {stage!r}; valid stages: {', '.join(STAGES)}")
+        n = sizes[stage]
+        for i in indices:
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n:
+                raise ValueError(
+                    f"{what}: {stage} has {n} residual blocks at depth {depth} (indices 0-{n - 1}), no block {i!r}"
+                )
+        if len(set(indices)) != len(indices):
+            raise ValueError(f"{what}: {stage} lists an index twice: {indices}")
+    return {stage: sorted(indices) for stage, indices in placement.items() if indices}

@@ -1,0 +1,195 @@
+"""ResNet C2D and I3D video backbones (the paper's Table 1), with blocks inserted by a placement map.
+
+    conv1 1x7x7 (I3D 5x7x7), stride 2,2,2 -> pool1 3x3x3 max, stride 2,2,2 -> res2
+    -> pool2 3x1x1 max, stride 2,1,1 -> res3 -> res4 -> res5 -> global average pool -> dropout -> fc
+
+A 32x224x224 clip gives 8x56x56 after res2, then 4x28x28, 4x14x14, 4x7x7. C2D's kernels are all 1 in
+time; I3D inflates one kernel in the residual blocks the Caffe2 release marks (`INFLATE`): the first
+1x1 to 3x1x1, or the 3x3 to 3x3x3. Stage spatial strides sit on the 3x3 convolution (torchvision's
+ResNet v1.5). Every architecture number lives in the tables below; the builders keep no state.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from nlstudy.registry import lookup
+
+STAGES = ("res2", "res3", "res4", "res5")
+STAGE_SPATIAL_STRIDE = {"res2": 1, "res3": 2, "res4": 2, "res5": 2}
+# depth -> (residual block kind, residual blocks per stage)
+DEPTHS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+}
+EXPANSION = {"basic": 1, "bottleneck": 4}
+# arch -> (conv1 temporal kernel, which kernel I3D inflates: None, "first" (3x1x1) or "middle" (3x3x3))
+ARCHS = {
+    "c2d": (1, None),
+    "i3d_3x1x1": (5, "first"),
+    "i3d_3x3x3": (5, "middle"),
+}
+
+
+def inflated_blocks(blocks_per_stage: Sequence[int]) -> dict[str, list[bool]]:
+    """Which residual blocks I3D inflates, after video-nonlocal-net's `use_temp_convs` tables
+    (ResNet-50: res2 [1,1,1], res3 [1,0,1,0], res4 [1,0,1,0,1,0], res5 [0,1,0]): every block of res2,
+    every other block of res3 and res4 from the first but never the last, the odd blocks of res5."""
+    n2, n3, n4, n5 = blocks_per_stage
+    every_other = lambda n: [i % 2 == 0 and i < n - 1 for i in range(n)]  # noqa: E731
+    return {"res2": [True] * n2, "res3": every_other(n3), "res4": every_other(n4), "res5": [i % 2 == 1 for i in range(n5)]}
+
+
+def conv3d(c_in: int, c_out: int, kernel: Sequence[int], stride: Sequence[int] = (1, 1, 1)) -> nn.Conv3d:
+    """Bias-free 3-d conv with "same" padding (each kernel size odd)."""
+    return nn.Conv3d(c_in, c_out, tuple(kernel), tuple(stride), tuple(k // 2 for k in kernel), bias=False)
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 -> 1x1 (x4 channels); I3D's inflation is data: `first` / `middle` temporal kernels."""
+
+    def __init__(self, c_in: int, inner: int, stride: int = 1, t_first: int = 1, t_middle: int = 1, zero_init: bool = False):
+        super().__init__()
+        c_out = inner * EXPANSION["bottleneck"]
+        self.conv1, self.bn1 = conv3d(c_in, inner, (t_first, 1, 1)), nn.BatchNorm3d(inner)
+        self.conv2, self.bn2 = conv3d(inner, inner, (t_middle, 3, 3), (1, stride, stride)), nn.BatchNorm3d(inner)
+        self.conv3, self.bn3 = conv3d(inner, c_out, (1, 1, 1)), nn.BatchNorm3d(c_out)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = _shortcut(c_in, c_out, stride)
+        if zero_init:  # the block starts as the identity (Goyal et al. 2017)
+            nn.init.zeros_(self.bn3.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W) -> (B, 4*inner, T, H/s, W/s)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class BasicBlock(nn.Module):
+    """3x3 -> 3x3 (ResNet-18/34); inflation gives the first conv a temporal kernel."""
+
+    def __init__(self, c_in: int, inner: int, stride: int = 1, t_first: int = 1, t_middle: int = 1, zero_init: bool = False):
+        super().__init__()
+        t = max(t_first, t_middle)  # a basic block has no 1x1 to inflate: both styles inflate its first 3x3
+        self.conv1, self.bn1 = conv3d(c_in, inner, (t, 3, 3), (1, stride, stride)), nn.BatchNorm3d(inner)
+        self.conv2, self.bn2 = conv3d(inner, inner, (1, 3, 3)), nn.BatchNorm3d(inner)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = _shortcut(c_in, inner, stride)
+        if zero_init:
+            nn.init.zeros_(self.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W) -> (B, inner, T, H/s, W/s)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+RESIDUAL_BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+def _shortcut(c_in: int, c_out: int, stride: int) -> nn.Module:
+    if c_in == c_out and stride == 1:
+        return nn.Identity()
+    return nn.Sequential(conv3d(c_in, c_out, (1, 1, 1), (1, stride, stride)), nn.BatchNorm3d(c_out))
+
+
+class VideoResNet(nn.Module):
+    """(B, 3, T, H, W) clips -> (B, num_classes) logits. Stages are `nn.Sequential`s whose children are
+    the residual blocks ("0", "1", ...) and the inserted blocks, named kind + index ("nonlocal4" sits
+    after residual block 4)."""
+
+    def __init__(self, stem: nn.Module, stages: Mapping[str, nn.Sequential], pool2: nn.Module, head_channels: int,
+                 num_classes: int, dropout: float):
+        super().__init__()
+        self.stem = stem
+        self.res2 = stages["res2"]
+        self.pool2 = pool2
+        self.res3, self.res4, self.res5 = stages["res3"], stages["res4"], stages["res5"]
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(head_channels, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)  # (B, 64w, T/4, H/4, W/4) at the paper's strides
+        x = self.pool2(self.res2(x))  # (B, 256w, T/8, H/4, W/4)
+        return self.res5(self.res4(self.res3(x)))  # (B, 2048w, T/8, H/32, W/32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x).mean(dim=(2, 3, 4))  # global average pool: (B, C)
+        return self.fc(self.dropout(x))
+
+    def inserted_blocks(self) -> list[tuple[str, nn.Module]]:
+        """[("res4.4", block), ...]: every inserted block with its stage and residual-block index."""
+        found = []
+        for stage in STAGES:
+            for name, child in getattr(self, stage).named_children():
+                inserted = re.fullmatch(r"[a-z_]+(\d+)", name)
+                if inserted:
+                    found.append((f"{stage}.{inserted.group(1)}", child))
+        return found
+
+
+# builds the block inserted after a residual block: (channels, the stage's inner width, "basic"/"bottleneck")
+InsertFn = Callable[[int, int, str], nn.Module]
+
+
+def build_resnet(
+    *,
+    arch: str,
+    depth: int,
+    width: int,
+    num_classes: int,
+    placement: Mapping[str, Sequence[int]],
+    insert: InsertFn,
+    insert_kind: str,
+    dropout: float,
+    conv1_stride: Sequence[int],
+    pool1: bool,
+    pool2: bool,
+    zero_init_residual: bool,
+    in_channels: int = 3,
+) -> VideoResNet:
+    """The backbone of `arch` and `depth` with `insert(channels, kind, index...)` blocks after the
+    residual blocks that `placement` ({"res4": [4]}) names."""
+    t_conv1, inflate = lookup(ARCHS, arch, "arch")
+    kind, blocks_per_stage = lookup(DEPTHS, depth, "depth")
+    if width < 1:
+        raise ValueError(f"width must be a positive integer, got {width!r}")
+    if len(conv1_stride) != 3 or min(conv1_stride) < 1:
+        raise ValueError(f"conv1_stride must be three positive integers (t, h, w), got {list(conv1_stride)}")
+    inflated = inflated_blocks(blocks_per_stage)
+    residual = RESIDUAL_BLOCKS[kind]
+    expansion = EXPANSION[kind]
+
+    stem = nn.Sequential(
+        conv3d(in_channels, width, (t_conv1, 7, 7), conv1_stride),
+        nn.BatchNorm3d(width),
+        nn.ReLU(inplace=True),
+        nn.MaxPool3d(3, 2, 1) if pool1 else nn.Identity(),
+    )
+    stages: dict[str, nn.Sequential] = {}
+    c_in = width
+    for s, (stage, n_blocks) in enumerate(zip(STAGES, blocks_per_stage)):
+        inner = width * 2**s
+        stage_blocks = nn.Sequential()
+        for i in range(n_blocks):
+            t = 3 if inflate and inflated[stage][i] else 1
+            stage_blocks.add_module(str(i), residual(
+                c_in, inner, STAGE_SPATIAL_STRIDE[stage] if i == 0 else 1,
+                t_first=t if inflate == "first" else 1, t_middle=t if inflate == "middle" else 1,
+                zero_init=zero_init_residual,
+            ))
+            c_in = inner * expansion
+            if i in placement.get(stage, ()):
+                stage_blocks.add_module(f"{insert_kind}{i}", insert(c_in, inner, kind))
+        stages[stage] = stage_blocks
+    pool = nn.MaxPool3d((3, 1, 1), (2, 1, 1), (1, 0, 0)) if pool2 else nn.Identity()
+    return VideoResNet(stem, stages, pool, c_in, num_classes, dropout)
+
+
