@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from nlstudy.data.synthetic import NUM_CLASSES as SYNTHETIC_CLASSES
 from nlstudy.data.synthetic import SyntheticSpec, make_clips
+from nlstudy.data.video import VIDEO_DATASETS, VideoSpec
 from nlstudy.registry import lookup
 
 
@@ -45,7 +46,7 @@ def _synthetic(dm: "ClipDataModule") -> ClipSource:
 
 
 # data.dataset -> builder of the source from the DataModule's settings
-DATASETS = {"synthetic": _synthetic}
+DATASETS = {"synthetic": _synthetic, **VIDEO_DATASETS}
 
 
 class ClipDataModule(pl.LightningDataModule):
@@ -58,6 +59,7 @@ class ClipDataModule(pl.LightningDataModule):
         batch_size: clips per batch (per device).
         num_workers: DataLoader worker processes (0: load in the main process).
         synthetic: the embedded task's knobs (used when dataset is "synthetic").
+        video: where the videos are and how clips are cut (kinetics, ucf101, hmdb51, video_folder).
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class ClipDataModule(pl.LightningDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
         synthetic: SyntheticSpec = SyntheticSpec(),  # frozen: sharing the default is safe
+        video: VideoSpec = VideoSpec(),  # frozen
     ):
         super().__init__()
         self._build = lookup(DATASETS, dataset, "data.dataset")
@@ -78,6 +81,7 @@ class ClipDataModule(pl.LightningDataModule):
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers!r}")
         self.dataset, self.frames, self.size = dataset, frames, size
         self.batch_size, self.num_workers, self.synthetic = batch_size, num_workers, synthetic
+        self.video = video
         self._source: ClipSource | None = None
         self._splits: dict[str, Dataset] = {}
 
