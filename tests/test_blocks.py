@@ -1,0 +1,253 @@
+"""The non-local block against the paper's equations, written out position by position."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from nlstudy.blocks import NonLocalBlock
+from nlstudy.blocks.context import GlobalContextBlock, SqueezeExcitationBlock
+from nlstudy.blocks.reference import explicit_attention, explicit_forward
+
+PAIRWISE = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
+SHAPES = {1: (2, 6, 7), 2: (2, 6, 4, 5), 3: (2, 6, 3, 4, 5)}  # (B, C, *S), odd sizes on purpose
+
+
+def conv1x1(conv: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A 1x1(x1) conv as a per-position linear map: (B, C, *S) -> (B, C', *S)."""
+    w = conv.weight.flatten(1)  # (C', C)
+    return torch.einsum("oc,bc...->bo...", w, x) + conv.bias.view(1, -1, *[1] * (x.dim() - 2))
+
+
+def pool(x: torch.Tensor, kernel) -> torch.Tensor:
+    if kernel is None:
+        return x
+    return {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}[x.dim() - 2](x, kernel, kernel, ceil_mode=True)
+
+
+def naive(block: NonLocalBlock, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """z and the normalised weights, one (query, key) pair at a time, from eqs. (1)-(6) of the paper."""
+    kernel = block.subsample_kernel
+    if block.theta is None:  # gaussian: raw x
+        theta, phi = x, pool(x, kernel)
+    elif block.subsample_order == "before":
+        theta, phi = conv1x1(block.theta, x), conv1x1(block.phi, pool(x, kernel))
+    else:
+        theta, phi = conv1x1(block.theta, x), pool(conv1x1(block.phi, x), kernel)
+    g = conv1x1(block.g, pool(x, kernel)) if block.subsample_order == "before" else pool(conv1x1(block.g, x), kernel)
+    q_pos = list(itertools.product(*[range(s) for s in x.shape[2:]]))
+    k_pos = list(itertools.product(*[range(s) for s in phi.shape[2:]]))
+    k = kernel or (1,) * (x.dim() - 2)
+
+    def allowed(i, j):  # does query position i attend to key position j?
+        if block.mode == "space":
+            return i[0] == j[0]
+        if block.mode == "time":
+            return i[1:] == j[1:] and k[1:] == (1, 1)
+        return True
+
+    b = x.shape[0]
+    att = torch.zeros(b, len(q_pos), len(k_pos), dtype=torch.float64)
+    y = torch.zeros(b, g.shape[1], len(q_pos), dtype=torch.float64)
+    for n in range(b):
+        for qi, i in enumerate(q_pos):
+            keys = [kj for kj, j in enumerate(k_pos) if allowed(i, j)]
+            ti, f = theta[(n, slice(None), *i)].double(), []
+            for kj in keys:
+                pj = phi[(n, slice(None), *k_pos[kj])].double()
+                if block.pairwise in ("gaussian", "embedded_gaussian"):
+                    s = ti @ pj / (math.sqrt(ti.numel()) if block.scale else 1.0)
+                    f.append(torch.exp(s))
+                elif block.pairwise == "dot_product":
+                    f.append(ti @ pj)
+                else:  # ReLU(w_f^T [theta_i, phi_j])
+                    f.append(torch.relu(block.concat_proj.weight[0].double() @ torch.cat([ti, pj])))
+            f = torch.stack(f)
+            norm = f.sum() if block.pairwise in ("gaussian", "embedded_gaussian") else len(keys)  # C(x)
+            for kj, w in zip(keys, f / norm):
+                att[n, qi, kj] = w
+                y[n, :, qi] += w * g[(n, slice(None), *k_pos[kj])].double()
+    y = y.view(b, -1, *x.shape[2:]).float()
+    return x + block.out_norm(block.out_proj(y)), att.float()
+
+
+def randomised(block: NonLocalBlock) -> NonLocalBlock:
+    """Non-trivial weights everywhere, the output norm included, in eval mode (fixed BN statistics)."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+        if isinstance(block.out_norm, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d | torch.nn.BatchNorm3d):
+            block.out_norm.running_mean.uniform_(-0.5, 0.5)
+            block.out_norm.running_var.uniform_(0.5, 2.0)
+    return block.eval()
+
+
+CASES = [
+    (pw, dim, sub, mode, order, scale)
+    for pw in PAIRWISE
+    for dim in (1, 2, 3)
+    for sub in (False, True, "2x2x2")
+    for mode in (("spacetime", "space", "time") if dim == 3 else ("spacetime",))
+    for order in ("after", "before")
+    for scale in ((False, True) if pw in ("gaussian", "embedded_gaussian") else (False,))
+    if not (sub == "2x2x2" and (dim != 3 or mode != "spacetime"))
+    if not (order == "before" and not sub)
+]
+
+
+@pytest.mark.parametrize("pairwise,dim,subsample,mode,order,scale", CASES)
+def test_forward_and_attention_match_the_paper(pairwise, dim, subsample, mode, order, scale):
+    block = randomised(NonLocalBlock(6, dim, pairwise, 4, subsample, mode, subsample_order=order, scale=scale))
+    x = torch.randn(*SHAPES[dim])
+    want_z, want_att = naive(block, x)
+    with torch.no_grad():
+        got_z = block(x)
+    torch.testing.assert_close(got_z, want_z, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(block.attention(x), want_att, atol=2e-6, rtol=1e-4)
+    # the explicit formulations used by the benchmark agree too
+    torch.testing.assert_close(explicit_forward(block, x, concat="broadcast").detach(), want_z, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(explicit_attention(block, x).detach(), want_att, atol=2e-6, rtol=1e-4)
+
+
+def test_concatenation_repeat_formulation_matches():
+    block = randomised(NonLocalBlock(6, 3, "concatenation", 4, True))
+    x = torch.randn(*SHAPES[3])
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), explicit_forward(block, x, concat="repeat"), atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("pairwise", PAIRWISE)
+def test_fast_paths_have_the_explicit_gradients(pairwise):
+    block = randomised(NonLocalBlock(6, 3, pairwise, 4, True)).train()
+    x = torch.randn(*SHAPES[3], requires_grad=True)
+    grads = []
+    for run in (block, lambda inp: explicit_forward(block, inp, concat="broadcast")):
+        block.zero_grad()
+        x.grad = None
+        (run(x) ** 2).sum().backward()
+        grads.append([x.grad.clone()] + [p.grad.clone() for p in block.parameters()])
+    scale = max(g.abs().max().item() for g in grads[1])
+    # biases before a softmax or a train-mode BN have a true gradient of 0: compare those to the overall scale
+    for fast, slow in zip(*grads):
+        torch.testing.assert_close(fast, slow, atol=1e-3 * scale, rtol=1e-3)
+
+
+@pytest.mark.parametrize("pairwise", PAIRWISE)
+@pytest.mark.parametrize("zero_init", ["norm", "conv"])
+def test_fresh_block_is_exactly_the_identity(pairwise, zero_init):
+    block = NonLocalBlock(8, 3, pairwise, zero_init=zero_init)
+    x = torch.randn(2, 8, 2, 4, 4)
+    for mode in (block.train, block.eval):
+        mode()
+        assert torch.equal(block(x), x)
+    assert isinstance(block.out_norm, torch.nn.Identity) == (zero_init == "conv")
+
+
+@pytest.mark.parametrize("zero_init", ["norm", "conv"])
+def test_gradient_reaches_the_zeroed_output_and_then_the_embeddings(zero_init):
+    block = NonLocalBlock(8, 3, "embedded_gaussian", zero_init=zero_init)
+    x = torch.randn(2, 8, 2, 4, 4)
+    (block(x) ** 2).sum().backward()
+    zeroed = block.out_norm.weight if zero_init == "norm" else block.out_proj.weight
+    assert zeroed.grad.abs().sum() > 0  # "W stays zero" is a myth: its gradient is not zero
+    assert block.theta.weight.grad.abs().sum() == 0  # nothing flows past a zero output yet
+    torch.optim.SGD(block.parameters(), lr=1.0).step()
+    block.zero_grad()
+    (block(x) ** 2).sum().backward()
+    assert block.theta.weight.grad.abs().sum() > 0  # after one step it does
+
+
+class LargestTensor(TorchDispatchMode):
+    """Records the largest tensor any aten op produces."""
+
+    def __init__(self):
+        super().__init__()
+        self.numel = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, tuple | list) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.numel = max(self.numel, t.numel())
+        return out
+
+
+@pytest.mark.parametrize("pairwise", PAIRWISE)
+def test_forward_and_backward_never_build_the_pairwise_matrix(pairwise):
+    block = NonLocalBlock(8, 3, pairwise, subsample=False).train()
+    x = torch.randn(1, 8, 4, 16, 16, requires_grad=True)  # N = N' = 1024
+    n = 4 * 16 * 16
+    with LargestTensor() as seen:
+        block(x).sum().backward()
+    assert seen.numel < n * n // 8, f"{pairwise}: a tensor of {seen.numel} elements (N x N = {n * n})"
+    with LargestTensor() as seen:
+        block.attention(x)
+    assert seen.numel >= n * n  # the analysis path does build it
+
+
+def test_modes_group_positions_as_the_paper_says():
+    x = torch.randn(1, 6, 3, 4, 4)
+    space = randomised(NonLocalBlock(6, 3, "embedded_gaussian", mode="space", subsample=False)).attention(x)
+    time = randomised(NonLocalBlock(6, 3, "embedded_gaussian", mode="time", subsample=False)).attention(x)
+    frame = torch.arange(48) // 16
+    pixel = torch.arange(48) % 16
+    assert torch.all(space[0][frame[:, None] != frame[None, :]] == 0)
+    assert torch.all(time[0][pixel[:, None] != pixel[None, :]] == 0)
+    torch.testing.assert_close(space.sum(-1), torch.ones(1, 48))
+    torch.testing.assert_close(time.sum(-1), torch.ones(1, 48))
+
+
+def test_subsample_kernels():
+    assert NonLocalBlock(4, 1).subsample_kernel == (2,)
+    assert NonLocalBlock(4, 2).subsample_kernel == (2, 2)
+    assert NonLocalBlock(4, 3).subsample_kernel == (1, 2, 2)
+    assert NonLocalBlock(4, 3, subsample="2x2x2").subsample_kernel == (2, 2, 2)
+    assert NonLocalBlock(4, 3, subsample=(2, 1, 1)).subsample_kernel == (2, 1, 1)
+    assert NonLocalBlock(4, 3, subsample=False).subsample_kernel is None
+    assert NonLocalBlock(4, 3, mode="time").subsample_kernel is None  # the paper's kernel pools no time
+    assert NonLocalBlock(4, 3).attention(torch.randn(1, 4, 2, 5, 5)).shape == (1, 50, 2 * 3 * 3)  # ceil: no row lost
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(pairwise="cosine"), "valid choices: 'gaussian', 'embedded_gaussian', 'dot_product', 'concatenation'"),
+    (dict(mode="frames"), "valid choices: 'spacetime', 'space', 'time'"),
+    (dict(dim=4), "unknown dim 4"),
+    (dict(dim=2, mode="space"), "needs dim=3"),
+    (dict(subsample="3x3"), "3-d pooling kernel"),
+    (dict(subsample="2x2x2", mode="space"), "pools across frames"),
+    (dict(subsample="1x2x2", mode="time"), "pools across pixels"),
+    (dict(pairwise="dot_product", scale=True), "softmax forms"),
+    (dict(subsample_order="during"), "'after', 'before'"),
+    (dict(zero_init="bn"), "'norm', 'conv'"),
+    (dict(inter_channels=0), "inter_channels"),
+])
+def test_bad_arguments_name_the_valid_choices(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        NonLocalBlock(8, **{"dim": 3, **kwargs})
+
+
+def test_bad_input_shape_is_reported():
+    with pytest.raises(ValueError, match=r"expects a \(B, 8, T, H, W\) input"):
+        NonLocalBlock(8, 3)(torch.randn(2, 4, 2, 4, 4))
+
+
+@pytest.mark.parametrize("cls", [GlobalContextBlock, SqueezeExcitationBlock])
+def test_comparison_blocks_start_as_identity_and_learn(cls):
+    block = cls(16, 3, reduction=4)
+    x = torch.randn(2, 16, 2, 3, 3)
+    assert torch.equal(block(x), x)
+    (block(x) ** 2).sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in block.parameters())
+
+
+def test_global_context_attention_is_one_map_for_every_query():
+    block = GlobalContextBlock(8, 3)
+    weights = block.attention(torch.randn(2, 8, 2, 3, 3))
+    assert weights.shape == (2, 18)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2))
