@@ -90,7 +90,7 @@ class SweepBridge(pl.Callback):
         self.progress = Path(os.environ[PROGRESS_ENV]) if os.environ.get(PROGRESS_ENV) else None
         self.stop = Path(os.environ[STOP_ENV]) if os.environ.get(STOP_ENV) else None
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+    def on_validation_end(self, trainer, pl_module) -> None:  # after the module has logged its metrics
         if trainer.sanity_checking or self.progress is None:
             return
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
