@@ -59,7 +59,7 @@ class ClipDataModule(pl.LightningDataModule):
         batch_size: clips per batch (per device).
         num_workers: DataLoader worker processes (0: load in the main process).
         synthetic: the embedded task's knobs (used when dataset is "synthetic").
-        video: where the videos are and how clips are cut (kinetics, ucf101, hmdb51, video_folder).
+        video: where the files are and how clips are cut (kinetics, ucf101, hmdb51, video_folder, images).
     """
 
     def __init__(
