@@ -75,9 +75,10 @@ def test_every_experiment_config_is_valid(tmp_path):
     ("--model.backbone.depth=20", "model.backbone.depth"),
     ("--model.bogus=1", "--model.bogus"),
     ("--data.dataset=kinetix", "data.dataset 'kinetix'; valid choices"),
+    ("--data.dataset=kinetics --data.video.root=/no/such/dir", "data.video.root: /no/such/dir does not exist"),
 ])
 def test_bad_keys_and_values_fail_in_one_line_before_any_run(tmp_path, bad, message):
-    result = nlstudy("fit", "--config", "experiments/demo.yaml", bad, runs=tmp_path)
+    result = nlstudy("fit", "--config", "experiments/demo.yaml", *bad.split(), runs=tmp_path)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("nlstudy fit: error:")]
     assert len(errors) == 1 and message in errors[0], result.stderr

@@ -101,14 +101,22 @@ class NLStudyCLI(LightningCLI):
             Path(logger.experiment.dir, "nlstudy_config.yaml").write_text(
                 dump(self.config[self.subcommand], skip_none=False, skip_check=True))
 
-    def before_fit(self) -> None:
+    def _prepare(self, stage: str) -> None:
+        """Read the data (a missing dataset root fails here, in one line) before the run starts logging."""
+        try:
+            self.datamodule.setup(stage)
+        except (ValueError, FileNotFoundError) as e:
+            raise UsageError(_one_line(e)) from None
         self._log_config()
+
+    def before_fit(self) -> None:
+        self._prepare("fit")
 
     def before_validate(self) -> None:
-        self._log_config()
+        self._prepare("validate")
 
     def before_test(self) -> None:
-        self._log_config()
+        self._prepare("test")
 
     def after_fit(self) -> None:
         if not self.config.fit.get("test_after_fit", True):
