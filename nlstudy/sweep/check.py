@@ -1,0 +1,154 @@
+"""Is every parameter of a sweep a real training-CLI key with a value the CLI accepts?
+
+Each candidate run config (``spec.candidates``: every grid point, or each value of each parameter)
+is expanded into its command line exactly as it will run, and the training part of it (what follows
+``nlstudy`` or ``-m nlstudy``) is handed to ``nlstudy check`` -- one subprocess for every file and
+every candidate, so the training CLI's own parser and model builder (on the meta device) judge the
+values, and this process never imports torch. A command that does not call nlstudy is not checked.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nlstudy import keys
+from nlstudy.sweep import command as cmd
+from nlstudy.sweep.spec import Sweep, SweepError, candidates, flat_values
+
+CHECK_TIMEOUT_S = 900
+# an unknown option, as jsonargparse words it
+UNKNOWN_OPTION = re.compile(r"does not accept option '([^']+)'")
+DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.\w+)+|seed_everything|table")
+
+
+def training_args(command: Sequence[str]) -> list[str] | None:
+    """The arguments after ``nlstudy`` (the console script) or ``-m nlstudy``; None if the command
+    does not call nlstudy."""
+    for i, part in enumerate(command):
+        if Path(str(part)).name == "nlstudy":
+            return [str(p) for p in command[i + 1:]]
+        if part == "-m" and i + 1 < len(command) and command[i + 1] == "nlstudy":
+            return [str(p) for p in command[i + 2:]]
+    return None
+
+
+def run_nlstudy_check(arg_lists: list[list[str]]) -> list[dict[str, Any]]:
+    """``nlstudy check`` on many argument lists in one subprocess: one {"ok", "error"} per list."""
+    with tempfile.TemporaryDirectory(prefix="nlstudy-check-") as tmp:
+        request = Path(tmp, "check.json")
+        request.write_text(json.dumps(arg_lists))
+        env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
+        try:
+            proc = subprocess.run([sys.executable, "-m", "nlstudy", "check", str(request)], capture_output=True,
+                                  text=True, env=env, stdin=subprocess.DEVNULL, timeout=CHECK_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise SweepError(f"nlstudy check did not answer within {CHECK_TIMEOUT_S} s") from None
+    for line in reversed(proc.stdout.splitlines()):
+        try:
+            results = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(results, list) and len(results) == len(arg_lists):
+            return results
+    last = next((l for l in reversed(proc.stderr.splitlines()) if l.strip()), f"exit code {proc.returncode}")
+    raise SweepError(f"nlstudy check failed: {last.strip()}")
+
+
+def check_sweeps(sweeps: Sequence[Sweep]) -> list[str]:
+    """Check every candidate run of every sweep in one ``nlstudy check``; raise a SweepError (one
+    line, the first problem found) or return notes (sweeps whose command does not call nlstudy)."""
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="nlstudy-sweep-") as tmp:
+        jobs: list[tuple[Sweep, dict[str, Any], str, list[str]]] = []
+        for s_index, sweep in enumerate(sweeps):
+            uses_file = cmd.uses_args_json_file(sweep.command)
+            found = False
+            for c_index, config in enumerate(candidates(sweep)):
+                json_file = str(Path(tmp, f"{s_index}-{c_index}.json"))
+                run = cmd.RunArgs(config, sweep.program, json_file)
+                if uses_file:
+                    Path(json_file).write_text(cmd.args_json_text(run))
+                argv = training_args(cmd.expand(sweep.command, run))
+                if argv is None:
+                    break
+                found = True
+                jobs.append((sweep, config, json_file, argv))
+            if not found:
+                notes.append(f"{sweep.path}: the command does not call nlstudy; its parameters are not checked "
+                             "against the training CLI")
+        if not jobs:
+            return notes
+        results = run_nlstudy_check([argv for *_, argv in jobs])
+        bad = [(job, r["error"]) for job, r in zip(jobs, results) if not r.get("ok")]
+        if bad:
+            (sweep, config, json_file, argv), error = bad[0]
+            more = f" ({len(bad) - 1} more run(s) rejected)" if len(bad) > 1 else ""
+            raise SweepError(f"{sweep.path}: {describe(config, error)}{hint(error, argv, json_file)}{more}")
+    return notes
+
+
+def describe(config: Mapping[str, Mapping[str, Any]], error: str) -> str:
+    """'parameter NAME: ERROR' for the parameter the error is about, else 'run {values}: ERROR'."""
+    flat = flat_values(config)
+    for key in DOTTED.findall(error or ""):
+        for name, spec in config.items():
+            if key == name or key.startswith(name + "."):
+                value = flat.get(key, spec["value"])
+                where = name if key == name else f"{name} ({key}={compact(value)})"
+                return f"parameter {where}: {error}"
+    values = ", ".join(f"{k}={compact(v['value'])}" for k, v in config.items())
+    return f"run with {values}: {error}"
+
+
+def hint(error: str, argv: list[str], json_file: str) -> str:
+    """For an unknown key: the closest valid keys and the valid keys beside it, read from
+    ``nlstudy <subcommand> --print_config`` of the base configs (one more subprocess)."""
+    m = UNKNOWN_OPTION.search(error or "")
+    if not m:
+        return ""
+    valid = valid_keys([a for i, a in enumerate(argv) if a != json_file and not (a == "--config" and i + 1 < len(argv)
+                                                                                  and argv[i + 1] == json_file)])
+    if not valid:
+        return ""
+    bad = m.group(1)
+    out = ""
+    close = difflib.get_close_matches(bad, valid, n=3, cutoff=0.75)
+    if close:
+        out += f"; did you mean {' or '.join(close)}?"
+    parent = bad.rpartition(".")[0]
+    while parent and not any(k.startswith(parent + ".") for k in valid):
+        parent = parent.rpartition(".")[0]
+    siblings = sorted({k[len(parent) + 1:].split(".")[0] for k in valid if k.startswith(parent + ".")} if parent
+                      else {k.split(".")[0] for k in valid})
+    out += f"; valid keys under {parent or 'the top level'}: {', '.join(siblings)}"
+    return out
+
+
+def valid_keys(argv: list[str]) -> list[str]:
+    try:
+        proc = subprocess.run([sys.executable, "-m", "nlstudy", *argv, "--print_config"], capture_output=True,
+                              text=True, stdin=subprocess.DEVNULL, timeout=300,
+                              env=dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true"))
+        tree = yaml.safe_load(proc.stdout)
+    except (subprocess.TimeoutExpired, yaml.YAMLError):
+        return []
+    if proc.returncode != 0 or not isinstance(tree, dict):
+        return []
+    return sorted(keys.flatten(tree))
+
+
+def compact(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)

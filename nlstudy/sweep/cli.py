@@ -1,0 +1,157 @@
+"""`nlstudy sweep SWEEP.yaml [SWEEP.yaml ...]`: run wandb sweep files locally (offline), or on W&B.
+
+    nlstudy sweep sweeps/demo/2a_pairwise.yaml                 run (or resume) one sweep here
+    nlstudy sweep sweeps/demo/*.yaml --jobs 2                   the demo suite, two runs at a time
+    nlstudy sweep sweeps/2c_blocks.yaml --check                 validate only
+    nlstudy sweep sweeps/2c_blocks.yaml --online                W&B's server and agents
+
+Every file is validated before anything runs (bad input: one line on stderr, exit 2). Exit 0 when
+every run this command started finished, 1 if some failed or crashed, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from nlstudy.sweep import online
+from nlstudy.sweep.agent import Agent, Options, Suite
+from nlstudy.sweep.check import check_sweeps
+from nlstudy.sweep.spec import Sweep, SweepError, load
+from nlstudy.sweep.state import ENDED, SweepState
+
+PROG = "nlstudy sweep"
+RUNS_ENV = "NLSTUDY_RUNS_DIR"
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        self.exit(2, f"{PROG}: error: {message}\n")
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def parser() -> Parser:
+    p = Parser(prog=PROG, description="Run wandb sweep files with the local agent (offline) or on W&B (--online).")
+    p.add_argument("files", nargs="+", metavar="SWEEP.yaml", help="sweep files, run one after the other")
+    p.add_argument("--count", type=positive, help="start at most N runs (over all --jobs agents)")
+    p.add_argument("--jobs", type=positive, default=1, help="run J runs at a time; the CPU threads are split (default 1)")
+    p.add_argument("--online", action="store_true", help="create the sweep on W&B and run W&B's own agents")
+    p.add_argument("--runs-root", default=os.environ.get(RUNS_ENV, "runs"),
+                   help="runs and sweep state go here (default: $NLSTUDY_RUNS_DIR or runs/)")
+    p.add_argument("--sweep-id", help="join (or create) the sweep with this id (default: derived from the file)")
+    p.add_argument("--project", help="wandb project (default: the file's project, $WANDB_PROJECT or nlstudy)")
+    p.add_argument("--check", action="store_true", help="validate the files, print what they would run, and exit")
+    # the agents of --jobs (not for users)
+    p.add_argument("--agent-of", help=argparse.SUPPRESS)
+    p.add_argument("--agent-index", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--started", type=float, help=argparse.SUPPRESS)
+    return p
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def project_of(args: argparse.Namespace, sweep: Sweep) -> str:
+    return args.project or sweep.config.get("project") or os.environ.get("WANDB_PROJECT") or "nlstudy"
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    say = lambda line: print(line, flush=True)  # noqa: E731
+    try:
+        if args.sweep_id is not None and len(args.files) > 1:
+            raise SweepError("--sweep-id: give one sweep file with a sweep id")
+        sweeps = [load(f) for f in args.files]
+        projects = {project_of(args, s) for s in sweeps}
+        if args.agent_of is None:  # the agents of --jobs were started after this check
+            for note in check_sweeps(sweeps):
+                say(f"{PROG}: note: {note}")
+        states = [] if args.online else [joined(args, s) for s in sweeps]
+    except SweepError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 2
+    threads = max(1, cores() // args.jobs)
+    if args.check:
+        for s in sweeps:
+            planned = s.planned_runs()
+            say(f"{s.path}: ok, {s.method} sweep, {planned if planned is not None else 'unbounded'} run(s), "
+                f"sweep id {args.sweep_id or s.default_id}")
+        return 0
+    if args.online:
+        entity = {s.config.get("entity") for s in sweeps} - {None}
+        return online.run(sweeps, project=projects.pop() if len(projects) == 1 else "nlstudy",
+                          entity=next(iter(entity), None) or os.environ.get("WANDB_ENTITY"), sweep_id=args.sweep_id,
+                          count=args.count, jobs=args.jobs, threads=threads, out=say)
+    options = Options(runs_root=Path(args.runs_root), project=projects.pop() if len(projects) == 1 else "nlstudy",
+                      jobs=args.jobs, threads=threads, count=args.count)
+    if args.agent_of is not None:
+        options.session, options.started = args.agent_of, args.started or time.time()
+        options.label = f"[agent {args.agent_index}] "
+    suite = Suite(list(zip(sweeps, states)), options)
+    if args.agent_of is None:
+        for s, st in zip(sweeps, states):
+            planned = s.planned_runs()
+            done = sum(r["state"] in ENDED and not r.get("retry") for r in st.records())
+            say(f"sweep {st.id} ({s.path}): {s.method}, {planned if planned is not None else 'unbounded'} run(s), "
+                f"{done} done; state in {st.dir}")
+    if args.jobs == 1 or args.agent_of is not None:
+        return Agent(suite).run()
+    return run_agents(argv, options)
+
+
+def joined(args: argparse.Namespace, sweep: Sweep) -> SweepState:
+    """Create the sweep's state, or rejoin it; an id whose sweep was made from another config is refused."""
+    state = SweepState(args.runs_root, args.sweep_id or sweep.default_id)
+    if state.exists():
+        if state.info().get("fingerprint") != sweep.fingerprint:
+            raise SweepError(f"{sweep.path}: sweep {state.id} in {state.dir} was created from a different config "
+                             "(was the file edited?); give another --sweep-id or drop --sweep-id for a new sweep")
+        return state
+    if args.check:
+        return state
+    state.create(sweep.text, {"source": str(sweep.path), "fingerprint": sweep.fingerprint,
+                              "project": project_of(args, sweep), "method": sweep.method})
+    return state
+
+
+def run_agents(argv: list[str], options: Options) -> int:
+    """--jobs J: J agent processes (each `nlstudy sweep ... --agent-of SESSION`), sharing the sweeps'
+    locks; Ctrl-C reaches them all from the terminal, SIGTERM is passed on."""
+    base = [sys.executable, "-m", "nlstudy", "sweep", *argv, "--agent-of", options.session,
+            "--started", str(options.started)]
+    procs = [subprocess.Popen([*base, "--agent-index", str(i + 1)], stdin=subprocess.DEVNULL)
+             for i in range(options.jobs)]
+
+    def forward(signum, frame):
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    old_term = signal.signal(signal.SIGTERM, forward)
+    old_int = signal.signal(signal.SIGINT, lambda s, f: None)  # the agents got it from the terminal
+    try:
+        codes = [p.wait() for p in procs]
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
+    if 130 in codes:
+        return 130
+    return max(codes)

@@ -1,0 +1,220 @@
+"""Load a sweep file and validate it before anything runs.
+
+Order: the file reads and is a YAML mapping; keys the W&B server accepts but the ``sweeps`` schema
+does not know (``run_cap``) are checked here and set aside; the W&B schema
+(``sweeps.schema_violations_from_proposed_config``); the method and early-termination type are ones
+this agent runs; every ``${...}`` in ``command`` is a macro ``wandb agent`` knows; the engine accepts
+the parameters (a grid of continuous values fails here, not after the first run). Whether each
+parameter is a real training-CLI key with an allowed value is checked by ``nlstudy.sweep.check``.
+
+Every problem is a :class:`SweepError` whose message is one line naming the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nlstudy.registry import lookup
+from nlstudy.sweep import command as cmd
+from nlstudy.sweep import engine
+
+
+class SweepError(ValueError):
+    """A sweep file (or an option about it) that cannot run; the message is one line."""
+
+
+def _positive_int(name: str):
+    def check(value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return check
+
+
+# top-level keys the W&B server accepts that sweeps 0.2.0's schema rejects -> their check
+SERVER_KEYS = {"run_cap": _positive_int("run_cap")}
+
+MAX_GRID_CHECKED = 2000  # a larger grid is checked one value at a time, not point by point
+
+
+def _grid_candidates(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    if engine.grid_size(config) <= MAX_GRID_CHECKED:
+        return engine.grid_points(config)
+    return engine.one_at_a_time(config)
+
+
+# search methods this agent runs -> the run configs that validation checks against the training CLI
+# (W&B's "custom" needs a custom controller and is not run here)
+METHODS = {"grid": _grid_candidates, "random": engine.one_at_a_time, "bayes": engine.one_at_a_time}
+
+# early-termination types -> the engine call that decides which runs to stop
+EARLY_TERMINATE = {"hyperband": engine.to_stop}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """One sweep file: where it is, its text (kept as the sweep's sweep.yaml) and its config."""
+
+    path: Path
+    text: str
+    config: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def method(self) -> str:
+        return self.config["method"]
+
+    @property
+    def run_cap(self) -> int | None:
+        return self.config.get("run_cap")
+
+    @property
+    def command(self) -> list[Any] | None:
+        return self.config.get("command")
+
+    @property
+    def program(self) -> str | None:
+        return self.config.get("program")
+
+    @property
+    def engine_config(self) -> dict[str, Any]:
+        """The config as the ``sweeps`` engine takes it (server-only keys set aside)."""
+        return {k: v for k, v in self.config.items() if k not in SERVER_KEYS}
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.config, sort_keys=True, default=str).encode()).hexdigest()
+
+    @property
+    def default_id(self) -> str:
+        """The sweep id used when none is given: derived from the config, so running the same file
+        again rejoins its sweep and an edited file starts a new one. Eight letters and digits, like
+        W&B's ids."""
+        number = int(self.fingerprint, 16)
+        chars = []
+        for _ in range(8):
+            number, r = divmod(number, 36)
+            chars.append("abcdefghijklmnopqrstuvwxyz0123456789"[r])
+        return "".join(chars)
+
+    def planned_runs(self) -> int | None:
+        """How many runs the sweep will start: the grid size (capped by run_cap), or run_cap."""
+        if self.method == "grid":
+            n = engine.grid_size(self.engine_config)
+            return min(n, self.run_cap) if self.run_cap else n
+        return self.run_cap
+
+
+def fail(path: os.PathLike | str, message: str) -> SweepError:
+    return SweepError(f"{path}: {message}")
+
+
+def load(path: str | os.PathLike) -> Sweep:
+    """Read and validate one sweep file (all but the CLI-key check)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise fail(path, f"cannot read the sweep file ({e.strerror or e})") from None
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise fail(path, f"not valid YAML{at}: {problem}") from None
+    if not isinstance(config, dict):
+        raise fail(path, f"a sweep file is a YAML mapping (method, metric, parameters, ...), got {type(config).__name__}")
+    sweep = Sweep(path, text, config)
+    validate(sweep)
+    return sweep
+
+
+def validate(sweep: Sweep) -> None:
+    path, config = sweep.path, sweep.config
+    for key, check in SERVER_KEYS.items():
+        if key in config:
+            try:
+                check(config[key])
+            except ValueError as e:
+                raise fail(path, str(e)) from None
+    violations = engine.schema_violations(sweep.engine_config)
+    if violations:
+        more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+        raise fail(path, f"not a valid W&B sweep config: {_one_line(violations[0])}{more}")
+    try:
+        lookup(METHODS, config["method"], "method")
+        if config.get("early_terminate"):
+            lookup(EARLY_TERMINATE, config["early_terminate"].get("type"), "early_terminate type")
+    except ValueError as e:
+        raise fail(path, str(e)) from None
+    _check_command(sweep)
+    _check_engine(sweep)
+
+
+def _check_command(sweep: Sweep) -> None:
+    template = sweep.command
+    if template is None:
+        template = cmd.DEFAULT_COMMAND
+    for element in template:
+        if isinstance(element, (dict, list)) or element is None:
+            raise fail(sweep.path, f"command: each element is a string, got {element!r}")
+        name = cmd.macro_name(element)
+        if name is not None and not name.startswith("envvar:"):
+            try:
+                lookup(cmd.MACROS, name, "command macro")
+            except ValueError as e:
+                raise fail(sweep.path, f"command: {e}") from None
+        elif "${" in str(element) and not cmd.ENVVAR.search(str(element)):
+            raise fail(sweep.path, f"command: {element!r}: wandb agent replaces a macro only as a whole element "
+                                   "(or ${envvar:NAME} inside one)")
+    if any(cmd.macro_name(e) == "program" for e in template) and not sweep.program:
+        raise fail(sweep.path, "command uses ${program} but the sweep sets no program")
+
+
+def _check_engine(sweep: Sweep) -> None:
+    try:
+        engine.propose(sweep.engine_config, [])
+    except (ValueError, TypeError, KeyError, AssertionError) as e:
+        raise fail(sweep.path, f"the sweeps engine rejects the parameters: {_one_line(e)}") from None
+
+
+def candidates(sweep: Sweep) -> list[dict[str, Any]]:
+    """The run configs to check against the training CLI: every point of a grid (up to
+    MAX_GRID_CHECKED), otherwise each value of each parameter with the others at their first values."""
+    return METHODS[sweep.method](sweep.engine_config)
+
+
+def flat_values(run_config: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """A run config -> {dotted key: value}: dict values (and nested parameters) flattened, so that
+    ``model.backbone: {nl: {pairwise: x}}`` reads ``model.backbone.nl.pairwise = x``. An explicit
+    placement map (``nonlocal_blocks``) stays one value."""
+    from nlstudy.keys import DICT_VALUED_KEYS
+
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping) and value and prefix not in DICT_VALUED_KEYS:
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        else:
+            out[prefix] = value
+
+    for name, spec in run_config.items():
+        walk(name, spec["value"])
+    return out
+
+
+def _one_line(error: Any) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= 300 else text[:297] + "..."

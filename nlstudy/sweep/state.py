@@ -1,0 +1,239 @@
+"""A local sweep's state on disk, shared by every agent working on it.
+
+    <runs root>/sweeps/<sweep id>/
+        sweep.yaml            the sweep file as given (the report reads it: nlstudy.report.sweeps)
+        sweep.json            id, source file, project, creation time, fingerprint of the config
+        lock                  flock'ed around "ask the engine + record the new run" and every record write
+        runs/<run id>/
+            run.json          the run's record (below); written whole, atomically
+            params.yaml       WANDB_SWEEP_PARAM_PATH: the run config in wandb's config-file form
+            args.json         the ${args_json_file} file (when the command uses that macro)
+            progress.jsonl    NLSTUDY_PROGRESS_FILE: one JSON line per validation, written by the run
+            stop              NLSTUDY_STOP_FILE: created by an agent to stop the run (hyperband)
+            output.log        the run's stdout and stderr
+    <runs root>/wandb/offline-run-<time>-<run id>/    the wandb run itself (written by the run)
+
+A record: ``id``, ``config`` (W&B form ``{name: {"value": v}}``), ``state`` (:data:`STATES`),
+``created_at`` / ``started_at`` / ``ended_at`` (ISO, UTC), ``duration_s``, ``exitcode``, ``agent``
+(``host``, ``pid``, ``pid_start``, ``session`` of the agent that owns it), ``pid`` / ``pid_start`` of
+the run's process, ``heartbeat``, ``retry_of`` / ``retried_by``, ``retry`` (the run was interrupted
+by its agent and is to be run again), ``summary`` (last values of the progress rows), ``note``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import secrets
+import signal
+import socket
+import string
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from nlstudy.registry import lookup
+
+# state -> the state the search engine is told (a run stopped by hyperband ended cleanly: finished)
+STATES: dict[str, str] = {
+    "pending": "pending",  # claimed by an agent, process not started yet
+    "running": "running",
+    "finished": "finished",  # exit code 0
+    "stopped": "finished",  # exit code 0 after an early-termination request (hyperband)
+    "failed": "failed",  # exit code > 0
+    "crashed": "crashed",  # killed by a signal it was not sent, or its agent died under it
+    "killed": "killed",  # the agent stopped it (Ctrl-C / SIGTERM to the agent)
+}
+LIVE = ("pending", "running")
+ENDED = ("finished", "stopped", "failed", "crashed", "killed")
+HEARTBEAT_S = 30.0  # an agent refreshes the records of its running runs this often
+STALE_S = 600.0  # a record from another host without a heartbeat for this long is taken as orphaned
+ID_CHARS = string.ascii_lowercase + string.digits
+
+
+def engine_state(state: str) -> str:
+    return lookup(STATES, state, "run state")
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def new_id(n: int = 8) -> str:
+    """A wandb-style id: lowercase letters and digits."""
+    return "".join(secrets.choice(ID_CHARS) for _ in range(n))
+
+
+def process_start(pid: int) -> str | None:
+    """A token that tells this process apart from a later one with the same pid (Linux: its start
+    time in clock ticks since boot), or None when no such process exists."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return "?"
+    return "?"
+
+
+def alive(pid: int | None, start: str | None) -> bool:
+    if not pid:
+        return False
+    token = process_start(pid)
+    return token is not None and (start in (None, "?") or token in ("?", start))
+
+
+def this_agent(session: str) -> dict[str, Any]:
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "pid_start": process_start(pid), "session": session}
+
+
+def agent_alive(agent: Mapping[str, Any] | None, heartbeat: str | None) -> bool:
+    """Is the agent that owns a record still there? Same host: its process exists. Another host:
+    its heartbeat is recent."""
+    if not agent:
+        return False
+    if agent.get("host") == socket.gethostname():
+        return alive(agent.get("pid"), agent.get("pid_start"))
+    if not heartbeat:
+        return False
+    age = time.time() - dt.datetime.fromisoformat(heartbeat).timestamp()
+    return age < STALE_S
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write whole or not at all (readers never see half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+class SweepState:
+    """The directory of one sweep under a runs root."""
+
+    def __init__(self, runs_root: str | os.PathLike, sweep_id: str):
+        self.runs_root = Path(runs_root).absolute()
+        self.id = sweep_id
+        self.dir = self.runs_root / "sweeps" / sweep_id
+
+    # -- the sweep --------------------------------------------------------------------------------
+    @property
+    def sweep_file(self) -> Path:
+        return self.dir / "sweep.yaml"
+
+    @property
+    def info_file(self) -> Path:
+        return self.dir / "sweep.json"
+
+    def exists(self) -> bool:
+        return self.info_file.is_file()
+
+    def info(self) -> dict[str, Any]:
+        return json.loads(self.info_file.read_text())
+
+    def create(self, text: str, info: Mapping[str, Any]) -> None:
+        """Make the directory and write sweep.yaml and sweep.json (once; a second agent that races
+        to create the same sweep finds it made)."""
+        (self.dir / "runs").mkdir(parents=True, exist_ok=True)
+        with self.lock():
+            if self.exists():
+                return
+            self.sweep_file.write_text(text)
+            write_json(self.info_file, {"id": self.id, "created_at": now(), **info})
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / "lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    # -- runs -------------------------------------------------------------------------------------
+    def run_dir(self, run_id: str) -> Path:
+        return self.dir / "runs" / run_id
+
+    def record_file(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "run.json"
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every run record, oldest first, each with its progress rows as ``history``."""
+        out = []
+        runs = self.dir / "runs"
+        if not runs.is_dir():
+            return out
+        for path in runs.glob("*/run.json"):
+            try:
+                rec = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            rec["history"] = read_progress(path.parent / "progress.jsonl")
+            out.append(rec)
+        out.sort(key=lambda r: (r.get("created_at") or "", r["id"]))
+        return out
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        rec = {k: v for k, v in record.items() if k != "history"}
+        self.run_dir(rec["id"]).mkdir(parents=True, exist_ok=True)
+        write_json(self.record_file(rec["id"]), rec)
+
+    def update(self, run_id: str, **changes: Any) -> dict[str, Any]:
+        """Read, change and write one record under the lock."""
+        with self.lock():
+            rec = json.loads(self.record_file(run_id).read_text())
+            rec.update(changes)
+            self.write(rec)
+            return rec
+
+    def reap(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Call with the lock held: live records whose agent is gone become ``crashed`` and are marked
+        for a retry (a run process that survived its agent is stopped first). Returns the changed."""
+        changed = []
+        for rec in records:
+            if rec["state"] not in LIVE or agent_alive(rec.get("agent"), rec.get("heartbeat")):
+                continue
+            if rec.get("agent", {}).get("host") == socket.gethostname() and alive(rec.get("pid"), rec.get("pid_start")):
+                _stop_orphan(rec["pid"], rec.get("pid_start"))
+            rec.update(state="crashed", retry=True, ended_at=now(), note="its agent died while it ran")
+            self.write(rec)
+            changed.append(rec)
+        return changed
+
+
+def read_progress(path: Path) -> list[dict[str, Any]]:
+    """The rows a run appended to its progress file (a half-written last line is skipped)."""
+    rows = []
+    try:
+        text = path.read_text()
+    except OSError:
+        return rows
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def _stop_orphan(pid: int, start: str | None, grace_s: float = 10.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and alive(pid, start):
+        time.sleep(0.2)
+    if alive(pid, start):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
