@@ -307,7 +307,8 @@ class Agent:
             if time.monotonic() - beat > HEARTBEAT_S:
                 beat = time.monotonic()
                 state.update(rec["id"], heartbeat=now())
-            time.sleep(POLL_S)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=POLL_S)
         if asked_at is not None:
             return "killed", code
         if code == 0:

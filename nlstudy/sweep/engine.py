@@ -6,6 +6,8 @@ W&B server calls it, with the three pitfalls of sweeps 0.2.0 handled here:
 - grid de-duplication looks earlier runs up by the engine's internal name of each parameter; for a
   nested parameter that name (``model.wbnest[...].lr``) is not a key of the run's config, so nothing is
   ever "seen" and the grid proposes its first point forever. :func:`engine_runs` adds those names.
+- ``SweepRun(history=..., summary_metrics=...)`` silently drops both under pydantic 2: pass them
+  by their aliases (``sampledHistory``, ``summaryMetrics``), or hyperband and bayes see no metric.
 - sampled values are numpy scalars (``np.float64``), which ``yaml.safe_dump`` refuses: cast to Python.
 
 A run's config is W&B's format throughout: ``{"name": {"value": v}}`` (nested parameters give one
@@ -68,9 +70,11 @@ def engine_runs(config: Mapping[str, Any], records: Iterable[Mapping[str, Any]])
                 run_config[name] = {"value": value}
         history = list(rec.get("history") or [])
         summary = dict(rec.get("summary") or {})
+        # by alias: with pydantic 2, SweepRun's "allow_population_by_field_name" is ignored, and
+        # history= / summary_metrics= would be dropped without a word
         out.append(sweeps.SweepRun(
-            name=rec["id"], state=engine_state(rec["state"]), config=run_config, history=history,
-            summary_metrics=summary, stopped=rec["state"] == "stopped",
+            name=rec["id"], state=engine_state(rec["state"]), config=run_config, sampledHistory=history,
+            summaryMetrics=summary, stopped=rec["state"] == "stopped",
         ))
     return out
 

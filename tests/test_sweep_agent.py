@@ -1,0 +1,307 @@
+"""The local agent on a stand-in run (tests/fixtures/sweep/toy_run.py: no torch, well under a second):
+a grid to completion, failed runs, resuming, interrupted and orphaned runs, two agents, --jobs,
+--count, run_cap, random, bayes and hyperband."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nlstudy.sweep import cli, engine
+from nlstudy.sweep.spec import load
+from nlstudy.sweep.state import SweepState, read_progress
+
+TOY = Path(__file__).parent / "fixtures" / "sweep" / "toy_run.py"
+
+
+def sweep_file(tmp_path, body: str, name="toy.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(f"command: [python, {TOY}, '${{args_json_file}}']\n" + textwrap.dedent(body))
+    return path
+
+
+def toy_log(tmp_path) -> list[dict]:
+    path = tmp_path / "toy_log.jsonl"
+    return [json.loads(l) for l in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture(autouse=True)
+def toy_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOY_LOG", str(tmp_path / "toy_log.jsonl"))
+    monkeypatch.delenv("TOY_HANG", raising=False)
+    monkeypatch.delenv("NLSTUDY_RUNS_DIR", raising=False)
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+
+
+def records(root, path) -> list[dict]:
+    sweep = load(path)
+    return SweepState(root, sweep.default_id).records()
+
+
+def sweep_cmd(*args) -> list[str]:
+    return [sys.executable, "-m", "nlstudy", "sweep", *map(str, args)]
+
+
+GRID = """\
+method: grid
+metric: {name: val/top1_best, goal: maximize}
+parameters:
+  table: {value: toy}
+  a: {values: [1, 2, 3]}
+  fail: {values: [false, true]}
+"""
+
+
+def test_grid_runs_to_completion_and_a_failed_run_does_not_stop_it(tmp_path, capsys):
+    path, root = sweep_file(tmp_path, GRID), tmp_path / "runs"
+    code = cli.main([str(path), "--runs-root", str(root), "--project", "toyproj"])
+    out = capsys.readouterr().out
+    assert code == 1  # some runs failed; the sweep still ran every configuration
+    runs = toy_log(tmp_path)
+    assert sorted((r["params"]["a"], r["params"]["fail"]) for r in runs) == [
+        (a, f) for a in (1, 2, 3) for f in (False, True)]
+    assert all(r["params"]["table"] == "toy" for r in runs)
+    sweep = load(path)
+    recs = records(root, path)
+    assert sorted(r["state"] for r in recs) == ["failed"] * 3 + ["finished"] * 3
+    assert all((r["state"] == "failed") == r["config"]["fail"]["value"] for r in recs)
+    # every run carries the sweep id, its own run id and the agent's environment
+    state = SweepState(root, sweep.default_id)
+    by_id = {r["id"]: r for r in recs}
+    for run in runs:
+        env = run["env"]
+        assert env["WANDB_MODE"] == "offline" and env["WANDB_SWEEP_ID"] == sweep.default_id
+        assert env["WANDB_PROJECT"] == "toyproj" and env["NLSTUDY_RUNS_DIR"] == str(root.absolute())
+        rec = by_id[env["WANDB_RUN_ID"]]
+        assert run["params"] == {k: v["value"] for k, v in rec["config"].items()}
+        assert env["WANDB_SWEEP_PARAM_PATH"] == str(state.run_dir(rec["id"]) / "params.yaml")
+        assert yaml.safe_load(Path(env["WANDB_SWEEP_PARAM_PATH"]).read_text())["a"] == {"value": run["params"]["a"]}
+        assert env["NLSTUDY_PROGRESS_FILE"] == str(state.run_dir(rec["id"]) / "progress.jsonl")
+        assert env["NLSTUDY_STOP_FILE"] == str(state.run_dir(rec["id"]) / "stop")
+        assert env["NLSTUDY_NUM_THREADS"] == env["OMP_NUM_THREADS"] == str(cli.cores())
+    # the report's layout: the sweep file kept as sweeps/<id>/sweep.yaml
+    assert (root / "sweeps" / sweep.default_id / "sweep.yaml").read_text() == path.read_text()
+    assert "6/6 runs done (3 failed)" in out and "failed with exit code 1" in out
+    # running the same command again resumes: nothing left, nothing repeated
+    assert cli.main([str(path), "--runs-root", str(root)]) == 0
+    assert len(toy_log(tmp_path)) == 6 and len(records(root, path)) == 6
+
+
+def test_count_then_resume(tmp_path, capsys):
+    path, root = sweep_file(tmp_path, GRID), tmp_path / "runs"
+    assert cli.main([str(path), "--runs-root", str(root), "--count", "2"]) == 1  # (1, False), (1, True)
+    assert len(toy_log(tmp_path)) == 2
+    assert cli.main([str(path), "--runs-root", str(root), "--count", "3"]) == 1
+    assert len(toy_log(tmp_path)) == 5
+    cli.main([str(path), "--runs-root", str(root)])
+    configs = [(r["params"]["a"], r["params"]["fail"]) for r in toy_log(tmp_path)]
+    assert len(configs) == 6 and len(set(configs)) == 6
+
+
+def test_edited_file_starts_a_new_sweep_and_a_reused_id_is_refused(tmp_path, capsys):
+    path, root = sweep_file(tmp_path, GRID), tmp_path / "runs"
+    cli.main([str(path), "--runs-root", str(root), "--count", "1", "--sweep-id", "mysweep1"])
+    path.write_text(path.read_text().replace("[1, 2, 3]", "[1, 2]"))
+    code = cli.main([str(path), "--runs-root", str(root), "--sweep-id", "mysweep1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "sweep mysweep1" in err and "was created from a different config" in err
+    assert load(path).default_id != "mysweep1"
+
+
+def test_agent_killed_mid_run_resume_retries_that_run(tmp_path):
+    """SIGKILL the agent while a run hangs: the run dies with it (no orphan), and running the command
+    again retries that configuration under a new run id, then finishes the grid."""
+    path, root = sweep_file(tmp_path, """\
+        method: grid
+        parameters:
+          a: {values: [1, 2, 3]}
+          hang: {values: [false, true]}
+        """), tmp_path / "runs"
+    env = dict(os.environ, TOY_HANG="1")
+    agent = subprocess.Popen(sweep_cmd(path, "--runs-root", root), env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        running = []
+        while time.monotonic() < deadline and not running:
+            running = [r for r in (records(root, path) if (root / "sweeps").exists() else [])
+                       if r["state"] == "running" and r["config"]["hang"]["value"]]
+            time.sleep(0.2)
+        assert running, "the hanging run never started"
+        hung = running[0]
+        agent.kill()
+        agent.wait(timeout=30)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and Path(f"/proc/{hung['pid']}").exists():
+        time.sleep(0.1)
+    assert not Path(f"/proc/{hung['pid']}").exists(), "the run outlived its agent"
+
+    assert cli.main([str(path), "--runs-root", str(root)]) == 0
+    recs = {r["id"]: r for r in records(root, path)}
+    old = recs[hung["id"]]
+    assert old["state"] == "crashed" and old["retry"] and old["note"] == "its agent died while it ran"
+    new = recs[old["retried_by"]]
+    assert new["state"] == "finished" and new["retry_of"] == old["id"] and new["config"] == old["config"]
+    configs = [(r["params"]["a"], r["params"]["hang"]) for r in toy_log(tmp_path)]
+    assert sorted(configs) == [(a, h) for a in (1, 2, 3) for h in (False, True)]
+
+
+def test_ctrl_c_kills_the_run_and_resume_retries_it(tmp_path):
+    path, root = sweep_file(tmp_path, """\
+        method: grid
+        parameters:
+          hang: {values: [true, false]}
+        """), tmp_path / "runs"
+    agent = subprocess.Popen(sweep_cmd(path, "--runs-root", root), env=dict(os.environ, TOY_HANG="1"),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(
+            r["state"] == "running" for r in (records(root, path) if (root / "sweeps").exists() else [])):
+        time.sleep(0.2)
+    agent.send_signal(signal.SIGINT)
+    out, _ = agent.communicate(timeout=60)
+    assert agent.returncode == 130, out
+    assert "run the same command again to resume" in out
+    [rec] = records(root, path)
+    assert rec["state"] == "killed" and rec["retry"]
+    assert cli.main([str(path), "--runs-root", str(root)]) == 0
+    states = sorted((r["state"], r["config"]["hang"]["value"]) for r in records(root, path))
+    assert states == [("finished", False), ("finished", True), ("killed", True)]
+
+
+def test_two_agents_started_separately_never_run_the_same_configuration(tmp_path):
+    path, root = sweep_file(tmp_path, """\
+        method: grid
+        parameters:
+          a: {values: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}
+          sleep: {value: 0.4}
+        """), tmp_path / "runs"
+    agents = [subprocess.Popen(sweep_cmd(path, "--runs-root", root), stdout=subprocess.DEVNULL) for _ in range(2)]
+    assert [a.wait(timeout=120) for a in agents] == [0, 0]
+    values = [r["params"]["a"] for r in toy_log(tmp_path)]
+    assert sorted(values) == list(range(1, 11))
+    assert len({r["agent"]["pid"] for r in records(root, path)}) == 2  # both took part
+
+
+def test_jobs_runs_agents_in_parallel_and_splits_threads(tmp_path, capsys):
+    path, root = sweep_file(tmp_path, """\
+        method: grid
+        parameters:
+          a: {values: [1, 2, 3, 4]}
+          sleep: {value: 1.0}
+        """), tmp_path / "runs"
+    start = time.monotonic()
+    proc = subprocess.run(sweep_cmd(path, "--runs-root", root, "--jobs", "2"), capture_output=True, text=True,
+                          timeout=120)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = toy_log(tmp_path)
+    assert sorted(r["params"]["a"] for r in runs) == [1, 2, 3, 4]
+    assert {r["env"]["NLSTUDY_NUM_THREADS"] for r in runs} == {str(max(1, cli.cores() // 2))}
+    recs = records(root, path)
+    assert len({r["agent"]["pid"] for r in recs}) == 2 and len({r["agent"]["session"] for r in recs}) == 1
+    # the two agents overlapped in time
+    spans = sorted((r["started_at"], r["ended_at"]) for r in recs)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))
+    assert "[agent 1]" in proc.stdout and "[agent 2]" in proc.stdout
+    assert elapsed < 4 * 1.0 + 20
+
+
+def test_run_cap_random_sweep_values_are_plain_python(tmp_path, capsys):
+    path, root = sweep_file(tmp_path, """\
+        method: random
+        run_cap: 3
+        parameters:
+          lr: {distribution: log_uniform_values, min: 0.0001, max: 0.1}
+          size: {values: [8, 16]}
+        """), tmp_path / "runs"
+    assert cli.main([str(path), "--runs-root", str(root)]) == 0
+    runs = toy_log(tmp_path)
+    assert len(runs) == 3
+    for run in runs:
+        assert 0.0001 <= run["params"]["lr"] <= 0.1 and run["params"]["size"] in (8, 16)
+        assert type(yaml.safe_load(Path(run["env"]["WANDB_SWEEP_PARAM_PATH"]).read_text())["lr"]["value"]) is float
+
+
+def test_bayes_sees_the_progress_metric(tmp_path, capsys):
+    path, root = sweep_file(tmp_path, """\
+        method: bayes
+        run_cap: 3
+        metric: {name: val/top1_best, goal: maximize}
+        parameters:
+          quality: {distribution: uniform, min: 0.0, max: 1.0}
+          epochs: {value: 2}
+          epoch_s: {value: 0.01}
+        """), tmp_path / "runs"
+    assert cli.main([str(path), "--runs-root", str(root)]) == 0
+    recs = records(root, path)
+    assert len(recs) == 3 and all(r["state"] == "finished" for r in recs)
+    for r in recs:
+        assert r["summary"]["val/top1_best"] == pytest.approx(2 * r["config"]["quality"]["value"])
+    assert "val/top1_best=" in capsys.readouterr().out
+
+
+def test_hyperband_stops_a_poor_run_cleanly(tmp_path, capsys):
+    path, root = sweep_file(tmp_path, """\
+        method: grid
+        metric: {name: val/top1_best, goal: maximize}
+        early_terminate: {type: hyperband, min_iter: 2, eta: 2}
+        parameters:
+          quality: {values: [1.0, 0.9, 0.1]}
+          epochs: {value: 20}
+          epoch_s: {value: 0.1}
+        """), tmp_path / "runs"
+    assert cli.main([str(path), "--runs-root", str(root)]) == 0
+    by_quality = {r["config"]["quality"]["value"]: r for r in records(root, path)}
+    assert by_quality[1.0]["state"] == "finished" and by_quality[0.9]["state"] == "finished"
+    poor = by_quality[0.1]
+    assert poor["state"] == "stopped" and poor["exitcode"] == 0
+    assert 3 <= len(read_progress(Path(poor["command"][-1]).parent / "progress.jsonl")) < 20
+    assert "early termination" in capsys.readouterr().out
+
+
+def test_grid_with_nested_parameters_terminates(tmp_path, capsys):
+    """sweeps 0.2.0 alone would propose the first point of a grid with nested parameters forever."""
+    path, root = sweep_file(tmp_path, """\
+        method: grid
+        parameters:
+          model:
+            parameters:
+              optim:
+                parameters:
+                  lr: {values: [0.1, 0.2]}
+          seed_everything: {values: [0, 1]}
+        """), tmp_path / "runs"
+    assert len(engine.grid_points(load(path).engine_config)) == 4
+    assert cli.main([str(path), "--runs-root", str(root)]) == 0
+    got = sorted((r["params"]["model"]["optim"]["lr"], r["params"]["seed_everything"]) for r in toy_log(tmp_path))
+    assert got == [(0.1, 0), (0.1, 1), (0.2, 0), (0.2, 1)]
+
+
+def test_a_command_that_cannot_start_is_a_failed_run(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text("method: grid\ncommand: [/nonexistent/program]\nparameters:\n  a: {values: [1, 2]}\n")
+    assert cli.main([str(path), "--runs-root", str(tmp_path / "runs")]) == 1
+    recs = records(tmp_path / "runs", path)
+    assert [r["state"] for r in recs] == ["failed", "failed"] and recs[0]["exitcode"] == 127
+
+
+def test_engine_runs_carry_history_and_summary():
+    """Hyperband reads the history and bayes the summary of each run: both must reach the engine."""
+    config = {"method": "bayes", "metric": {"name": "m", "goal": "maximize"}, "parameters": {"x": {"min": 0.0, "max": 1.0}}}
+    rec = {"id": "r1", "state": "stopped", "config": {"x": {"value": 0.5}}, "summary": {"m": 2.0},
+           "history": [{"m": 1.0}, {"m": 2.0}]}
+    [run] = engine.engine_runs(config, [rec])
+    assert run.metric_history("m") == [1.0, 2.0] and run.summary_metric("m") == 2.0
+    assert run.state == "finished" and run.stopped
