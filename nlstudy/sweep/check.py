@@ -122,17 +122,17 @@ def hint(error: str, argv: list[str], json_file: str) -> str:
     if not valid:
         return ""
     bad = m.group(1)
-    out = ""
-    close = difflib.get_close_matches(bad, valid, n=3, cutoff=0.75)
-    if close:
-        out += f"; did you mean {' or '.join(close)}?"
     parent = bad.rpartition(".")[0]
     while parent and not any(k.startswith(parent + ".") for k in valid):
         parent = parent.rpartition(".")[0]
     siblings = sorted({k[len(parent) + 1:].split(".")[0] for k in valid if k.startswith(parent + ".")} if parent
                       else {k.split(".")[0] for k in valid})
-    out += f"; valid keys under {parent or 'the top level'}: {', '.join(siblings)}"
-    return out
+    if parent and bad.rpartition(".")[0] == parent:  # only the last part is wrong: compare it with its siblings
+        close = [f"{parent}.{c}" for c in difflib.get_close_matches(bad.rpartition(".")[2], siblings, n=2, cutoff=0.6)]
+    else:
+        close = difflib.get_close_matches(bad, valid, n=2, cutoff=0.8)
+    out = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return out + f"; valid keys under {parent or 'the top level'}: {', '.join(siblings)}"
 
 
 def valid_keys(argv: list[str]) -> list[str]:
