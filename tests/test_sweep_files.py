@@ -1,0 +1,109 @@
+"""Every sweep file in sweeps/ and sweeps/demo/ validates, expands into the nlstudy command the
+decisions call for, plans exactly its table's rows (baseline first, 3 seeds each) as the report reads
+them, and is accepted by the training CLI (`nlstudy check`)."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from nlstudy.report.collect import FIXED_COLUMNS
+from nlstudy.report.sweeps import planned_runs
+from nlstudy.report.tables import TABLES, build_table
+from nlstudy.sweep import command as cmd
+from nlstudy.sweep import engine
+from nlstudy.sweep.check import run_nlstudy_check, training_args
+from nlstudy.sweep.spec import candidates, load
+
+ROOT = Path(__file__).parent.parent
+PAPER = sorted((ROOT / "sweeps").glob("*.yaml"))
+DEMO = sorted((ROOT / "sweeps" / "demo").glob("*.yaml"))
+FILES = PAPER + DEMO
+PAPER_TABLES = {"2a", "2b", "2c", "2d", "2e", "2f", "2g", "subsample", "resolution", "inter_ratio", "scale", "control"}
+SEEDS = [0, 1, 2]
+
+
+def rel(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def test_the_expected_files_exist():
+    tables = lambda files: {load(f).config["parameters"]["table"]["value"] for f in files}  # noqa: E731
+    assert tables(PAPER) == PAPER_TABLES
+    assert tables(DEMO) == PAPER_TABLES | {"locality"}
+    assert {f.name for f in DEMO} - {"locality.yaml"} == {f.name for f in PAPER}
+
+
+@pytest.mark.parametrize("path", FILES, ids=rel)
+def test_file_is_a_table_sweep(path, tmp_path):
+    sweep = load(path)  # schema, method, macros, engine
+    config = sweep.config
+    base = "experiments/kinetics.yaml" if path in PAPER else "experiments/demo.yaml"
+    assert (ROOT / base).is_file()
+    assert config["method"] == "grid"
+    assert config["metric"] == {"name": "val/top1_best", "goal": "maximize"}
+    assert config["command"] == ["nlstudy", "fit", "--config", base, "--config", "${args_json_file}"]
+    params = config["parameters"]
+    table = params["table"]["value"]
+    assert table in TABLES
+    assert params["seed_everything"] == {"values": SEEDS}
+
+    # the rows: one dict per row under model.backbone, the plain baseline first, no row twice
+    rows = params["model.backbone"]["values"]
+    assert rows[0]["nonlocal_blocks"] == "none" and rows[0].get("arch", "c2d") == "c2d"
+    assert len({json.dumps(r, sort_keys=True) for r in rows}) == len(rows)
+
+    # the engine plans every row x seed once; the expansion is the nlstudy command with the values file
+    points = engine.grid_points(sweep.engine_config)
+    assert len(points) == sweep.planned_runs() == len(engine.grid_points(sweep.engine_config))
+    assert len({json.dumps(p, sort_keys=True) for p in points}) == len(points)
+    run = cmd.RunArgs(points[0], None, str(tmp_path / "args.json"))
+    assert cmd.expand(sweep.command, run) == ["nlstudy", "fit", "--config", base, "--config", run.args_json_file]
+    assert json.loads(cmd.args_json_text(run))["table"] == table
+
+    # the report reads the plan from sweeps/<id>/sweep.yaml and finds each row once, 3 seeds each
+    kept = tmp_path / "sweeps" / sweep.default_id / "sweep.yaml"
+    kept.parent.mkdir(parents=True)
+    shutil.copy(path, kept)
+    expected = planned_runs(kept)
+    assert len(expected) == len(points) and set(expected["table"]) == {table}
+    built = build_table(pd.DataFrame(columns=list(FIXED_COLUMNS)), table, expected=expected)
+    other_rows = 1
+    for name, spec in params.items():
+        if name not in ("table", "seed_everything", "model.backbone") and "values" in spec:
+            other_rows *= len(spec["values"])
+    assert len(built) == len(rows) * other_rows
+    assert (built["n_missing"] == len(SEEDS)).all()
+
+
+def test_every_row_is_accepted_by_the_training_cli(tmp_path):
+    """One `nlstudy check` for every row of every file (seed 0; the slow test checks every run)."""
+    arg_lists = []
+    for i, path in enumerate(FILES):
+        sweep = load(path)
+        for j, point in enumerate(candidates(sweep)):
+            if point["seed_everything"]["value"] != 0:
+                continue
+            run = cmd.RunArgs(point, None, str(tmp_path / f"{i}-{j}.json"))
+            Path(run.args_json_file).write_text(cmd.args_json_text(run))
+            arg_lists.append(training_args(cmd.expand(sweep.command, run)))
+    results = run_nlstudy_check(arg_lists)
+    bad = [(args, r["error"]) for args, r in zip(arg_lists, results) if not r["ok"]]
+    assert not bad
+
+
+@pytest.mark.slow
+def test_every_run_of_every_file_passes_nlstudy_sweep_check():
+    proc = subprocess.run([sys.executable, "-m", "nlstudy", "sweep", "--check", *map(rel, FILES)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count(": ok, grid sweep") == len(FILES)
+
+
+def test_demo_suite_size():
+    """The demo suite's run count (the budget: about 20 minutes on 2 cores at 10-20 s a run, --jobs 2)."""
+    assert sum(load(f).planned_runs() for f in DEMO) == 159
