@@ -47,13 +47,13 @@ def positive(text: str) -> int:
 def parser() -> Parser:
     p = Parser(prog=PROG, description="Run wandb sweep files with the local agent (offline) or on W&B (--online).")
     p.add_argument("files", nargs="+", metavar="SWEEP.yaml", help="sweep files, run one after the other")
-    p.add_argument("--count", type=positive, help="start at most N runs (over all --jobs agents)")
-    p.add_argument("--jobs", type=positive, default=1, help="run J runs at a time; the CPU threads are split (default 1)")
+    p.add_argument("--count", type=positive, metavar="N", help="start at most N runs (over all --jobs agents)")
+    p.add_argument("--jobs", type=positive, default=1, metavar="J", help="run J runs at a time; the CPU threads are split (default 1)")
     p.add_argument("--online", action="store_true", help="create the sweep on W&B and run W&B's own agents")
-    p.add_argument("--runs-root", default=os.environ.get(RUNS_ENV, "runs"),
+    p.add_argument("--runs-root", default=os.environ.get(RUNS_ENV, "runs"), metavar="DIR",
                    help="runs and sweep state go here (default: $NLSTUDY_RUNS_DIR or runs/)")
-    p.add_argument("--sweep-id", help="join (or create) the sweep with this id (default: derived from the file)")
-    p.add_argument("--project", help="wandb project (default: the file's project, $WANDB_PROJECT or nlstudy)")
+    p.add_argument("--sweep-id", metavar="ID", help="join (or create) the sweep with this id (default: derived from the file)")
+    p.add_argument("--project", metavar="P", help="wandb project (default: the file's project, $WANDB_PROJECT or nlstudy)")
     p.add_argument("--check", action="store_true", help="validate the files, print what they would run, and exit")
     # the agents of --jobs (not for users)
     p.add_argument("--agent-of", help=argparse.SUPPRESS)
@@ -127,8 +127,11 @@ def joined(args: argparse.Namespace, sweep: Sweep) -> SweepState:
         return state
     if args.check:
         return state
-    state.create(sweep.text, {"source": str(sweep.path), "fingerprint": sweep.fingerprint,
-                              "project": project_of(args, sweep), "method": sweep.method})
+    try:
+        state.create(sweep.text, {"source": str(sweep.path), "fingerprint": sweep.fingerprint,
+                                  "project": project_of(args, sweep), "method": sweep.method})
+    except OSError as e:
+        raise SweepError(f"--runs-root: cannot create the sweep's state in {state.dir} ({e.strerror or e})") from None
     return state
 
 
