@@ -121,8 +121,8 @@ def test_inserted_blocks_leave_the_network_function_unchanged_at_init(block, dep
     assert [n for n, _ in with_blocks.inserted_blocks()] == ["res3.0", "res4.1"]
 
 
-@pytest.mark.parametrize("arch", ["c2d", "i3d_3x1x1", "i3d_3x3x3"])
-@pytest.mark.parametrize("depth", [18, 34, 50])
+@pytest.mark.parametrize("arch,depth", [(a, d) for a in ("c2d", "i3d_3x1x1", "i3d_3x3x3") for d in (18, 34, 50)
+                                        if not (a == "i3d_3x1x1" and d < 50)])
 def test_small_clips_give_logits(arch, depth):
     model = build_model(arch=arch, depth=depth, width=4, num_classes=5, nonlocal_blocks="1-block",
                         conv1_stride=(1, 2, 2), pool1=False, pool2=False)
@@ -146,5 +146,7 @@ def test_bad_options_fail_with_the_key():
         build_model(nl={"pairwsie": "gaussian"})
     with pytest.raises(ValueError, match="model.backbone.arch"):
         build_model(arch="r2plus1d")
+    with pytest.raises(ValueError, match="i3d_3x1x1 inflates the first 1x1 conv of a bottleneck"):
+        build_model(arch="i3d_3x1x1", depth=18)
     with pytest.raises(ValueError, match="model.backbone.nl: .*pools across frames"):
         build_model(nonlocal_blocks="1-block", nl={"mode": "space", "subsample": "2x2x2"})

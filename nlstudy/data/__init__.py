@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from nlstudy.data.synthetic import NUM_CLASSES as SYNTHETIC_CLASSES
 from nlstudy.data.synthetic import SyntheticSpec, make_clips
+from nlstudy.data.synthetic import check as check_synthetic
 from nlstudy.data.video import VIDEO_DATASETS, VideoSpec
 from nlstudy.registry import lookup
 
@@ -35,6 +36,9 @@ class SyntheticSource:
     frames: int
     size: int
     num_classes: int = SYNTHETIC_CLASSES
+
+    def __post_init__(self) -> None:
+        check_synthetic(self.spec, self.frames, self.size)  # bad knobs fail when the config is read
 
     def dataset(self, split: str) -> Dataset:
         clips, labels = make_clips(self.spec, split, self.frames, self.size)

@@ -29,6 +29,7 @@ class NLOptions:
     mode: Literal["spacetime", "space", "time"] = "spacetime"  # Table 2d
     scale: bool = False  # 1/sqrt(d) in the softmax: the released code, not the paper
     zero_init: Literal["norm", "conv"] = "norm"  # zero the output BN (paper) or the output conv, no norm
+    init_std: float = 0.01  # Gaussian std of theta/phi/g/W_z at init (the released code); 0.1 learns faster from scratch
     reduction: int = 16  # bottleneck reduction of the global_context / squeeze_excitation comparison blocks
 
 
@@ -59,6 +60,7 @@ def _insert_nonlocal(options: NLOptions):
             return NonLocalBlock(
                 channels, 3, options.pairwise, inter, options.subsample, options.mode,
                 subsample_order=options.subsample_order, scale=options.scale, zero_init=options.zero_init,
+                init_std=options.init_std,
             )
         except ValueError as e:
             raise ValueError(f"model.backbone.nl: {e}") from None

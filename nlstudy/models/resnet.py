@@ -73,11 +73,14 @@ class Bottleneck(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    """3x3 -> 3x3 (ResNet-18/34); inflation gives the first conv a temporal kernel."""
+    """3x3 -> 3x3 (ResNet-18/34); I3D 3x3x3 gives the first conv a temporal kernel."""
 
     def __init__(self, c_in: int, inner: int, stride: int = 1, t_first: int = 1, t_middle: int = 1, zero_init: bool = False):
         super().__init__()
-        t = max(t_first, t_middle)  # a basic block has no 1x1 to inflate: both styles inflate its first 3x3
+        if t_first > 1:
+            raise ValueError("model.backbone.arch=i3d_3x1x1 inflates the first 1x1 conv of a bottleneck block; "
+                             "depths 18 and 34 have basic blocks without one: use i3d_3x3x3 or depth 50/101")
+        t = t_middle  # I3D 3x3x3 inflates the first 3x3 of a basic block
         self.conv1, self.bn1 = conv3d(c_in, inner, (t, 3, 3), (1, stride, stride)), nn.BatchNorm3d(inner)
         self.conv2, self.bn2 = conv3d(inner, inner, (1, 3, 3)), nn.BatchNorm3d(inner)
         self.relu = nn.ReLU(inplace=True)
