@@ -26,8 +26,10 @@ test: venv  ## run every test, the slow (training, sweeping) ones included
 test-fast: venv  ## run the tests not marked slow
 	$(BIN)/python -m pytest -q -m "not slow"
 
-demo: venv  ## train the embedded demo and print the results
-	$(BIN)/python -m nlstudy.demo
+DEMO_RUNS ?= runs/demo
+demo: venv  ## run the demo ablation sweeps (offline, resumable) and write results/demo/
+	$(BIN)/nlstudy sweep sweeps/demo/*.yaml --jobs 2 --runs-root $(DEMO_RUNS); status=$$?; \
+	$(BIN)/nlstudy report --runs $(DEMO_RUNS) --out results/demo && exit $$status
 
 bench: venv  ## time the non-local block's compute paths against the explicit formulation
 	$(BIN)/python benchmarks/nl_block.py
