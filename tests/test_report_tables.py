@@ -251,3 +251,17 @@ def test_packaged_paper_numbers():
     row = paper[(paper["table"] == "2c") & (paper["depth"] == 101) & (paper["variant"] == "5-block")]
     assert row[["top1", "top5"]].to_numpy().tolist() == [[75.1, 91.7]]
     assert sorted(paper["table"].unique()) == ["2a", "2b", "2c", "2d", "2e", "2f", "2g"]
+
+
+def test_confidence_interval_is_clipped_to_valid_accuracies_and_trivial_top5_is_dropped():
+    import numpy as np
+
+    from nlstudy.report.tables import _t_interval, trivial_top5
+
+    low, high = _t_interval(np.array([99.0, 100.0, 92.0]))
+    assert high == 100.0 and 0.0 < low < 92.0
+    assert _t_interval(np.array([1.0, 0.0, 9.0]))[0] == 0.0
+    frame = pd.DataFrame({"top5": [100.0, 100.0], "top5_std": [0.0, 0.0]})
+    assert trivial_top5(frame)
+    assert not trivial_top5(frame.assign(top5=[100.0, 99.5]))
+    assert not trivial_top5(pd.DataFrame({"top5": [float("nan")], "top5_std": [float("nan")]}))

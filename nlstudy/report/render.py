@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from nlstudy.report.tables import ANY, show, short
+from nlstudy.report.tables import ANY, show, short, trivial_top5
 
 MD, TEX = "md", "tex"
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -80,6 +80,8 @@ def display_frame(table: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(out)
     if len(frame) and not frame["95% CI"].astype(bool).any():
         frame = frame.drop(columns="95% CI")
+    if len(frame) and trivial_top5(table):
+        frame = frame.drop(columns=[c for c in ("top-5", "test top-5") if c in frame.columns])
     frame.attrs.update(table.attrs)
     frame.attrs["group_starts"] = _group_starts(table)
     return frame

@@ -585,7 +585,15 @@ def _t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
         return math.nan, math.nan
     mean, sem = values.mean(), values.std(ddof=1) / math.sqrt(n)
     half = float(stats.t.ppf(0.5 + level / 2, df=n - 1) * sem)
-    return float(mean - half), float(mean + half)
+    return max(float(mean - half), 0.0), min(float(mean + half), 100.0)  # accuracies live in [0, 100]
+
+
+def trivial_top5(table: pd.DataFrame) -> bool:
+    """Every run's top-5 is 100 %: a task with at most 5 classes, where the column says nothing."""
+    top5 = table[[c for c in ("top5", "test_top5") if c in table.columns]].to_numpy(dtype=float).ravel()
+    top5 = top5[~np.isnan(top5)]
+    stds = table[[c for c in ("top5_std", "test_top5_std") if c in table.columns]].to_numpy(dtype=float).ravel()
+    return bool(len(top5)) and bool((top5 == 100.0).all()) and bool(np.nan_to_num(stds).max(initial=0.0) == 0.0)
 
 
 def _pick_baseline(cells: list[dict], spec: TableSpec) -> dict | None:
@@ -626,7 +634,9 @@ def _metadata(table, table_id, spec, group_keys, row_keys, runs) -> dict[str, An
     varying = [k for k in group_keys if table[k].map(lambda v: json.dumps(v, default=str)).nunique() > 1]
     constant = {k: table[k].iloc[0] for k in group_keys if k not in varying and len(table)}
     notes = ["top-1 / top-5: best validation accuracy (%) over the epochs (`val/top1_best`, "
-             "`val/top5_best`), mean ± std over seeds; 95% CI: Student t over seeds (n ≥ 3)."]
+             "`val/top5_best`), mean ± std over seeds; 95% CI: Student t over seeds (n ≥ 3), clipped to [0, 100]."]
+    if trivial_top5(table):
+        notes.append("top-5 columns left out: 100 % in every run (the task has at most 5 classes).")
     notes.append("n: finished seeds; failed, running and missing (planned by the sweep, never started) "
                  "seeds in brackets; a duplicated seed counts once (its latest run).")
     if table["baseline"].any():
