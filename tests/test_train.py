@@ -100,7 +100,7 @@ def test_fit_logs_an_offline_wandb_run_with_the_whole_record(tmp_path):
     # the whole resolved config under the CLI's dotted keys, plus the derived facts
     assert run[keys.NONLOCAL_BLOCKS] == "1-block" and run[keys.SEED] == 3 and run[keys.DEPTH] == 18
     assert run[keys.TASK] == "far" and run["model.optim.name"] == "adamw"
-    assert list(run[keys.NL_POSITIONS]) == ["res4.0"] and list(run[keys.NL_THW]) == ["4x4x4"]
+    assert list(run[keys.NL_POSITIONS]) == ["res4.0"] and list(run[keys.NL_THW]) == ["4x2x2"]
     assert run[keys.NL_COUNT] == 1 and run[keys.PARAMS] > 0 and run[keys.FLOPS] > 0
     assert run[keys.INPUT_SHAPE] == "3x4x16x16"
     # the summary: validation (final and best), test, wall time, throughput, memory
