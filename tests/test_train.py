@@ -76,6 +76,7 @@ def test_every_experiment_config_is_valid(tmp_path):
     ("--model.bogus=1", "--model.bogus"),
     ("--data.dataset=kinetix", "data.dataset 'kinetix'; valid choices"),
     ("--data.dataset=kinetics --data.video.root=/no/such/dir", "data.video.root: /no/such/dir does not exist"),
+    ("--model.backbone.nl.subsample=[2,2]", "model.backbone.nl: subsample='[2,2]': expected true, false or a 3-d"),
 ])
 def test_bad_keys_and_values_fail_in_one_line_before_any_run(tmp_path, bad, message):
     result = nlstudy("fit", "--config", "experiments/demo.yaml", *bad.split(), runs=tmp_path)
@@ -128,3 +129,17 @@ def test_a_stop_request_ends_training_cleanly_after_the_epoch(tmp_path):
     runs, history = collection.runs, collection.history
     assert runs.iloc[0]["state"] == "finished" and bool(runs.iloc[0]["stopped_by_sweep"])
     assert len(history[history["metric"] == keys.VAL_TOP1]) == 1
+
+
+def test_check_reports_each_bad_argument_list_in_one_line(tmp_path):
+    values = tmp_path / "values.json"
+    values.write_text(json.dumps({"table": 5}))  # what a sweep's ${args_json_file} could carry
+    candidates = tmp_path / "candidates.json"
+    candidates.write_text(json.dumps([
+        ["fit", "--config", "experiments/demo.yaml", "--config", str(values)],
+        ["fit", "--config", "experiments/demo.yaml", "--model.backbone.nonlocal_blocks=res4"],
+    ]))
+    result = nlstudy("check", str(candidates), runs=tmp_path)
+    verdicts = json.loads(result.stdout)
+    assert result.returncode == 1 and [v["ok"] for v in verdicts] == [False, True]
+    assert verdicts[0]["error"] == 'Parser key "table": expected str or null; given value: 5'

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,11 @@ def _one_line(error: BaseException) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     # jsonargparse nests the reason under "Parser key ..." lines: keep the key and the innermost reason
     head = lines[0] if lines else type(error).__name__
+    subtypes = next((line for line in lines if line.startswith("Subtypes:")), None)
+    if subtypes:  # a Union: name the accepted types and what was given
+        names = [n.rsplit(".", 1)[-1].replace("NoneType", "null") for n in re.findall(r"'([\w.]+)'", subtypes)]
+        given = next((line for line in lines if line.startswith("Given value:")), "")
+        return f"{head} expected {' or '.join(names)}; {given[0].lower() + given[1:] if given else ''}".strip("; ")
     reason = next((l for l in reversed(lines) if l.startswith("- ") or "Expected" in l or "not" in l), "")
     return f"{head} {reason}".strip() if reason and reason not in head else head
 

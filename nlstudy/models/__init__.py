@@ -12,6 +12,7 @@ from typing import Literal
 from torch import nn
 
 from nlstudy.blocks import NonLocalBlock
+from nlstudy.blocks.nonlocal_block import parse_subsample
 from nlstudy.blocks.context import GlobalContextBlock, SqueezeExcitationBlock
 from nlstudy.models.placement import PRESETS, resolve_placement
 from nlstudy.models.resnet import ARCHS, DEPTHS, RESIDUAL_BLOCKS, VideoResNet, build_resnet
@@ -106,6 +107,10 @@ def build_model(spec: BackboneSpec | None = None, /, **fields) -> VideoResNet:
     lookup(DEPTHS, spec.depth, "model.backbone.depth")
     placement = resolve_placement(spec.nonlocal_blocks, spec.depth)
     insert = lookup(INSERTABLE, spec.block, "model.backbone.block")(spec.nl)
+    try:  # the nl options are checked even when no block uses them: a typo must not pass silently
+        parse_subsample(spec.nl.subsample, 3, spec.nl.mode)
+    except ValueError as e:
+        raise ValueError(f"model.backbone.nl: {e}") from None
     if not 0.0 < spec.nl.inter_ratio:
         raise ValueError(f"model.backbone.nl.inter_ratio must be positive, got {spec.nl.inter_ratio!r}")
     if not 0.0 <= spec.dropout < 1.0:
