@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
-	$(BIN)/python -c "import torch, torchvision, pandas, sweeps, wandb, pytorch_lightning" 
+	$(BIN)/python -W ignore -c "import torch, torchvision, pandas, sweeps, wandb, pytorch_lightning"
 	@touch $(STAMP)
 
 venv: $(STAMP)  ## create .venv and install the project (quick when already done)
