@@ -60,11 +60,12 @@ DICT_VALUED_KEYS = (NONLOCAL_BLOCKS,)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
-    """Nested dicts -> one level of dotted keys: {"a": {"b": 1}} -> {"a.b": 1}. Lists stay values."""
+    """Nested dicts -> one level of dotted keys: {"a": {"b": 1}} -> {"a.b": 1}. Lists stay values, and so
+    do the dicts of DICT_VALUED_KEYS (an explicit placement map is one value, not a nested group)."""
     flat: dict = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
+        if isinstance(value, dict) and value and name not in DICT_VALUED_KEYS:
             flat.update(flatten(value, name + "."))
         else:
             flat[name] = value

@@ -14,9 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nlstudy.blocks.nonlocal_block import CONV
 from nlstudy.registry import lookup
-
-CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
 
 def _bottleneck_width(channels: int, reduction: int) -> int:

@@ -52,10 +52,6 @@ def flat_config(config: Namespace) -> dict[str, Any]:
     for key in list(flat):
         if any(key == p or key.startswith(p + ".") for p in NOT_LOGGED):
             del flat[key]
-    # an explicit placement map is one value, not a nested group
-    placement = {k[len(keys.NONLOCAL_BLOCKS) + 1:]: flat.pop(k) for k in list(flat) if k.startswith(keys.NONLOCAL_BLOCKS + ".")}
-    if placement:
-        flat[keys.NONLOCAL_BLOCKS] = placement
     return flat
 
 

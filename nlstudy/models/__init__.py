@@ -115,8 +115,6 @@ def build_model(spec: BackboneSpec | None = None, /, **fields) -> VideoResNet:
         raise ValueError(f"model.backbone.nl.inter_ratio must be positive, got {spec.nl.inter_ratio!r}")
     if not 0.0 <= spec.dropout < 1.0:
         raise ValueError(f"model.backbone.dropout must be in [0, 1), got {spec.dropout!r}")
-    if spec.width < 1:
-        raise ValueError(f"model.backbone.width must be a positive integer, got {spec.width!r}")
     return build_resnet(
         arch=spec.arch, depth=spec.depth, width=spec.width, num_classes=spec.num_classes,
         placement=placement, insert=insert, insert_kind=spec.block, dropout=spec.dropout,

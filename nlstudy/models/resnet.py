@@ -163,7 +163,7 @@ def build_resnet(
     t_conv1, inflate = lookup(ARCHS, arch, "arch")
     kind, blocks_per_stage = lookup(DEPTHS, depth, "depth")
     if width < 1:
-        raise ValueError(f"width must be a positive integer, got {width!r}")
+        raise ValueError(f"model.backbone.width must be a positive integer, got {width!r}")
     if len(conv1_stride) != 3 or min(conv1_stride) < 1:
         raise ValueError(f"conv1_stride must be three positive integers (t, h, w), got {list(conv1_stride)}")
     inflated = inflated_blocks(blocks_per_stage)

@@ -58,7 +58,8 @@ FIXED_COLUMNS = (
 HISTORY_COLUMNS = ("run_id", "step", "epoch", "global_step", "metric", "value")
 RUN_STATES = ("finished", "failed", "crashed", "killed", "running")
 
-# config keys whose *values* may be dicts: nlstudy.keys.flatten would split them, so they are folded back.
+# config keys whose *values* may be dicts (nlstudy.keys.flatten keeps them whole; keys split into
+# "<key>.<part>" by some other writer are folded back).
 DICT_VALUED_KEYS = keys.DICT_VALUED_KEYS
 EPOCH = "epoch"
 GLOBAL_STEP = "trainer/global_step"

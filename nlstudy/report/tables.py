@@ -167,16 +167,9 @@ def _paper_2f(row: Row):
 
 
 def _paper_2g(row: Row):
-    if row.get(FRAMES) != 128:
-        return None
-    blocks = row.get(keys.NONLOCAL_BLOCKS)
-    if _is_plain(row):
-        return ("C2D", "128-frame")
-    if _arch(row) == "i3d_3x1x1" and blocks == NO_BLOCKS:
-        return ("I3D", "128-frame")
-    if _arch(row) == "i3d_3x1x1" and _nl(row) and blocks == "5-block":
-        return ("NL I3D", "128-frame")
-    return None
+    """Table 2f's rows at 128 frames, each named "128-frame"."""
+    named = _paper_2f(row) if row.get(FRAMES) == 128 else None
+    return (named[0], "128-frame") if named else None
 
 
 TABLES: dict[str, TableSpec] = {
