@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
 
-.PHONY: help venv test test-fast demo bench clean
+.PHONY: help venv venv-analysis test test-fast demo analysis bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,6 +20,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create .venv and install the project (quick when already done)
 
+ANALYSIS_STAMP := $(VENV)/.installed-analysis
+$(ANALYSIS_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,analysis]'
+	@touch $(ANALYSIS_STAMP)
+
+venv-analysis: $(ANALYSIS_STAMP)  ## add Jupyter to .venv (make analysis does it)
+
 test: venv  ## run every test, the slow (training, sweeping) ones included
 	$(BIN)/python -m pytest -q
 
@@ -27,9 +34,18 @@ test-fast: venv  ## run the tests not marked slow
 	$(BIN)/python -m pytest -q -m "not slow"
 
 DEMO_RUNS ?= runs/demo
+# sweeps/demo/*.yaml is the demo suite, except the analysis sweeps, which `make analysis` adds
+ANALYSIS_SWEEPS := sweeps/demo/receptive_field.yaml sweeps/demo/data_efficiency.yaml sweeps/demo/attention.yaml
+DEMO_SWEEPS := $(filter-out $(ANALYSIS_SWEEPS),$(wildcard sweeps/demo/*.yaml))
 demo: venv  ## run the demo ablation sweeps (offline, resumable) and write results/demo/
-	$(BIN)/nlstudy sweep sweeps/demo/*.yaml --jobs 2 --runs-root $(DEMO_RUNS); status=$$?; \
+	$(BIN)/nlstudy sweep $(DEMO_SWEEPS) --jobs 2 --runs-root $(DEMO_RUNS); status=$$?; \
 	$(BIN)/nlstudy report --runs $(DEMO_RUNS) --out results/demo && exit $$status
+
+ANALYSIS_RUNS ?= runs/analysis
+analysis: demo venv-analysis  ## the demo, the analysis sweeps, then every notebook run headless into results/analysis/
+	$(BIN)/nlstudy sweep $(ANALYSIS_SWEEPS) --jobs 2 --runs-root $(ANALYSIS_RUNS); status=$$?; \
+	$(BIN)/python -m nlstudy.analysis.notebooks --demo-runs $(DEMO_RUNS) --runs $(ANALYSIS_RUNS) \
+		--out results/analysis && exit $$status
 
 bench: venv  ## time the non-local block's compute paths against the explicit formulation
 	$(BIN)/python benchmarks/nl_block.py

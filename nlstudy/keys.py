@@ -53,7 +53,10 @@ SCALE = "model.backbone.nl.scale"
 DATASET = "data.dataset"
 FRAMES = "data.frames"
 SIZE = "data.size"
-TASK = "data.synthetic.task"  # the embedded task: far (long-range evidence) or near (the local control)
+TASK = "data.synthetic.task"  # the embedded task: far, near (the local control) or within (one frame, a set distance)
+DISTANCE = "data.synthetic.distance"  # the embedded task: pixels between the two patches
+TRAIN_SAMPLES = "data.synthetic.train_samples"  # the embedded task: training-set size
+MAX_EPOCHS = "trainer.max_epochs"
 
 # config values that are dicts by nature (an explicit placement map), not nested config groups
 DICT_VALUED_KEYS = (NONLOCAL_BLOCKS,)

@@ -14,6 +14,11 @@ and Gaussian noise. The label is 1 when the two patches have the same colour, el
   squeeze-excitation) or 3-d convolutions that span the frames (I3D) can answer.
 - task="near" (local evidence, the control): the patches touch, in one frame, inside the receptive field
   of the plain CNN, so C2D can answer and the block should not be needed.
+- task="within" (evidence in one frame at a set distance, the receptive-field experiment): both patches
+  in one frame, exactly `distance` pixels apart (Chebyshev distance between their corners: `patch` is
+  touching, `size - patch` is opposite corners). A C2D network can answer once its receptive field
+  spans the distance, so sweeping the distance shows where a non-local block adds a wider view and
+  where the plain CNN already sees enough.
 
 Why colours and not the digits themselves: a "same digit?" version (the first design) did not train
 in the demo's CPU budget; a ResNet-18 at width 8-16 stayed at chance for 20 epochs even with the two
@@ -35,7 +40,7 @@ import numpy as np
 from nlstudy.registry import lookup
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
-TASKS = ("far", "near")
+TASKS = ("far", "near", "within")
 NUM_CLASSES = 2  # different, same
 DIGIT = 8  # side of a distractor digit, pixels
 DIGIT_LEVEL = 0.5  # grey level of the distractor digits
@@ -48,8 +53,10 @@ PALETTE = np.array([  # saturated colours first: `colours` takes the first n
 class SyntheticSpec:
     """Knobs of the embedded task (`data.synthetic.*`)."""
 
-    task: Literal["far", "near"] = "far"  # far: patches in different frames, far apart; near: touching, one frame
-    distance: int = 6  # far: minimum distance between the patches (pixels, Chebyshev, corner to corner)
+    # far: patches in different frames, far apart; near: touching, one frame; within: one frame, `distance` apart
+    task: Literal["far", "near", "within"] = "far"
+    # far: minimum, within: exact distance between the patches (pixels, Chebyshev, corner to corner)
+    distance: int = 6
     patch: int = 4  # side of the coloured patches, pixels
     colours: int = 4  # palette size (2-10); "different" pairs are drawn uniformly among the others
     distractors: int = 2  # grey handwritten digits per clip, in random frames and places
@@ -82,6 +89,10 @@ def check(spec: SyntheticSpec, frames: int, size: int) -> None:
     if spec.task == "far" and not 0 <= spec.distance <= size - spec.patch:
         raise ValueError(f"data.synthetic.distance={spec.distance}: must be in [0, {size - spec.patch}] "
                          f"for data.size={size} and data.synthetic.patch={spec.patch}")
+    if spec.task == "within" and not spec.patch <= spec.distance <= size - spec.patch:
+        raise ValueError(f"data.synthetic.distance={spec.distance}: task 'within' needs it in "
+                         f"[{spec.patch}, {size - spec.patch}] (touching to opposite corners) for data.size={size} "
+                         f"and data.synthetic.patch={spec.patch}")
     if size < DIGIT and spec.distractors:
         raise ValueError(f"data.size={size}: distractor digits need frames of at least {DIGIT} pixels "
                          "(or data.synthetic.distractors=0)")
@@ -116,6 +127,9 @@ def make_clips(spec: SyntheticSpec, split: str, frames: int, size: int) -> tuple
                 (ya, xa), (yb, xb) = rng.integers(span, size=2), rng.integers(span, size=2)
                 if max(abs(ya - yb), abs(xa - xb)) >= spec.distance:
                     break
+        elif spec.task == "within":  # one frame, exactly `distance` apart
+            t_a = t_b = int(rng.integers(frames))
+            (ya, xa), (yb, xb) = _pair_at_distance(rng, span, spec.distance)
         else:  # touching, in one frame: b to the right of or below a (then maybe mirrored)
             t_a = t_b = int(rng.integers(frames))
             ya, xa = rng.integers(size - 2 * p + 1), rng.integers(span)
@@ -129,3 +143,15 @@ def make_clips(spec: SyntheticSpec, split: str, frames: int, size: int) -> tuple
     if spec.noise > 0:
         clips += rng.normal(0.0, spec.noise, clips.shape).astype(np.float32)
     return clips, labels
+
+
+def _pair_at_distance(rng: np.random.Generator, span: int, distance: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Two corners in [0, span)^2 whose Chebyshev distance is exactly `distance` (< span): one offset
+    coordinate is +-distance, the other anything that keeps the second corner inside."""
+    while True:
+        ya, xa = (int(v) for v in rng.integers(span, size=2))
+        along, other = rng.choice([-distance, distance]), int(rng.integers(-distance, distance + 1))
+        dy, dx = (along, other) if rng.integers(2) else (other, along)
+        yb, xb = ya + dy, xa + dx
+        if 0 <= yb < span and 0 <= xb < span:
+            return (ya, xa), (yb, xb)

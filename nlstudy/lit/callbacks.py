@@ -13,8 +13,10 @@ import pytorch_lightning as pl
 import torch
 
 from nlstudy import keys
+from nlstudy.models import asdict
 from nlstudy.models.profile import describe
 
+WEIGHTS_DIR = "weights"  # under the wandb run's files/ directory: final.pt, best.pt
 PROGRESS_ENV = "NLSTUDY_PROGRESS_FILE"  # the agent reads one JSON line per validation from here
 STOP_ENV = "NLSTUDY_STOP_FILE"  # the agent creates this file to stop the run after the current epoch
 
@@ -105,3 +107,52 @@ class SweepBridge(pl.Callback):
             trainer.should_stop = True
             if trainer.logger is not None:
                 trainer.logger.log_hyperparams({"stopped_by_sweep": True})
+
+
+class SaveWeights(pl.Callback):
+    """Keeps the network's weights in the run directory so the run can be analysed later
+    (`nlstudy.analysis.load_run`): `files/weights/final.pt` when training ends (the weights the run's
+    test metrics come from) and `files/weights/best.pt` at each new best validation top-1.
+
+    Each file is a plain dict read back with `torch.load(weights_only=True)`: the backbone spec
+    (`backbone`, num_classes resolved), the network's `state_dict`, and `epochs` (training epochs
+    completed), `step` (optimiser steps) and `val/top1` (the last validation's top-1).
+    Only the network is kept (no optimiser state): a few MB at demo scale, about 100 MB for ResNet-50.
+    """
+
+    def __init__(self) -> None:
+        self.best = -float("inf")
+
+    @staticmethod
+    def directory(trainer: pl.Trainer) -> Path | None:
+        logger = trainer.logger
+        if logger is None or not trainer.is_global_zero:
+            return None
+        experiment_dir = getattr(logger.experiment, "dir", None)  # wandb: <run>/files
+        return Path(experiment_dir or logger.log_dir or trainer.default_root_dir) / WEIGHTS_DIR
+
+    def save(self, trainer: pl.Trainer, pl_module: pl.LightningModule, name: str, epochs: int) -> None:
+        folder = self.directory(trainer)
+        if folder is None:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        top1 = trainer.callback_metrics.get(keys.VAL_TOP1)
+        record = {
+            "backbone": asdict(pl_module.backbone_spec),
+            "state_dict": {k: v.detach().cpu() for k, v in pl_module.net.state_dict().items()},
+            "epochs": epochs,
+            "step": trainer.global_step,
+            keys.VAL_TOP1: float(top1) if top1 is not None else None,
+        }
+        torch.save(record, folder / f"{name}.tmp")
+        (folder / f"{name}.tmp").replace(folder / f"{name}.pt")  # never a half-written file under the real name
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        top1 = trainer.callback_metrics.get(keys.VAL_TOP1)
+        if trainer.sanity_checking or top1 is None or float(top1) <= self.best:
+            return
+        self.best = float(top1)
+        self.save(trainer, pl_module, "best", trainer.current_epoch + 1)  # validation ends an epoch
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.save(trainer, pl_module, "final", trainer.current_epoch)  # counted up past the last epoch

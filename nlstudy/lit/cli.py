@@ -13,6 +13,8 @@ import json
 import os
 import re
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from pytorch_lightning.loggers import WandbLogger
 from nlstudy import keys
 from nlstudy.cli import RUNS_ENV, THREADS_ENV
 from nlstudy.data import ClipDataModule
-from nlstudy.lit.callbacks import RunRecord, SweepBridge
+from nlstudy.lit.callbacks import RunRecord, SaveWeights, SweepBridge
 from nlstudy.lit.module import VideoClassifier
 
 # trainer/CLI keys that are plumbing, not part of an experiment's identity
@@ -79,10 +81,15 @@ class NLStudyCLI(LightningCLI):
                             help="the ablation table this run belongs to (set by the sweep files)")
         parser.add_argument("--test_after_fit", type=bool, default=True,
                             help="fit: evaluate the final model on the test split in the same run")
+        parser.add_argument("--save_weights", type=bool, default=True,
+                            help="fit: keep the final and best-validation weights in the run directory "
+                                 "(files/weights/; a few MB at demo scale), for nlstudy.analysis.load_run")
         parser.link_arguments("data.num_classes", "model.backbone.num_classes", apply_on="instantiate")
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
-        trainer = super()._instantiate_trainer(config, [*callbacks, RunRecord(), SweepBridge()])
+        subconfig = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
+        keep = [SaveWeights()] if self.subcommand == "fit" and subconfig.get("save_weights", True) else []
+        trainer = super()._instantiate_trainer(config, [*callbacks, RunRecord(), SweepBridge(), *keep])
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):  # Lightning passes anonymous=None, which wandb 0.31 warns about
                 logger._wandb_init.pop("anonymous", None)
@@ -118,9 +125,9 @@ class NLStudyCLI(LightningCLI):
     def after_fit(self) -> None:
         if not self.config.fit.get("test_after_fit", True):
             return
-        checkpoint = self.trainer.checkpoint_callback
-        ckpt = "best" if checkpoint is not None and getattr(checkpoint, "best_model_path", "") else None
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
+        # the final model, as the paper evaluates it (and as files/weights/final.pt holds it); periodic
+        # checkpoints are for resuming, and the newest of them may be steps behind the final weights
+        self.trainer.test(self.model, datamodule=self.datamodule)
 
 
 class CheckCLI(NLStudyCLI):
@@ -206,3 +213,67 @@ def train_main(argv: list[str]) -> int:
     if wandb.run is not None:
         wandb.finish()
     return 0 if cli.trainer.state.status.value == "finished" else 1
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What `train` returns: the run's wandb directory (`<runs dir>/wandb/offline-run-<time>-<id>` offline),
+    its id, the final status of the Trainer ("finished", or "interrupted" when stopped early) and the
+    run's summary (the last value of every logged metric: val/top1_best, test/top1, perf/wall_s, ...)."""
+
+    run_dir: Path
+    run_id: str
+    status: str
+    summary: dict[str, Any]
+
+
+def train(config: str | os.PathLike | Sequence[str | os.PathLike] = (), overrides: dict[str, Any] | None = None, *,
+          runs_dir: str | os.PathLike | None = None) -> TrainResult:
+    """One `nlstudy fit` run in this process, for notebooks and tests:
+
+        train("experiments/demo.yaml", {"model.backbone.nonlocal_blocks": "1-block", "seed_everything": 1},
+              runs_dir="runs/mine")
+
+    `config`: one or more YAML files (later ones win); `overrides`: dotted keys, as on the command line
+    (`--model.backbone.nl.pairwise=dot_product`) or in a sweep file; `runs_dir`: where the wandb run goes
+    (default $NLSTUDY_RUNS_DIR, else ./runs). A bad key or value raises ValueError with the CLI's one-line
+    message before anything trains or is logged; an error during training finishes the wandb run as failed
+    and propagates.
+    """
+    import tempfile
+
+    import wandb
+
+    configs = [config] if isinstance(config, (str, os.PathLike)) else list(config)
+    argv = ["fit"]
+    for path in configs:
+        argv += ["--config", str(path)]
+    previous = os.environ.get(RUNS_ENV)
+    with tempfile.TemporaryDirectory() as tmp:
+        if overrides:  # one JSON config with dotted keys, as the sweep agent passes its parameters
+            extra = Path(tmp, "overrides.json")
+            extra.write_text(json.dumps(overrides))
+            argv += ["--config", str(extra)]
+        if runs_dir is not None:
+            os.environ[RUNS_ENV] = str(runs_dir)
+        try:
+            cli = NLStudyCLI(args=argv)
+        except UsageError as e:
+            raise ValueError(f"nlstudy.train: {e}") from None
+        except BaseException:
+            if wandb.run is not None:
+                wandb.finish(exit_code=1)
+            raise
+        finally:
+            if runs_dir is not None:
+                if previous is None:
+                    os.environ.pop(RUNS_ENV, None)
+                else:
+                    os.environ[RUNS_ENV] = previous
+    run = wandb.run
+    if run is None:
+        raise RuntimeError("nlstudy.train: the run logged nothing (is trainer.logger disabled?)")
+    run_dir, run_id = Path(run.dir).parent, run.id
+    summary = {k: v for k, v in run.summary.items() if not k.startswith("_")}
+    wandb.finish()
+    return TrainResult(run_dir=run_dir, run_id=run_id, status=cli.trainer.state.status.value, summary=summary)

@@ -1,0 +1,65 @@
+"""Reloading a logged run: its network with the weights it saved, and its resolved configuration.
+
+A `nlstudy fit` run keeps (unless `save_weights: false`) `files/weights/final.pt` (the weights at the end
+of training, the ones its test metrics come from) and `files/weights/best.pt` (at its best validation
+top-1) in its wandb run directory, beside `files/nlstudy_config.yaml`, the resolved configuration.
+Weights are read with `torch.load(weights_only=True)`: tensors and plain values only, no code runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from nlstudy import keys
+from nlstudy.models import VideoResNet, as_spec, build_model
+from nlstudy.registry import lookup
+
+RUNS_ENV = "NLSTUDY_RUNS_DIR"
+WEIGHTS = {"final": "final.pt", "best": "best.pt"}
+CONFIG_FILE = "nlstudy_config.yaml"
+
+
+def find_run(run: str | os.PathLike, runs_root: str | os.PathLike | None = None) -> Path:
+    """The wandb run directory of `run`: a run directory (or its files/ folder), or a run id looked up
+    under `runs_root` (default $NLSTUDY_RUNS_DIR, else ./runs) as `<runs_root>/wandb/*-run-*-<id>`."""
+    path = Path(run)
+    if path.is_dir():
+        return path.parent if path.name == "files" else path
+    root = Path(runs_root if runs_root is not None else os.environ.get(RUNS_ENV, "runs"))
+    found = sorted((root / "wandb").glob(f"*run-*-{run}")) if (root / "wandb").is_dir() else []
+    if not found:
+        raise FileNotFoundError(f"no run {str(run)!r}: not a run directory, and no {root}/wandb/*-run-*-{run}")
+    return found[-1]
+
+
+def run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The run's resolved configuration as {dotted key: value}, the keys the CLI and sweep files use."""
+    path = Path(run_dir) / "files" / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; is {run_dir} an nlstudy run directory?")
+    return keys.flatten(yaml.safe_load(path.read_text()) or {})
+
+
+def load_run(run: str | os.PathLike, weights: str = "final", *,
+             runs_root: str | os.PathLike | None = None) -> tuple[VideoResNet, dict[str, Any]]:
+    """(model, config): the run's network in eval mode with its `weights` ("final": the end of training,
+    which the test metrics come from; "best": the best validation top-1) on the CPU, and its resolved
+    configuration as a flat dict of dotted keys (plus `run_dir` and the saved `weights.*` facts)."""
+    filename = lookup(WEIGHTS, weights, "weights")
+    run_dir = find_run(run, runs_root)
+    path = run_dir / "files" / "weights" / filename
+    if not path.is_file():
+        raise FileNotFoundError(f"run {run_dir.name} has no saved weights ({path.relative_to(run_dir)} is missing): "
+                                "it ran with save_weights=false, or before nlstudy kept weights; train it again")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_model(as_spec(**saved["backbone"]))
+    model.load_state_dict(saved["state_dict"])
+    config = run_config(run_dir)
+    config.update({"run_dir": str(run_dir), "weights.file": str(path), "weights.epochs": saved.get("epochs"),
+                   "weights.step": saved.get("step"), f"weights.{keys.VAL_TOP1}": saved.get(keys.VAL_TOP1)})
+    return model.eval(), config
