@@ -1,0 +1,157 @@
+"""The glue between logged runs and the analysis functions, for the notebooks: which runs a runs root
+holds (read from their run directories, no wandb needed), the clips a run was validated on, where the
+evidence sits in a clip of the embedded task, and the per-block and per-stage frames the notebooks show.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import ndimage
+from torch import nn
+
+from nlstudy import keys
+from nlstudy.analysis.attention import BlockAttention, query_dependence
+from nlstudy.analysis.receptive_field import erf_area, temporal_spread
+from nlstudy.analysis.runs import CONFIG_FILE, WEIGHTS, run_config
+from nlstudy.data.synthetic import SyntheticSpec, make_clips
+
+SATURATION = 0.5  # a coloured patch pixel: max - min over RGB above this (grey digits and noise stay far below)
+
+
+def runs_frame(runs_root: str | os.PathLike, table: str | None = None) -> pd.DataFrame:
+    """One row per nlstudy run under `runs_root` (`<root>/wandb/*run-*`, or run directories directly
+    below it): run_id, run_dir, has_weights (its final weights were saved: training finished), and its
+    resolved config as dotted-key columns. Only runs of `table` when given. Sorted by table, then
+    config, then seed, so the same runs give the same frame whatever order they finished in."""
+    root = Path(runs_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"runs root {root} does not exist")
+    base = root / "wandb" if (root / "wandb").is_dir() else root
+    rows = []
+    for run_dir in sorted(p for p in base.glob("*run-*") if (p / "files" / CONFIG_FILE).is_file()):
+        config = run_config(run_dir)
+        if table is not None and str(config.get(keys.TABLE)) != table:
+            continue
+        has_weights = (run_dir / "files" / "weights" / WEIGHTS["final"]).is_file()
+        rows.append({"run_id": run_dir.name.rsplit("-", 1)[-1], "run_dir": str(run_dir), "has_weights": has_weights,
+                     **{k: _cell(v) for k, v in config.items()}})
+    frame = pd.DataFrame(rows, columns=["run_id", "run_dir", "has_weights"] if not rows else None)
+    if frame.empty:
+        return frame
+    order = [c for c in frame.columns if c not in ("run_id", "run_dir", "has_weights", keys.SEED)]
+    return frame.sort_values([*order, keys.SEED, "run_id"], key=lambda s: s.map(str), kind="stable").reset_index(drop=True)
+
+
+def _cell(value: Any) -> Any:
+    """Config values as frame cells: placement maps and lists as their compact text (hashable, sortable)."""
+    if isinstance(value, (dict, list, tuple)):
+        import json
+
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return value
+
+
+def clips_for(config: Mapping[str, Any], split: str = "val", n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `n` clips (n, 3, T, H, W) and labels (n,) of `split` of the embedded task exactly as the
+    run with `config` saw them (the task is generated from its knobs and seed)."""
+    if config.get(keys.DATASET, "synthetic") != "synthetic":
+        raise ValueError(f"clips_for: data.dataset={config.get(keys.DATASET)!r}; only the embedded 'synthetic' "
+                         "task is generated here (load clips of a video dataset with nlstudy.data)")
+    prefix = "data.synthetic."
+    spec = SyntheticSpec(**{k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)})
+    clips, labels = make_clips(spec, split, int(config[keys.FRAMES]), int(config[keys.SIZE]))
+    return torch.from_numpy(clips[:n]), torch.from_numpy(labels[:n])
+
+
+def patch_boxes(clip: torch.Tensor | np.ndarray, patch: int = 4) -> list[tuple[int, int, int, int, int]]:
+    """The coloured `patch` x `patch` squares of one embedded-task clip (3, T, H, W), found from its pixels:
+    a list of (t, y0, y1, x0, x1) half-open boxes in (t, y, x) order. Saturated pixels are grouped by
+    colour (the RGB corner they are nearest to); a group larger than one patch (two patches of one colour
+    touching) is cut into patch-sized boxes; specks smaller than half a patch (noise) are dropped."""
+    clip = np.asarray(clip)
+    saturated = (clip.max(0) - clip.min(0)) > SATURATION  # (T, H, W)
+    colour = (clip > 0.5).astype(int)  # (3, T, H, W): the nearest RGB corner
+    code = colour[0] * 4 + colour[1] * 2 + colour[2]  # (T, H, W)
+    boxes = []
+    for t in range(clip.shape[1]):
+        for c in np.unique(code[t][saturated[t]]):
+            labelled, _ = ndimage.label(saturated[t] & (code[t] == c))
+            for index, (ys, xs) in enumerate(ndimage.find_objects(labelled), start=1):
+                if (labelled[ys, xs] == index).sum() * 2 < patch * patch:
+                    continue
+                for y0 in range(ys.start, max(ys.stop - patch, ys.start) + 1, patch):
+                    for x0 in range(xs.start, max(xs.stop - patch, xs.start) + 1, patch):
+                        boxes.append((t, y0, min(y0 + patch, ys.stop), x0, min(x0 + patch, xs.stop)))
+    return sorted(boxes)
+
+
+def input_to_grid(position: Sequence[int], clip_shape: Sequence[int], grid: Sequence[int]) -> tuple[int, ...]:
+    """The feature-grid cell (t', h', w') of `grid` that covers input position (t, y, x) of a (T, H, W) clip."""
+    return tuple(min(g - 1, p * g // s) for p, s, g in zip(position, clip_shape[-3:], grid))
+
+
+def fig3_queries(clip: torch.Tensor, grid: Sequence[int], patch: int = 4) -> dict[str, tuple[int, ...]]:
+    """Query positions on `grid` for the paper's Fig. 3 on one embedded-task clip (3, T, H, W): the centre
+    of each coloured patch ("patch A", "patch B", in (t, y, x) order) and the background cell of patch A's
+    frame farthest from both patches ("background")."""
+    shape = tuple(clip.shape[-3:])
+    boxes = patch_boxes(clip, patch)
+    queries = {}
+    for name, (t, y0, y1, x0, x1) in zip(("patch A", "patch B"), boxes):
+        queries[name] = input_to_grid((t, (y0 + y1 - 1) // 2, (x0 + x1 - 1) // 2), shape, grid)
+    if boxes:
+        t = boxes[0][0]
+        t_g = input_to_grid((t, 0, 0), shape, grid)[0]
+        centres = [input_to_grid((b[0], (b[1] + b[2]) // 2, (b[3] + b[4]) // 2), shape, grid)[1:] for b in boxes]
+        cells = [(h, w) for h in range(grid[1]) for w in range(grid[2])]
+        far = max(cells, key=lambda c: (min(max(abs(c[0] - h), abs(c[1] - w)) for h, w in centres), -c[0], -c[1]))
+        queries["background"] = (t_g, *far)
+    return queries
+
+
+def query_dependence_frame(records: Sequence[BlockAttention], *, max_queries: int | None = None,
+                           seed: int = 0) -> pd.DataFrame:
+    """GCNet's Table 1 form for blocks captured by `attention_maps`: one row per block with the mean cosine
+    distance between the query positions' inputs ("input"), outputs ("output") and attention maps ("att"),
+    plus how many positions were compared and whether they were sampled."""
+    rows = []
+    for r in records:
+        values = {what: query_dependence(t, max_queries=max_queries, seed=seed)
+                  for what, t in (("input", r.inputs), ("output", r.outputs), ("att", r.weights))}
+        rows.append({"block": r.name, "kind": r.kind, "query_grid": "x".join(map(str, r.query_grid)),
+                     "key_grid": "x".join(map(str, r.key_grid)),
+                     **{what: float(v) for what, v in values.items()},
+                     "n_queries": values["att"].n_queries, "sampled": values["att"].sampled})
+    return pd.DataFrame(rows, columns=["block", "kind", "query_grid", "key_grid", "input", "output", "att",
+                                       "n_queries", "sampled"])
+
+
+def erf_frame(erfs: Mapping[str, torch.Tensor], share: float = 0.5) -> pd.DataFrame:
+    """One row per stage of an `erf_by_stage` result: the area ratio holding `share` of the map's mass
+    (`area`), the share of the mass outside the centre frame (`off_centre_frames`) and the number of
+    frames holding at least 1 % of it (`frames`)."""
+    rows = []
+    for stage, erf in erfs.items():
+        per_frame = temporal_spread(erf)  # (T,)
+        centre = erf.shape[0] // 2
+        rows.append({"stage": stage, "area": erf_area(erf, share), "off_centre_frames": float(1 - per_frame[centre]),
+                     "frames": int((per_frame >= 0.01).sum())})
+    return pd.DataFrame(rows, columns=["stage", "area", "off_centre_frames", "frames"])
+
+
+def fresh_copy(model: nn.Module) -> nn.Module:
+    """The same architecture with fresh weights (every inserted block the identity again), in eval mode."""
+    import copy
+
+    fresh = copy.deepcopy(model)
+    for module in fresh.modules():
+        if module is not fresh and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    return fresh.eval()
