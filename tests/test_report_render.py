@@ -43,15 +43,19 @@ def table(runs):
 def test_display_cells_paper_style(table):
     shown = render.display_frame(table)
     # no run logged test/top5: no such column
-    assert list(shown.columns) == ["depth", "model", "top-1", "top-5", "test top-1", "Δ top-1",
+    assert list(shown.columns) == ["depth", "model", "top-1", "top-5", "test top-1", "Δ top-1", "p",
                                    "95% CI", "params", "FLOPs", "n", "paper"]
     first, crashed, dot = (shown.iloc[i].to_dict() for i in range(3))
     assert first == {"depth": "18", "model": "C2D baseline", "top-1": "51.0 ± 1.0", "top-5": "71.0 ± 1.0",
-                     "test top-1": "50.0 ± 1.0", "Δ top-1": "—", "95% CI": "[48.5, 53.5]",
+                     "test top-1": "50.0 ± 1.0", "Δ top-1": "—", "p": "—", "95% CI": "[48.5, 53.5]",
                      "params": "×1.00", "FLOPs": "×1.00", "n": "3", "paper": "71.8 / 89.7 (R50)"}
     assert crashed["top-1"] == "failed" and crashed["n"] == "0 (1 failed)" and crashed["Δ top-1"] == ""
-    assert dot["Δ top-1"] == "+11.0" and dot["params"] == "×1.10" and dot["FLOPs"] == "×1.20"
+    assert crashed["p"] == ""  # nothing to compare
+    # 60, 62, 64 vs 50, 51, 52: Welch p = 0.0037, significant
+    assert dot["Δ top-1"] == "+11.0*" and dot["p"] == "0.004"
+    assert dot["params"] == "×1.10" and dot["FLOPs"] == "×1.20"
     assert shown.iloc[4]["paper"] == "72.9 / 90.3"  # ResNet-50: the paper's own depth, no mark
+    assert (shown.iloc[4]["Δ top-1"], shown.iloc[4]["p"]) == ("+2.0", "n<2")  # one seed a side: no test
 
 
 def test_markdown(table):
@@ -63,19 +67,24 @@ def test_markdown(table):
     assert lines[3].startswith("|:---|:---|---:")
     assert "| 18 | NL C2D 1-block gaussian | failed | failed |" in text
     table_lines = [line for line in lines if line.startswith("|")]
-    assert len(table_lines) == 2 + len(table) and all(line.count("|") == 12 for line in table_lines)
+    assert len(table_lines) == 2 + len(table) and all(line.count("|") == 13 for line in table_lines)
     assert any(line.startswith("- paper: Wang et al.") for line in lines)
+    assert "| +11.0* | 0.004 |" in text
+    assert ("- p: Welch's t-test of top-1 over seeds against the group's baseline, two-sided, not corrected "
+            "for multiple comparisons; * p < 0.05; n<2: fewer than two seeds on a side.") in lines
 
 
 def test_latex_booktabs(table):
     tex = render.to_latex(table)
-    assert "\\begin{tabular}{llrrrrrrrrr}" in tex
+    assert "\\begin{tabular}{llrrrrrrrrrr}" in tex
     body = tex[tex.index("\\toprule"):tex.index("\\bottomrule")]
     assert body.count("\\midrule") == 2  # under the header, and between the depth-18 and depth-50 groups
     assert "NL C2D 1-block dot\\_product & 62.0 $\\pm$ 2.0" in tex
     assert "95\\% CI" in tex and "$\\Delta$ top-1" in tex and "$\\times$1.10" in tex
     rows = [line for line in body.splitlines() if line.endswith("\\\\")]
-    assert all(line.count(" & ") == 10 for line in rows)
+    assert all(line.count(" & ") == 11 for line in rows)
+    assert " & +11.0* & 0.004 & " in tex and " & +2.0 & n$<$2 & " in tex
+    assert "* p $<$ 0.05" in tex and "<" not in tex.replace("$<$", "")
     assert tex.rstrip().endswith("\\end{tabular}")
 
 
@@ -85,11 +94,16 @@ def test_csv_keeps_the_numbers(table):
     assert back["top1"].iloc[2] == pytest.approx(62.0) and back["n"].tolist() == table["n"].tolist()
     assert back[PW].isna().iloc[0]  # the baseline's pairwise function is not applicable: blank
     assert back["paper_top1"].iloc[0] == 71.8
+    # the raw test: p_top1 (blank for the baseline and without two seeds a side) and sig
+    assert back["p_top1"].iloc[2] == pytest.approx(0.0036599555836826546)
+    assert back["p_top1"].isna().tolist() == [True, True, False, True, True]
+    assert back["sig"].tolist() == [False, False, True, False, False]
 
 
 def test_latex_escapes():
     assert render.tex_escape("a_b & 50% #1 {x} ~ ^ $ \\") == (
         "a\\_b \\& 50\\% \\#1 \\{x\\} \\textasciitilde{} \\textasciicircum{} \\$ \\textbackslash{}")
+    assert render.tex_escape("p < 0.001, n>2") == "p $<$ 0.001, n$>$2"
 
 
 def test_figures_png_and_pdf(tmp_path, runs, table):
@@ -117,3 +131,35 @@ def test_figures_without_data_are_skipped():
     empty = build_table(pd.DataFrame.from_records([run("g0", seed=0, top1=None, state="failed")]), "2a")
     assert plots.plot_accuracy_vs_flops(empty) is None and plots.plot_bars(empty) is None
     assert render.to_markdown(empty).count("failed") >= 2
+
+
+def test_bars_mark_significant_rows_like_the_table(table):
+    fig = plots.plot_bars(table)
+    marks = [t for ax in fig.axes for t in ax.texts if t.get_text() == plots.SIG_MARK]
+    assert len(marks) == int(table["sig"].sum()) == 1
+    dot = table[table["sig"]].iloc[0]
+    ax = fig.axes[0]
+    assert marks[0].axes is ax
+    # above the dot_product bar (the third of the depth-18 panel), over its error bar
+    assert marks[0].xy == pytest.approx((2.0, dot["top1"] + dot["top1_std"]))
+    assert "* p < 0.05" in fig._suptitle.get_text()
+    plain = plots.plot_bars(table.assign(sig=False))
+    assert not [t for ax in plain.axes for t in ax.texts if t.get_text() == plots.SIG_MARK]
+
+
+def test_p_cells_say_exact_and_too_few_seeds_in_words():
+    nl = {NB: "1-block", keys.PARAMS: 1100, keys.FLOPS: 2_400_000}
+    runs = pd.DataFrame.from_records([
+        *(run(f"b{s}", seed=s, top1=50.0) for s in range(2)),
+        *(run(f"g{s}", seed=s, top1=50.0, **nl, **{PW: "gaussian"}) for s in range(2)),
+        *(run(f"d{s}", seed=s, top1=75.0, **nl, **{PW: "dot_product"}) for s in range(2)),
+        run("c0", seed=0, top1=90.0, **nl, **{PW: "concatenation"}),
+    ])
+    table = build_table(runs, "2a")
+    shown = render.display_frame(table).set_index("model")
+    assert shown.loc["NL C2D 1-block gaussian", ["Δ top-1", "p"]].tolist() == ["+0.0", "1 (exact)"]
+    assert shown.loc["NL C2D 1-block dot_product", ["Δ top-1", "p"]].tolist() == ["+25.0*", "0 (exact)"]
+    assert shown.loc["NL C2D 1-block concatenation", ["Δ top-1", "p"]].tolist() == ["+40.0", "n<2"]
+    assert "(exact): no spread over seeds on either side" in render.to_markdown(table)
+    back = pd.read_csv(io.StringIO(render.to_csv(table)))
+    assert back["p_top1"].tolist()[1:3] == [1.0, 0.0] and back["p_exact"].tolist() == [False, True, True, False]

@@ -1,6 +1,7 @@
 """Table functions on hand-built run frames: rows, groups, baselines, statistics, paper numbers, partial runs."""
 
 import math
+import warnings
 
 import pandas as pd
 import pytest
@@ -8,6 +9,7 @@ from scipy import stats
 
 from nlstudy import keys
 from nlstudy.report import tables
+from nlstudy.report.collect import history_frame
 from nlstudy.report.tables import DATASET, FRAMES, TASK, MissingRowsError, build_table
 
 NB, PW, ARCH, DEPTH = keys.NONLOCAL_BLOCKS, keys.PAIRWISE, keys.ARCH, keys.DEPTH
@@ -265,3 +267,209 @@ def test_confidence_interval_is_clipped_to_valid_accuracies_and_trivial_top5_is_
     assert trivial_top5(frame)
     assert not trivial_top5(frame.assign(top5=[100.0, 99.5]))
     assert not trivial_top5(pd.DataFrame({"top5": [float("nan")], "top5_std": [float("nan")]}))
+
+
+# --------------------------------------------------------------------------------------------------
+# significance against the baseline
+# --------------------------------------------------------------------------------------------------
+
+
+def test_every_variant_gets_welchs_t_test_of_top1_against_its_groups_baseline():
+    base, dot, gau = [50.0, 53.0, 51.0], [60.0, 58.0, 61.0, 59.0], [51.0, 53.5]
+    runs = frame(*(run(f"b{s}", seed=s, top1=v) for s, v in enumerate(base)),
+                 *(run(f"d{s}", seed=s, top1=v, **{NB: "1-block", PW: "dot_product"}) for s, v in enumerate(dot)),
+                 *(run(f"g{s}", seed=s, top1=v, **{NB: "1-block", PW: "gaussian"}) for s, v in enumerate(gau)),
+                 run("c0", seed=0, top1=70.0, **{NB: "1-block", PW: "concatenation"}))
+    table = build_table(runs, "2a")
+    rows = by_label(table)
+    assert table["p_top1"].dtype == "float64" and table["sig"].dtype == "bool"
+    assert math.isnan(rows["C2D baseline"]["p_top1"]) and not rows["C2D baseline"]["sig"]
+    dot_p = stats.ttest_ind(dot, base, equal_var=False).pvalue
+    gau_p = stats.ttest_ind(gau, base, equal_var=False).pvalue
+    assert dot_p < tables.ALPHA < gau_p  # the test is Welch's, not Student's: these differ
+    assert stats.ttest_ind(gau, base).pvalue != pytest.approx(gau_p)
+    assert rows["NL C2D 1-block dot_product"]["p_top1"] == pytest.approx(dot_p)
+    assert rows["NL C2D 1-block dot_product"]["sig"]
+    assert rows["NL C2D 1-block gaussian"]["p_top1"] == pytest.approx(gau_p)
+    assert not rows["NL C2D 1-block gaussian"]["sig"]
+    # one seed: no variance to test with, whatever the difference
+    concat = rows["NL C2D 1-block concatenation"]
+    assert concat["delta_top1"] == pytest.approx(70.0 - sum(base) / 3)
+    assert math.isnan(concat["p_top1"]) and not concat["sig"]
+    assert not table["p_exact"].any()
+    assert any(n.startswith("p: Welch's t-test of top-1 over seeds against the group's baseline, two-sided")
+               and "n<2: fewer than two seeds on a side" in n for n in table.attrs["footnotes"])
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss")  # scipy's, from the reference value computed below
+def test_zero_variance_rows_are_compared_exactly():
+    runs = frame(*(run(f"b{s}", seed=s, top1=50.0) for s in range(3)),
+                 *(run(f"same{s}", seed=s, top1=50.0, **{NB: "1-block", PW: "gaussian"}) for s in range(2)),
+                 *(run(f"up{s}", seed=s, top1=60.0, **{NB: "1-block", PW: "dot_product"}) for s in range(2)),
+                 *(run(f"one{s}", seed=s, top1=v, **{NB: "1-block", PW: "concatenation"})
+                   for s, v in enumerate([49.0, 51.0, 52.0])))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy's "precision loss" warning for a constant side is handled
+        table = build_table(runs, "2a")
+    rows = by_label(table)
+    same, up = rows["NL C2D 1-block gaussian"], rows["NL C2D 1-block dot_product"]
+    assert (same["p_top1"], same["sig"], same["p_exact"]) == (1.0, False, True)
+    assert (up["p_top1"], up["sig"], up["p_exact"]) == (0.0, True, True)
+    # only the baseline is constant: Welch's test still applies (its variance is the other side's)
+    one = rows["NL C2D 1-block concatenation"]
+    assert one["p_exact"] == False  # noqa: E712 (numpy bool)
+    assert one["p_top1"] == pytest.approx(stats.ttest_ind([49.0, 51.0, 52.0], [50.0] * 3, equal_var=False).pvalue)
+    assert any("(exact): no spread over seeds on either side" in n for n in table.attrs["footnotes"])
+
+
+def test_welch_p_edge_cases():
+    assert math.isnan(tables.welch_p([1.0], [1.0, 2.0])[0])
+    assert tables.welch_p([3.0, 3.0], [3.0, 3.0, 3.0]) == (1.0, True)
+    assert tables.welch_p([3.0, 3.0], [4.0, 4.0]) == (0.0, True)
+    p, exact = tables.welch_p([1.0, 2.0], [3.0, 4.0])
+    assert p == pytest.approx(stats.ttest_ind([1.0, 2.0], [3.0, 4.0], equal_var=False).pvalue) and not exact
+
+
+# --------------------------------------------------------------------------------------------------
+# crossed sweeps: a baseline per setting of the other axes
+# --------------------------------------------------------------------------------------------------
+
+DISTANCES = (12, 2, 8, 4)  # not in order: the table sorts them numerically
+
+
+def distance_sweep(table_id):
+    """distance x {none, 1-block} x 3 seeds; the block helps more the farther the patches are."""
+    rows = []
+    for d in DISTANCES:
+        for nb, gain in (("1-block", d / 2), ("none", 0.0)):
+            for s in range(3):
+                rows.append(run(f"{table_id}-{d}-{nb}-{s}", table_id, seed=s, top1=50.0 + d + gain + s,
+                                **{NB: nb, keys.DISTANCE: float(d), TASK: "within"}))
+    return frame(*rows)
+
+
+@pytest.mark.parametrize("table_id", ["mine", "receptive_field"])
+def test_a_distance_sweep_has_one_baseline_per_distance(table_id):
+    table = build_table(distance_sweep(table_id), table_id)
+    assert table.attrs["row_keys"] == [NB]
+    assert keys.DISTANCE in table.attrs["group_keys"]
+    assert table.attrs["varying_group_keys"] == [keys.DISTANCE]
+    assert table[keys.DISTANCE].tolist() == [2, 2, 4, 4, 8, 8, 12, 12]
+    assert table["label"].tolist() == ["C2D baseline", "NL C2D 1-block"] * 4
+    assert table["baseline"].tolist() == [True, False] * 4
+    assert table["top1"].tolist() == pytest.approx([53, 54, 55, 57, 59, 63, 63, 69])
+    # Δ within the distance (d / 2), not against the first distance's baseline
+    assert table["delta_top1"].tolist() == pytest.approx([0, 1, 0, 2, 0, 4, 0, 6])
+    # the same spread on both sides: t = (d / 2) / sqrt(2 / 3), df = 4
+    expected = [stats.ttest_ind([d / 2 + s for s in range(3)], [0.0, 1.0, 2.0], equal_var=False).pvalue
+                for d in sorted(DISTANCES)]
+    assert table["p_top1"].tolist()[1::2] == pytest.approx(expected)
+    assert table["sig"].tolist()[1::2] == [p < 0.05 for p in expected]
+
+
+def test_the_generic_table_rows_are_model_keys_and_other_axes_are_groups():
+    runs = distance_sweep("mine")
+    runs[keys.MAX_EPOCHS] = [3.0 if i % 2 else 6.0 for i in range(len(runs))]
+    runs = pd.concat([runs, runs.assign(run_id=runs["run_id"] + "-w", **{keys.WIDTH: 16})], ignore_index=True)
+    runs[keys.WIDTH] = runs[keys.WIDTH].fillna(8)
+    spec = tables.resolve_spec("mine", runs)
+    assert spec.row_keys == (NB, keys.WIDTH)
+    assert spec.group_keys == (DATASET, keys.DISTANCE, keys.MAX_EPOCHS)
+    assert spec.title == "Table mine: nonlocal_blocks, width at each distance, max_epochs"
+    table = build_table(runs, "mine")
+    # 4 distances x 2 epoch settings, each with its own baseline (the width-8 C2D) and 3 variants
+    assert len(table) == 4 * 2 * 4 and table["baseline"].sum() == 8
+    assert table["label"].tolist()[:4] == ["C2D baseline, width=8", "C2D baseline, width=16",
+                                           "NL C2D 1-block, width=8", "NL C2D 1-block, width=16"]
+    assert table[[keys.DISTANCE, keys.MAX_EPOCHS]].drop_duplicates().to_numpy().tolist() == [
+        [2, 3], [2, 6], [4, 3], [4, 6], [8, 3], [8, 6], [12, 3], [12, 6]]
+
+
+def test_data_efficiency_groups_by_training_set_size_in_numeric_order():
+    sizes = (2048.0, 256.0, 1024.0, 512.0)
+    runs = frame(*(run(f"{n}-{nb}-{s}", "data_efficiency", seed=s, top1=(40.0 if nb == "none" else 45.0) + n / 256 + s,
+                       **{NB: nb, keys.TRAIN_SAMPLES: n, TASK: "far"})
+                   for n in sizes for nb in ("1-block", "none") for s in range(2)))
+    table = build_table(runs, "data_efficiency")
+    assert table.attrs["title"].startswith("Data efficiency: ")
+    assert table.attrs["varying_group_keys"] == [keys.TRAIN_SAMPLES]
+    assert table[keys.TRAIN_SAMPLES].tolist() == [256, 256, 512, 512, 1024, 1024, 2048, 2048]
+    assert table["delta_top1"].tolist() == pytest.approx([0, 5] * 4)
+    assert any(n.startswith("train_samples: clips in the training split") for n in table.attrs["footnotes"])
+
+
+def test_receptive_field_title_and_notes_say_what_was_run():
+    table = build_table(distance_sweep("receptive_field"), "receptive_field")
+    assert "Kinetics" not in table.attrs["title"] and "distance" in table.attrs["title"]
+    notes = table.attrs["footnotes"]
+    assert any("data.synthetic.task=within" in n for n in notes)  # the task, from the runs
+    assert any(n.startswith("distance: pixels between the two patches") for n in notes)
+
+
+# --------------------------------------------------------------------------------------------------
+# order: values only, never the order, ids or times of the runs
+# --------------------------------------------------------------------------------------------------
+
+
+def test_the_table_does_not_depend_on_the_order_of_the_runs():
+    runs = distance_sweep("receptive_field")
+    runs[keys.VAL_TOP1_BEST] += [0.1 * (i % 7) for i in range(len(runs))]  # sums that round differently
+    reference = build_table(runs, "receptive_field")
+    for seed in range(3):
+        shuffled = runs.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+        pd.testing.assert_frame_equal(build_table(shuffled, "receptive_field"), reference)
+        layout = tables.table_rows(tables.assign_rows(shuffled, "receptive_field"))
+        assert layout["label"].tolist() == reference["label"].tolist()
+        assert layout["baseline"].tolist() == reference["baseline"].tolist()
+
+
+def test_table_rows_puts_the_fallback_baseline_first():
+    runs = frame(*(run(b, "control", top1=v, **{NB: "5-block", keys.BLOCK: b})
+                   for b, v in [("squeeze_excitation", 54.0), ("nonlocal", 60.0), ("residual", 52.0)]))
+    layout = tables.table_rows(tables.assign_rows(runs, "control"))
+    assert layout["label"].tolist() == ["Res C2D 5-block", "NL C2D 5-block", "SE C2D 5-block"]
+    assert layout["baseline"].tolist() == [True, False, False]
+
+
+# --------------------------------------------------------------------------------------------------
+# curves: mean ± std over seeds per row and epoch
+# --------------------------------------------------------------------------------------------------
+
+
+def test_curves_mean_and_std_over_seeds_per_group_row_and_epoch():
+    runs = frame(*(run(f"{task}-{nb}-{s}", "locality", seed=s, **{TASK: task, NB: nb})
+                   for task in ("near", "far") for nb in ("5-block", "none") for s in range(2)),
+                 run("far-5-block-crashed", "locality", seed=2, state="crashed", **{TASK: "far", NB: "5-block"}))
+    value = {"far": 10.0, "near": 30.0}
+    histories = []
+    for r in runs.to_dict("records"):
+        gain = 5.0 if r[NB] == "5-block" else 0.0
+        rows = [{"_step": 10 * e, "epoch": e, keys.VAL_TOP1: value[r[TASK]] + gain + e + 2 * r[keys.SEED],
+                 keys.VAL_LOSS: 1.0} for e in range(3)]
+        histories.append((r["run_id"], rows))
+    history = history_frame(histories)
+    assigned = tables.assign_rows(runs, "locality")
+    out = tables.curves(history, assigned)
+    assert out.attrs["x"] == "epoch"
+    assert list(out.columns) == ["group", "row", "label", "baseline", "position", DATASET, DEPTH, TASK,
+                                 "epoch", "mean", "std", "n"]
+    # the table's order: far before near, the baseline first, then epochs
+    assert list(zip(out[TASK], out["label"], out["epoch"])) == [
+        (t, lab, e) for t in ("far", "near") for lab in ("C2D baseline", "NL C2D 5-block") for e in (0, 1, 2)]
+    assert out["position"].tolist() == [p for p in range(4) for _ in range(3)]
+    assert out["baseline"].tolist() == [True] * 3 + [False] * 3 + [True] * 3 + [False] * 3
+    # seeds 0 and 1: mean = base + 1, std = sqrt(2); the crashed run does not count
+    assert out["mean"].tolist() == pytest.approx([10 + 1 + e + g for g in (0, 5, 20, 25) for e in range(3)])
+    assert out["std"].tolist() == pytest.approx([math.sqrt(2)] * 12)
+    assert out["n"].tolist() == [2] * 12
+    loss = tables.curves(history, assigned, metric=keys.VAL_LOSS, x="step")
+    assert loss.attrs["x"] == "step" and loss["step"].tolist()[:3] == [0.0, 10.0, 20.0]
+    assert loss["mean"].tolist() == pytest.approx([1.0] * 12)
+    assert tables.curves(history, assigned, metric="nope").empty
+
+
+def test_curves_is_exported_for_the_notebooks():
+    import nlstudy.report as report
+
+    assert report.curves is tables.curves and report.table_rows is tables.table_rows
+    assert "curves" in report.__all__

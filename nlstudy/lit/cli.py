@@ -274,6 +274,6 @@ def train(config: str | os.PathLike | Sequence[str | os.PathLike] = (), override
     if run is None:
         raise RuntimeError("nlstudy.train: the run logged nothing (is trainer.logger disabled?)")
     run_dir, run_id = Path(run.dir).parent, run.id
-    summary = {k: v for k, v in run.summary.items() if not k.startswith("_")}
+    summary = {k: run.summary.get(k) for k in run.summary.keys() if not k.startswith("_")}
     wandb.finish()
     return TrainResult(run_dir=run_dir, run_id=run_id, status=cli.trainer.state.status.value, summary=summary)

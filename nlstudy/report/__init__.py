@@ -5,12 +5,16 @@ The pipeline, each step a plain function (no torch anywhere on this path)::
     collect.read_offline(DIR) / collect.read_wandb("ENTITY/PROJECT")  -> Collection(runs, history)
     sweeps.planned(sweeps.find_sweep_files(DIR))                      -> planned runs (grid sweeps)
     tables.build_table(runs, "2a", expected=planned, strict=False)    -> one table frame
+    tables.curves(history, tables.assign_rows(runs, "2a"))            -> mean ± std per row and epoch
     render.to_markdown / to_latex / to_csv (table)                    -> text
     plots.plot_accuracy_vs_flops / plot_bars / plot_curves            -> matplotlib Figures
     cli.main(["--runs", DIR, "--out", "results"])                     -> all of it, written to disk
 """
 
 from nlstudy.report.collect import Collection, read_offline, read_wandb
-from nlstudy.report.tables import TABLES, assign_rows, build_table, table_spec
+from nlstudy.report.tables import ALPHA, TABLES, assign_rows, build_table, curves, table_rows, table_spec
 
-__all__ = ["Collection", "TABLES", "assign_rows", "build_table", "read_offline", "read_wandb", "table_spec"]
+__all__ = [
+    "ALPHA", "Collection", "TABLES", "assign_rows", "build_table", "curves", "read_offline", "read_wandb",
+    "table_rows", "table_spec",
+]

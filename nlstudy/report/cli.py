@@ -118,7 +118,10 @@ def write_report(
 
 def _readme(index, runs: pd.DataFrame, command: str, source: str, markdown: dict[str, str]) -> str:
     states = runs["state"].value_counts() if len(runs) else pd.Series(dtype=int)
-    counts = ", ".join(f"{int(n)} {s}" for s, n in states.items())
+    # most common first, ties in W&B's order of states: value_counts alone leaves ties in the frame's order
+    rank = {state: i for i, state in enumerate(collect.RUN_STATES)}
+    order = sorted(states.items(), key=lambda sn: (-sn[1], rank.get(sn[0], len(rank)), str(sn[0])))
+    counts = ", ".join(f"{int(n)} {s}" for s, n in order)
     untabled = int(runs["table"].isna().sum()) if len(runs) else 0
     lines = ["# Ablation results", "", "Made by:", "", f"    {command}", "",
              f"From {len(runs)} runs ({counts or 'none'}){f' in {source}' if source else ''}."]

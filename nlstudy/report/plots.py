@@ -4,6 +4,10 @@ Built with matplotlib's object API (``matplotlib.figure.Figure``, rendered by th
 pyplot, so no global backend is touched and nothing needs a display. Each ``plot_*`` returns the
 Figure; :func:`save` writes it as PNG and PDF (PDF without a creation date, so re-running the
 report on the same runs gives the same files).
+
+Order and colour follow the table's row order (:func:`nlstudy.report.tables.table_rows`: each
+group's baseline first, then the rows sorted by value), never the order in which runs finished or
+their ids, so a row keeps its place and colour from one report to the next.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from nlstudy import keys
-from nlstudy.report.tables import show, short
+from nlstudy.report import tables
+from nlstudy.report.tables import SIG_MARK, show, short
 
 FORMATS = ("png", "pdf")
 
@@ -96,19 +101,28 @@ def plot_bars(table: pd.DataFrame) -> Figure | None:
         heights = np.nan_to_num(group["top1"].to_numpy(float))
         err = np.nan_to_num(group["top1_std"].to_numpy(float))
         bars = ax.bar(pos, heights, yerr=err, capsize=4, color="tab:blue")
-        for bar, is_base, n, status in zip(bars, group["baseline"], group["n"], group["status"]):
+        for bar, top, is_base, n, status, sig in zip(bars, heights + err, group["baseline"], group["n"],
+                                                      group["status"], group["sig"]):
+            middle = bar.get_x() + bar.get_width() / 2
             if is_base:
                 bar.set_facecolor("tab:gray")
                 bar.set_edgecolor("black")
                 bar.set_hatch("//")
             if n == 0:
-                ax.annotate(status, (bar.get_x() + bar.get_width() / 2, 0), ha="center", va="bottom",
+                ax.annotate(status, (middle, 0), ha="center", va="bottom",
                             fontsize=7, rotation=90, xytext=(0, 3), textcoords="offset points")
+            if sig:  # the table's marker: p < ALPHA against the group's baseline
+                ax.annotate(SIG_MARK, (middle, top), ha="center", va="bottom", fontsize=10,
+                            xytext=(0, 1), textcoords="offset points")
         ax.set_xticks(pos, list(group["label"]), rotation=30, ha="right", fontsize=7)
         ax.set_title(name, fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("top-1 (%)")
-    fig.suptitle(table.attrs.get("title", ""), fontsize=9)
+    axes[0].margins(y=0.08)  # room for the markers
+    title = table.attrs.get("title", "")
+    if table["sig"].any():
+        title += f"\n{SIG_MARK} p < {tables.ALPHA:g} vs the baseline (Welch's t-test over seeds)"
+    fig.suptitle(title, fontsize=9)
     return fig
 
 
@@ -120,31 +134,32 @@ def plot_curves(
     title: str = "",
 ) -> Figure | None:
     """Validation `metric` per epoch for each variant (mean over its finished runs, ±std band),
-    one panel per group. `assigned` is :func:`nlstudy.report.tables.assign_rows`' output."""
-    runs = assigned[assigned["run_id"].notna() & (assigned["state"] == "finished")]
-    curves = history[(history["metric"] == metric) & history["run_id"].isin(set(runs["run_id"]))]
-    if curves.empty:
+    one panel per group. `assigned` is :func:`nlstudy.report.tables.assign_rows`' output; the
+    numbers are :func:`nlstudy.report.tables.curves`'. A label keeps one colour in every panel,
+    given by its first place in the table (the baseline's is the first colour)."""
+    data = tables.curves(history, assigned, metric=metric)
+    if data.empty:
         return None
-    x_col = "epoch" if curves["epoch"].notna().all() else "step"
-    varying = _varying(assigned, assigned.attrs.get("group_keys", []))
-    group_names = [", ".join(f"{short(k)}={show(v)}" for k, v in zip(assigned.attrs.get("group_keys", []), g)
-                           if k in varying) or "all runs" for g in runs["group"]]
-    runs = runs.assign(_gname=group_names)
-    names = list(dict.fromkeys(group_names))
-    fig = _figure(max(5.0, 4.2 * len(names)), 3.6)
-    axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
-    for ax, name in zip(axes, names):
-        mine = runs[runs["_gname"] == name]
-        for label, members in mine.groupby("label", sort=False):
-            data = curves[curves["run_id"].isin(set(members["run_id"]))]
-            stats_ = data.groupby(x_col)["value"].agg(["mean", "std"]).reset_index()
-            x = stats_[x_col].to_numpy(float)
-            mean = stats_["mean"].to_numpy(float)
-            std = np.nan_to_num(stats_["std"].to_numpy(float))
-            style = "--" if members["baseline"].any() else "-"
-            (line,) = ax.plot(x, mean, style, label=label)
-            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15)
-        ax.set_title(name, fontsize=8)
+    x_col = data.attrs["x"]
+    group_keys = assigned.attrs.get("group_keys", [])
+    varying = _varying(assigned, group_keys)
+    layout = tables.table_rows(assigned)
+    colour = {label: f"C{i % 10}" for i, label in enumerate(dict.fromkeys(layout["label"]))}
+    groups = list(dict.fromkeys(data["group"]))
+    fig = _figure(max(5.0, 4.2 * len(groups)), 3.6)
+    axes = fig.subplots(1, len(groups), sharey=True, squeeze=False)[0]
+    for ax, group in zip(axes, groups):
+        mine = data[[g == group for g in data["group"]]]
+        for _, line_data in mine.groupby("position", sort=True):
+            label = line_data["label"].iloc[0]
+            x = line_data[x_col].to_numpy(float)
+            mean = line_data["mean"].to_numpy(float)
+            std = np.nan_to_num(line_data["std"].to_numpy(float))
+            style = "--" if line_data["baseline"].iloc[0] else "-"
+            ax.plot(x, mean, style, color=colour[label], label=label)
+            ax.fill_between(x, mean - std, mean + std, color=colour[label], alpha=0.15)
+        name = ", ".join(f"{short(k)}={show(v)}" for k, v in zip(group_keys, group) if k in varying)
+        ax.set_title(name or "all runs", fontsize=8)
         ax.set_xlabel(x_col)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)

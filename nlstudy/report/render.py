@@ -1,9 +1,9 @@
 """Render a table frame (from :func:`nlstudy.report.tables.build_table`) as Markdown, LaTeX or CSV.
 
-:func:`display_frame` turns the numbers into paper-style cells (``72.7 ± 0.3``, ``+0.9``,
-``x1.20``, ``3 (1 failed)``); the Markdown and LaTeX renderers lay those cells out; CSV keeps the
-numbers. A row without a finished run shows its status (failed, running, missing) in the accuracy
-cells.
+:func:`display_frame` turns the numbers into paper-style cells (``72.7 ± 0.3``, ``+0.9*``,
+``0.012``, ``x1.20``, ``3 (1 failed)``); the Markdown and LaTeX renderers lay those cells out; CSV
+keeps the numbers (``p_top1``, ``sig`` and ``p_exact`` included). A row without a finished run
+shows its status (failed, running, missing) in the accuracy cells.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from typing import Any
 
 import pandas as pd
 
-from nlstudy.report.tables import ANY, show, short, trivial_top5
+from nlstudy.report.tables import ANY, SIG_MARK, show, short, trivial_top5
 
 MD, TEX = "md", "tex"
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-_TEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "≥": r"$\geq$", "—": "---", "×": r"$\times$"}
+_TEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "≥": r"$\geq$", "—": "---", "×": r"$\times$",
+                "<": r"$<$", ">": r"$>$"}  # text-mode < and > print as ¡ and ¿ in LaTeX's default font
 
 
 def _num(value: Any) -> bool:
@@ -51,6 +52,28 @@ def _paper(row: dict, depth: Any) -> str:
     return cell
 
 
+def _delta(row: dict) -> str:
+    if row["baseline"]:
+        return "—"
+    if not _num(row["delta_top1"]):
+        return ""
+    return f"{row['delta_top1']:+.1f}" + (SIG_MARK if row["sig"] else "")
+
+
+def _p(row: dict) -> str:
+    """The p-value cell: blank without a Δ, "n<2" when a side has fewer than two seeds."""
+    if row["baseline"]:
+        return "—"
+    if not _num(row["delta_top1"]):
+        return ""
+    p = row["p_top1"]
+    if not _num(p):
+        return "n<2"
+    if row["p_exact"]:
+        return f"{p:.0f} (exact)"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def display_frame(table: pd.DataFrame) -> pd.DataFrame:
     """The table as strings, one column per displayed quantity, paper style."""
     group_cols = table.attrs.get("varying_group_keys", [])
@@ -65,10 +88,8 @@ def display_frame(table: pd.DataFrame) -> pd.DataFrame:
         for m, name in (("test_top1", "test top-1"), ("test_top5", "test top-5")):
             if m in has:
                 cells[name] = status or _acc(row[m], row[f"{m}_std"])
-        if row["baseline"]:
-            cells["Δ top-1"] = "—"
-        else:
-            cells["Δ top-1"] = f"{row['delta_top1']:+.1f}" if _num(row["delta_top1"]) else ""
+        cells["Δ top-1"] = _delta(row)
+        cells["p"] = _p(row)
         ci = (row["top1_ci_low"], row["top1_ci_high"])
         cells["95% CI"] = f"[{ci[0]:.1f}, {ci[1]:.1f}]" if all(_num(c) for c in ci) else ""
         cells["params"] = f"×{row['params_rel']:.2f}" if _num(row["params_rel"]) else ""

@@ -6,7 +6,9 @@ baseline, and how a row maps to the paper's (model, variant) naming in ``wang201
 Any other config key that varies among a table's runs (seed, ``derived.*`` and per-run paths
 excepted) also splits groups, so runs that differ in something the spec did not foresee are never
 averaged together. A table id found in the runs but absent from the registry still gets a generic
-table: its rows are the distinct values of the config keys that vary among its runs.
+table: its rows are the distinct values of the ``model.*`` keys that vary among its runs, and every
+other varying axis (``data.*``, ``trainer.*``...) splits groups, so each setting of those axes is
+compared with its own baseline.
 
 Row identity: the keys of the non-local block (``model.backbone.nl.*``, ``model.backbone.block``)
 mean nothing for a run without inserted blocks (``nonlocal_blocks == "none"``), so they are set
@@ -14,8 +16,11 @@ to the wildcard :data:`ANY` there; a baseline run with a wildcard in a group key
 that matches it otherwise (a 2a grid ``none x pairwise`` gives one baseline row, not four).
 
 :func:`build_table` returns one row per (group, variant) with the numbers (means, spreads, counts,
-deltas, relative cost, the paper's numbers) as plain columns; formatting is the renderers' job.
-Table metadata (title, group / row keys, footnotes) rides in ``table.attrs``.
+deltas, Welch's t-test against the baseline, relative cost, the paper's numbers) as plain columns;
+formatting is the renderers' job. Table metadata (title, group / row keys, footnotes) rides in
+``table.attrs``. :func:`table_rows` fixes the row order (each group's baseline first, then the rows
+sorted by value), which the figures follow too; :func:`curves` turns the history into mean ± std
+per row and epoch.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import functools
 import importlib.resources
 import json
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -71,6 +77,8 @@ METRICS = {  # output column -> summary key
     "test_top5": keys.TEST_TOP5,
 }
 FAILED_STATES = ("failed", "crashed", "killed")
+ALPHA = 0.05  # significance level of the top-1 test against the baseline
+SIG_MARK = "*"  # marks p < ALPHA: after Δ top-1 in the tables, above the bar in the figure
 
 
 class MissingRowsError(ValueError):
@@ -89,6 +97,7 @@ class TableSpec:
     group_keys: keys that split the table into groups, each with its own baseline.
     paper: maps a row's values to the paper's (model, variant), or None where the paper has no such row.
     fallback_baseline: picks the reference row of a group that has no plain (no block, C2D) row.
+    notes: footnotes of this table (what its axes mean), after the common ones.
     """
 
     title: str
@@ -96,6 +105,7 @@ class TableSpec:
     group_keys: tuple[str, ...] = (DATASET, keys.DEPTH)
     paper: PaperMap | None = None
     fallback_baseline: Callable[[Row], bool] | None = None
+    notes: tuple[str, ...] = ()
 
 
 def _is_plain(row: Row) -> bool:
@@ -197,6 +207,18 @@ TABLES: dict[str, TableSpec] = {
                          fallback_baseline=lambda row: row.get(keys.BLOCK) == "residual"),
     "locality": TableSpec("Locality control: long-range (far) vs local-evidence (near) task",
                           (keys.NONLOCAL_BLOCKS,), group_keys=(DATASET, keys.DEPTH, TASK)),
+    "receptive_field": TableSpec(
+        "Receptive field: top-1 vs the distance between the two patches of the embedded task",
+        (keys.NONLOCAL_BLOCKS,), group_keys=(DATASET, keys.DEPTH, TASK, keys.DISTANCE),
+        notes=("distance: pixels between the two patches (Chebyshev, corner to corner); with task=within "
+               "both patches are in one frame exactly that far apart, with task=far it is a minimum and the "
+               "patches are in different frames.",)),
+    "data_efficiency": TableSpec(
+        "Data efficiency: top-1 vs the number of training clips of the embedded task",
+        (keys.NONLOCAL_BLOCKS,), group_keys=(DATASET, keys.DEPTH, TASK, keys.TRAIN_SAMPLES),
+        notes=("train_samples: clips in the training split; the validation clips are drawn independently "
+               "of it, so every row is scored on the same validation set. With a fixed trainer.max_epochs a "
+               "smaller training set also means fewer optimiser steps.",)),
 }
 
 
@@ -260,6 +282,11 @@ def show(value: Any) -> str:
     return str(value)
 
 
+def _sort_key(keys_: Sequence[str], values: Sequence[Any]) -> tuple:
+    """Sort key of a group or row tuple: the paper's order of values, numbers numerically, then text."""
+    return tuple(_sort_value(k, v) for k, v in zip(keys_, values))
+
+
 def _sort_value(key: str, value: Any) -> tuple:
     if value == ANY:
         return (-1, 0, "")
@@ -307,8 +334,13 @@ def _identity(config: Mapping[str, Any], wanted: Sequence[str]) -> dict[str, Any
     return values
 
 
+MODEL_PREFIX = "model."  # in a generic table, the varying keys under it are the rows; the others, groups
+
+
 def resolve_spec(table_id: str, runs: pd.DataFrame) -> TableSpec:
-    """The registered spec, or for an unknown id a generic one built from the keys that vary."""
+    """The registered spec, or for an unknown id a generic one built from the keys that vary: the
+    varying ``model.*`` keys are the rows, every other varying axis (``data.*``, ``trainer.*``...)
+    a group key, so each setting of those axes has its own baseline."""
     if table_id in TABLES:
         return TABLES[table_id]
     mine = runs[runs["table"] == table_id] if "table" in runs.columns else runs
@@ -319,7 +351,14 @@ def resolve_spec(table_id: str, runs: pd.DataFrame) -> TableSpec:
         values = {canon(v) for v in mine[key]}
         if len(values) > 1:
             varying.append(key)
-    return TableSpec(title=f"Table {table_id}", row_keys=tuple(sorted(varying)), group_keys=(DATASET,))
+    rows = tuple(sorted(k for k in varying if k.startswith(MODEL_PREFIX)))
+    axes = tuple(sorted(k for k in varying if not k.startswith(MODEL_PREFIX)))
+    title = f"Table {table_id}"
+    if rows:
+        title += ": " + ", ".join(short(k) for k in rows)
+    if axes:
+        title += (" at each " if rows else ": ") + ", ".join(short(k) for k in axes)
+    return TableSpec(title=title, row_keys=rows, group_keys=(DATASET, *axes))
 
 
 def assign_rows(
@@ -369,6 +408,7 @@ def assign_rows(
         targets = [gvals]
         if ANY in gvals:
             targets = [g for g in concrete if all(a == ANY or a == b for a, b in zip(gvals, g))] or [gvals]
+            targets.sort(key=lambda g: _sort_key(group_keys, g))  # a set's order is no order
         for g in targets:
             values = dict(it["values"], **dict(zip(group_keys, g)))
             rows.append(_assignment(it, values, spec, row_keys, group_keys))
@@ -478,7 +518,10 @@ def build_table(
     plans but never started), ``n_dup`` (extra finished runs of a seed; the latest counts), per
     metric ``top1, top5[, test_top1, test_top5]`` the mean, ``<m>_std`` (over seeds, ddof=1) and
     for top-1 the 95% t interval ``top1_ci_low/high`` (n >= 3); ``delta_top1`` vs the group's
-    baseline; ``params``, ``flops`` and ``params_rel``, ``flops_rel`` vs the baseline; and
+    baseline; ``p_top1``, the two-sided p-value of Welch's t-test of top-1 over seeds against the
+    baseline (:func:`welch_p`: NaN for the baseline row and with fewer than two seeds on a side),
+    ``sig`` (p < :data:`ALPHA`) and ``p_exact`` (both sides without spread: compared exactly);
+    ``params``, ``flops`` and ``params_rel``, ``flops_rel`` vs the baseline; and
     ``paper_top1``, ``paper_top5``, ``paper_depth`` where the paper published the row (at the
     group's depth, else the nearest published depth, marked by ``paper_depth``).
 
@@ -491,28 +534,32 @@ def build_table(
     metrics = [m for m, key in METRICS.items()
                if m in ("top1", "top5") or (key in assigned and assigned[key].notna().any())]
 
+    members: dict[tuple, list[int]] = {}
+    for i, key in enumerate(zip(assigned["group"], assigned["row"])):
+        members.setdefault(key, []).append(i)
     out = []
-    for group, in_group in _ordered_groups(assigned, group_keys):
-        cells = []
-        for row, cell in in_group.groupby("row", sort=False):
-            cells.append(_cell(cell, metrics))
-        cells.sort(key=lambda c: (not c["baseline"], tuple(_sort_value(k, v) for k, v in zip(row_keys, c["row"]))))
-        base = _pick_baseline(cells, spec)
-        for c in cells:
-            c["baseline"] = c is base
-            c.update(_relative(c, base))
-            c.update(_paper_cell(paper, table_id, c, group_keys))
-            out.append(c)
+    for entry in table_rows(assigned).to_dict("records"):
+        c = _cell(assigned.iloc[members[(entry["group"], entry["row"])]], metrics)
+        c["baseline"] = entry["baseline"]
+        out.append(c)
+    bases = {c["group"]: c for c in out if c["baseline"]}
+    for c in out:
+        base = bases.get(c["group"])
+        c.update(_relative(c, base))
+        c.update(_significance(c, base))
+        c.update(_paper_cell(paper, table_id, c, group_keys))
 
     columns = [*dict.fromkeys([*group_keys, *row_keys]), "label", "model", "variant", "baseline", "status",
                "n", "n_failed", "n_running", "n_missing", "n_dup"]
     for m in metrics:
         columns += [m, f"{m}_std"] + (["top1_ci_low", "top1_ci_high"] if m == "top1" else [])
-    columns += ["delta_top1", "params", "flops", "params_rel", "flops_rel",
+    columns += ["delta_top1", "p_top1", "sig", "p_exact", "params", "flops", "params_rel", "flops_rel",
                 "paper_top1", "paper_top5", "paper_depth"]
     table = pd.DataFrame.from_records(out, columns=columns)
     for col in ("n", "n_failed", "n_running", "n_missing", "n_dup"):
         table[col] = table[col].astype("int64")
+    for col in ("sig", "p_exact"):
+        table[col] = table[col].astype("bool")
     table.attrs.update(_metadata(table, table_id, spec, group_keys, row_keys, runs))
 
     if strict:
@@ -526,12 +573,28 @@ def build_table(
     return table
 
 
-def _ordered_groups(assigned: pd.DataFrame, group_keys: Sequence[str]):
-    groups = {}
-    for g, frame in assigned.groupby("group", sort=False):
-        groups[g] = frame
-    order = sorted(groups, key=lambda g: tuple(_sort_value(k, v) for k, v in zip(group_keys, g)))
-    return [(g, groups[g]) for g in order]
+def table_rows(assigned: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the table that :func:`assign_rows`' `assigned` makes, in display order: groups
+    sorted by value, and in each group its baseline first, then the other rows sorted by value.
+
+    One row per (group, row): ``group``, ``row`` (tuples, as in `assigned`), ``label`` and
+    ``baseline`` (the group's reference row: its plain C2D row, else the spec's fallback). The
+    order depends only on the values, never on the order of the runs, their ids or times, so the
+    tables and figures keep their layout (and the figures their colours) from one report to the next.
+    """
+    spec: TableSpec = assigned.attrs["spec"]
+    group_keys, row_keys = assigned.attrs["group_keys"], assigned.attrs["row_keys"]
+    # every run of a (group, row) shares its key values, label and plain-ness: any one stands for it
+    firsts = assigned.drop_duplicates(subset=["group", "row"]).to_dict("records")
+    out = []
+    for group in sorted({c["group"] for c in firsts}, key=lambda g: _sort_key(group_keys, g)):
+        cells = [c for c in firsts if c["group"] == group]
+        cells.sort(key=lambda c: (not c["baseline"], _sort_key(row_keys, c["row"])))
+        base = _pick_baseline(cells, spec)
+        if base is not None:
+            cells = [base, *(c for c in cells if c is not base)]
+        out.extend({"group": group, "row": c["row"], "label": c["label"], "baseline": c is base} for c in cells)
+    return pd.DataFrame.from_records(out, columns=["group", "row", "label", "baseline"])
 
 
 def _cell(cell: pd.DataFrame, metrics: Sequence[str]) -> dict[str, Any]:
@@ -546,7 +609,8 @@ def _cell(cell: pd.DataFrame, metrics: Sequence[str]) -> dict[str, Any]:
     real = real.assign(_seed=seed_of)
     top1_key = METRICS["top1"]
     done = real[(real["state"] == "finished") & real[top1_key].notna()]
-    done = done.sort_values("created_at", kind="stable", na_position="first")
+    # the latest run of a seed counts (run id breaks a tie: the result must not depend on the frame's order)
+    done = done.sort_values(["created_at", "run_id"], kind="stable", na_position="first")
     kept = done.groupby("_seed", sort=False).tail(1)
     finished_seeds = set(kept["_seed"])
     running = {s for s, st in zip(real["_seed"], real["state"]) if st == "running"} - finished_seeds
@@ -561,11 +625,13 @@ def _cell(cell: pd.DataFrame, metrics: Sequence[str]) -> dict[str, Any]:
                n_dup=len(done) - len(kept))
     res["status"] = ("ok" if len(kept) else "running" if running else "failed" if failed else "missing")
     for m in metrics:
-        values = pd.to_numeric(kept[METRICS[m]], errors="coerce").dropna().to_numpy(dtype=float)
+        # sorted: float sums depend on the order of their terms, the table must not
+        values = np.sort(pd.to_numeric(kept[METRICS[m]], errors="coerce").dropna().to_numpy(dtype=float))
         res[m] = float(values.mean()) if len(values) else math.nan
         res[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
         if m == "top1":
             res["top1_ci_low"], res["top1_ci_high"] = _t_interval(values)
+            res["top1_values"] = values  # for the test against the baseline; not a table column
     for col, key in (("params", keys.PARAMS), ("flops", keys.FLOPS)):
         vals = pd.to_numeric(real[key], errors="coerce").dropna()
         res[col] = float(vals.median()) if len(vals) else math.nan
@@ -610,6 +676,31 @@ def _relative(c: dict, base: dict | None) -> dict[str, float]:
     }
 
 
+def welch_p(a: np.ndarray, b: np.ndarray) -> tuple[float, bool]:
+    """Two-sided p-value of Welch's t-test of `a` against `b` (one value per seed), and whether it
+    was decided exactly.
+
+    NaN with fewer than two values on a side (no variance to test with). When both sides have zero
+    variance the t statistic is 0/0 or x/0, so they are compared exactly: p = 1 for the same
+    constant, 0 for different constants (``exact`` is then True).
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return math.nan, False
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        return (1.0 if a[0] == b[0] else 0.0), True
+    with warnings.catch_warnings():  # one constant side is fine for Welch; scipy still warns about it
+        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue), False
+
+
+def _significance(c: dict, base: dict | None) -> dict[str, Any]:
+    if base is None or c is base:
+        return {"p_top1": math.nan, "sig": False, "p_exact": False}
+    p, exact = welch_p(c["top1_values"], base["top1_values"])
+    return {"p_top1": p, "sig": bool(p < ALPHA), "p_exact": exact}
+
+
 def _paper_cell(paper: pd.DataFrame, table_id: str, c: dict, group_keys: Sequence[str]) -> dict[str, Any]:
     none = {"paper_top1": math.nan, "paper_top5": math.nan, "paper_depth": math.nan}
     if c.get("model") is None:
@@ -634,6 +725,13 @@ def _metadata(table, table_id, spec, group_keys, row_keys, runs) -> dict[str, An
                  "seeds in brackets; a duplicated seed counts once (its latest run).")
     if table["baseline"].any():
         notes.append("Δ top-1, params, FLOPs: relative to the group's baseline (first row).")
+        note = (f"p: Welch's t-test of top-1 over seeds against the group's baseline, two-sided, "
+                f"not corrected for multiple comparisons; {SIG_MARK} p < {ALPHA:g}; "
+                "n<2: fewer than two seeds on a side")
+        if table["p_exact"].any():
+            note += ("; (exact): no spread over seeds on either side, so the rows are compared exactly "
+                     "(p = 1 for equal values, 0 otherwise)")
+        notes.append(note + ".")
     else:
         notes.append("No baseline row (no run without inserted blocks): Δ and relative cost left blank.")
     if table["paper_top1"].notna().any():
@@ -649,6 +747,7 @@ def _metadata(table, table_id, spec, group_keys, row_keys, runs) -> dict[str, An
         notes.append(note + ".")
     if constant:
         notes.append("All rows: " + ", ".join(f"{k}={show(v)}" for k, v in constant.items()) + ".")
+    notes.extend(spec.notes)
     return dict(table_id=table_id, title=spec.title, group_keys=list(group_keys), row_keys=list(row_keys),
                 varying_group_keys=varying, footnotes=notes)
 
@@ -660,3 +759,53 @@ def table_ids(runs: pd.DataFrame, expected: pd.DataFrame | None = None) -> list[
         found |= set(expected["table"].dropna())
     found = {str(t) for t in found}
     return [t for t in TABLES if t in found] + sorted(found - set(TABLES))
+
+
+# --------------------------------------------------------------------------------------------------
+# curves over epochs
+# --------------------------------------------------------------------------------------------------
+
+CURVE_COLUMNS = ("group", "row", "label", "baseline", "position", "mean", "std", "n")
+
+
+def curves(
+    history: pd.DataFrame,
+    assigned: pd.DataFrame,
+    *,
+    metric: str = keys.VAL_TOP1,
+    x: str | None = None,
+) -> pd.DataFrame:
+    """Mean ± std over seeds of a logged `metric`, per table row and epoch (or step).
+
+    history: the long frame of :func:`nlstudy.report.collect.history_frame`. assigned: the row
+    assignment of one table (:func:`assign_rows`); its finished runs count. x: ``"epoch"`` or
+    ``"step"``; by default epoch where every value of `metric` has one, else step
+    (``attrs["x"]`` says which).
+
+    One row per (group, row, x) in the table's order (:func:`table_rows`): ``group``, ``row``,
+    ``label``, ``baseline``, ``position`` (the row's index in the table), one column per group key,
+    the x column, ``mean``, ``std`` (ddof=1; NaN for one seed) and ``n`` (seeds at that x). A
+    baseline run serving several groups appears in each.
+    """
+    group_keys = list(assigned.attrs.get("group_keys", []))
+    layout = table_rows(assigned)
+    position = {(g, r): i for i, (g, r) in enumerate(zip(layout["group"], layout["row"]))}
+    done = assigned[assigned["run_id"].notna() & (assigned["state"] == "finished")]
+    members = pd.DataFrame({"run_id": done["run_id"].to_numpy(),
+                            "position": [position[k] for k in zip(done["group"], done["row"])]})
+    logged = history[(history["metric"] == metric) & history["run_id"].isin(set(members["run_id"]))]
+    if x is None:
+        x = "epoch" if logged["epoch"].notna().all() else "step"
+    logged = logged[logged[x].notna()].merge(members, on="run_id")
+    # sorted by value first: a mean's float sum depends on its terms' order, which must not depend on run ids
+    logged = logged.sort_values(["position", x, "value"], kind="stable")
+    stats_ = (logged.groupby(["position", x], sort=True)["value"]
+              .agg(mean="mean", std="std", n="count").reset_index())
+    stats_["n"] = stats_["n"].astype("int64")
+    rows = layout.assign(position=range(len(layout)))
+    out = rows.merge(stats_, on="position", how="inner")
+    for i, key in enumerate(group_keys):
+        out[key] = [g[i] for g in out["group"]]
+    out = out[[*CURVE_COLUMNS[:5], *group_keys, x, *CURVE_COLUMNS[5:]]]
+    out.attrs["x"] = x
+    return out.reset_index(drop=True)
