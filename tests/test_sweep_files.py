@@ -21,15 +21,25 @@ from nlstudy.sweep.spec import candidates, load
 
 ROOT = Path(__file__).parent.parent
 PAPER = sorted((ROOT / "sweeps").glob("*.yaml"))
-DEMO_SUITE = sorted((ROOT / "sweeps" / "demo").glob("*.yaml"))  # what `make demo` runs
+# what `make analysis` adds to the demo suite (the notebooks read their runs)
+ANALYSIS = [ROOT / "sweeps" / "demo" / f"{name}.yaml" for name in ("attention", "data_efficiency", "receptive_field")]
+DEMO_SUITE = sorted(set((ROOT / "sweeps" / "demo").glob("*.yaml")) - set(ANALYSIS))  # what `make demo` runs
 DEMO = DEMO_SUITE + sorted((ROOT / "sweeps" / "demo" / "more").glob("*.yaml"))  # the other tables, at CPU scale
-FILES = PAPER + DEMO
+FILES = PAPER + DEMO + ANALYSIS
 PAPER_TABLES = {"2a", "2b", "2c", "2d", "2e", "2f", "2g", "subsample", "resolution", "inter_ratio", "scale", "control"}
 SEEDS = [0, 1, 2]
+SEEDS_OF = {"attention": [0, 1]}  # the attention-map runs are looked at, not tabled: two seeds are enough
 
 
 def rel(path: Path) -> str:
     return str(path.relative_to(ROOT))
+
+
+def test_the_analysis_sweeps_exist_and_make_analysis_runs_them():
+    assert {load(f).config["parameters"]["table"]["value"] for f in ANALYSIS} == {
+        "attention", "data_efficiency", "receptive_field"}
+    makefile = (ROOT / "Makefile").read_text()
+    assert all(rel(f) in makefile for f in ANALYSIS)
 
 
 def test_the_expected_files_exist():
@@ -51,7 +61,8 @@ def test_file_is_a_table_sweep(path, tmp_path):
     params = config["parameters"]
     table = params["table"]["value"]
     assert table in TABLES
-    assert params["seed_everything"] == {"values": SEEDS}
+    seeds = SEEDS_OF.get(table, SEEDS)
+    assert params["seed_everything"] == {"values": seeds}
 
     # the rows: one dict per row under model.backbone, the plain baseline first, no row twice
     rows = params["model.backbone"]["values"]
@@ -78,7 +89,7 @@ def test_file_is_a_table_sweep(path, tmp_path):
         if name not in ("table", "seed_everything", "model.backbone") and "values" in spec:
             other_rows *= len(spec["values"])
     assert len(built) == len(rows) * other_rows
-    assert (built["n_missing"] == len(SEEDS)).all()
+    assert (built["n_missing"] == len(seeds)).all()
 
 
 def test_every_row_is_accepted_by_the_training_cli(tmp_path):

@@ -14,12 +14,14 @@ import argparse
 import ast
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import nbformat
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 PARAMETERS_TAG = "parameters"
@@ -76,9 +78,14 @@ def execute(notebook: str | os.PathLike, values: Mapping[str, Any] | None = None
     path = Path(notebook)
     nb = nbformat.read(path, as_version=4)
     inject(nb, dict(values or {}), path.parent)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
-    client.execute()
+    with tempfile.TemporaryDirectory() as sockets:  # local sockets, not TCP ports, and left nowhere
+        kernel = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
+        client = NotebookClient(nb, km=kernel, timeout=timeout, resources={"metadata": {"path": str(path.parent)}})
+        try:
+            client.execute()
+        finally:  # a kernel manager handed in is the caller's to stop
+            if kernel.has_kernel:
+                kernel.shutdown_kernel()
     if html is not None:
         from nbconvert import HTMLExporter
 

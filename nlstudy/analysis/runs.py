@@ -60,6 +60,7 @@ def load_run(run: str | os.PathLike, weights: str = "final", *,
     model = build_model(as_spec(**saved["backbone"]))
     model.load_state_dict(saved["state_dict"])
     config = run_config(run_dir)
+    config.update(keys.flatten({"model": {"backbone": saved["backbone"]}}))  # as built: num_classes resolved
     config.update({"run_dir": str(run_dir), "weights.file": str(path), "weights.epochs": saved.get("epochs"),
                    "weights.step": saved.get("step"), f"weights.{keys.VAL_TOP1}": saved.get(keys.VAL_TOP1)})
     return model.eval(), config

@@ -17,7 +17,7 @@ from scipy import ndimage
 from torch import nn
 
 from nlstudy import keys
-from nlstudy.analysis.attention import BlockAttention, query_dependence
+from nlstudy.analysis.attention import BlockAttention, attention_maps, grid_to_input_box, query_dependence, query_map
 from nlstudy.analysis.receptive_field import erf_area, temporal_spread
 from nlstudy.analysis.runs import CONFIG_FILE, WEIGHTS, run_config
 from nlstudy.data.synthetic import SyntheticSpec, make_clips
@@ -116,6 +116,40 @@ def fig3_queries(clip: torch.Tensor, grid: Sequence[int], patch: int = 4) -> dic
     return queries
 
 
+def cells_covering(box: Sequence[int], grid: Sequence[int], clip_shape: Sequence[int]) -> torch.Tensor:
+    """(T', H', W') bool mask of the cells of `grid` whose input footprint overlaps the box (t, y0, y1, x0, x1)."""
+    t, y0, y1, x0, x1 = box
+    mask = torch.zeros(tuple(grid), dtype=torch.bool)
+    for position in np.ndindex(*grid):
+        (ta, tb), (ya, yb), (xa, xb) = grid_to_input_box(position, grid, clip_shape)
+        mask[position] = ta <= t < tb and ya < y1 and y0 < yb and xa < x1 and x0 < xb
+    return mask
+
+
+def evidence_attention(model: nn.Module, clips: torch.Tensor, patch: int = 4) -> pd.DataFrame:
+    """Where the non-local blocks look, measured: for every block and clip of the embedded task, the share of
+    the absolute weight that the query at the centre of one patch puts on the key cells covering the
+    other patch (`share`), beside the share a uniform map would put there (`uniform`). One row per
+    (block, clip, direction "A->B" / "B->A"); clips whose two patches are not found are left out."""
+    shape = tuple(clips.shape[-3:])
+    boxes = [patch_boxes(clip, patch) for clip in clips]
+    rows = []
+    for record in attention_maps(model, clips):
+        for b, found in enumerate(boxes):
+            if len(found) != 2:
+                continue
+            for direction, (src, dst) in (("A->B", found), ("B->A", found[::-1])):
+                t, y0, y1, x0, x1 = src
+                query = input_to_grid((t, (y0 + y1 - 1) // 2, (x0 + x1 - 1) // 2), shape, record.query_grid)
+                weights = query_map(record, b, query).abs()  # (T', H', W')
+                target = cells_covering(dst, record.key_grid, shape)
+                total = float(weights.sum())
+                rows.append({"block": record.name, "clip": b, "direction": direction,
+                             "share": float(weights[target].sum()) / total if total > 0 else float("nan"),
+                             "uniform": float(target.sum()) / target.numel()})
+    return pd.DataFrame(rows, columns=["block", "clip", "direction", "share", "uniform"])
+
+
 def query_dependence_frame(records: Sequence[BlockAttention], *, max_queries: int | None = None,
                            seed: int = 0) -> pd.DataFrame:
     """GCNet's Table 1 form for blocks captured by `attention_maps`: one row per block with the mean cosine
@@ -155,3 +189,29 @@ def fresh_copy(model: nn.Module) -> nn.Module:
         if module is not fresh and hasattr(module, "reset_parameters"):
             module.reset_parameters()
     return fresh.eval()
+
+
+def backbone_like(config: Mapping[str, Any], **changes: Any) -> nn.Module:
+    """A freshly built network (eval mode) with the backbone of a run's `config` (`load_run`'s flat config),
+    some fields changed: `backbone_like(config, block="global_context")` puts a global-context block where
+    the run has its non-local blocks."""
+    from nlstudy.models import as_spec, build_model
+
+    prefix = "model.backbone."
+    fields: dict[str, Any] = {}
+    for key, value in config.items():
+        if key.startswith(prefix + "nl."):
+            fields.setdefault("nl", {})[key[len(prefix + "nl."):]] = value
+        elif key.startswith(prefix):
+            fields[key[len(prefix):]] = value
+    fields.update(changes)
+    return build_model(as_spec(**fields)).eval()
+
+
+def save_figure(fig: Any, figures_dir: str | os.PathLike | None, name: str) -> None:
+    """Write a matplotlib figure as `<figures_dir>/<name>.png` and `.pdf` (nothing when figures_dir is None)."""
+    if figures_dir is None:
+        return
+    from nlstudy.report.plots import save
+
+    save(fig, Path(figures_dir) / name)

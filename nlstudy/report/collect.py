@@ -98,6 +98,17 @@ class Collection:
     history: pd.DataFrame
 
 
+def combine(collections: Iterable[Collection]) -> Collection:
+    """Several collections (runs roots, projects) as one: runs and history concatenated, config columns merged."""
+    collections = list(collections)
+    if not collections:
+        return tidy([])
+    runs = pd.concat([c.runs for c in collections], ignore_index=True)
+    runs.attrs["config_columns"] = sorted({k for c in collections for k in c.runs.attrs.get("config_columns", [])})
+    history = pd.concat([c.history for c in collections], ignore_index=True)
+    return Collection(runs=runs, history=history)
+
+
 # --------------------------------------------------------------------------------------------------
 # shared: config flattening and frame building
 # --------------------------------------------------------------------------------------------------

@@ -219,6 +219,9 @@ TABLES: dict[str, TableSpec] = {
         notes=("train_samples: clips in the training split; the validation clips are drawn independently "
                "of it, so every row is scored on the same validation set. With a fixed trainer.max_epochs a "
                "smaller training set also means fewer optimiser steps.",)),
+    "attention": TableSpec(
+        "Attention-map runs: pairwise function and mode of one non-local block",
+        (keys.NONLOCAL_BLOCKS, keys.PAIRWISE, keys.MODE)),
 }
 
 

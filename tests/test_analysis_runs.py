@@ -1,0 +1,163 @@
+"""Reloadable runs and the notebooks: real tiny runs (tests/fixtures/analysis/make_runs.py, the three
+analysis tables shrunk to seconds) reloaded with `load_run`, and every notebook executed end to end on
+them with nbclient, as `make analysis` executes them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+import nlstudy
+from nlstudy import keys
+from nlstudy.analysis import find_run, load_run, study
+from nlstudy.analysis.notebooks import declared_parameters, execute, inject, main as notebooks_main
+from nlstudy.report import collect
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "NLSTUDY_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("analysis-runs")
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "fixtures" / "analysis" / "make_runs.py"), str(root)],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root
+
+
+@pytest.fixture(scope="module")
+def runs(runs_root):
+    return collect.read_offline(runs_root).runs
+
+
+# --- the notebooks as stored ---
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_stored_clean(path):
+    text = path.read_text()
+    nb = nbformat.read(path, as_version=4)
+    assert all(not cell.get("outputs") and not cell.get("execution_count") for cell in nb.cells if cell.cell_type == "code")
+    params = declared_parameters(nb)
+    assert "figures_dir" in params and params["figures_dir"] is None
+    assert "runs_root" in params or "runs_roots" in params
+    assert not re.search(r"[\"'](/|[A-Za-z]:\\\\)", text), "an absolute path in the stored notebook"
+
+
+def test_the_five_notebooks_exist():
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+
+
+def test_injecting_an_unknown_parameter_names_the_declared_ones(tmp_path):
+    nb = nbformat.read(NOTEBOOKS[0], as_version=4)
+    with pytest.raises(ValueError, match=r"unknown notebook parameter\(s\) \['runs_rot'\]; this notebook declares"):
+        inject(nb, {"runs_rot": "x"}, tmp_path)
+    bare = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    with pytest.raises(ValueError, match="no cell tagged 'parameters'"):
+        inject(bare, {}, tmp_path)
+
+
+def test_injected_paths_are_relative_to_the_notebook(tmp_path):
+    nb = nbformat.read(NOTEBOOKS[1], as_version=4)
+    inject(nb, {"runs_root": tmp_path / "runs", "figures_dir": tmp_path / "figs"}, tmp_path / "notebooks")
+    injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert "runs_root = '../runs'" in injected.source and "figures_dir = '../figs'" in injected.source
+
+
+def test_the_runner_refuses_a_missing_runs_root_in_one_line(tmp_path, capsys):
+    assert notebooks_main(["--runs", str(tmp_path / "nothing"), "--demo-runs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "nothing does not exist" in err
+
+
+# --- runs, weights, nlstudy.train ---
+
+
+@pytest.mark.slow
+def test_final_weights_reproduce_the_runs_test_metrics(runs_root, runs):
+    done = runs[(runs["table"] == "receptive_field") & (runs["state"] == "finished")]
+    row = done.iloc[0]
+    model, config = load_run(row["run_id"], runs_root=runs_root)
+    assert not model.training and config[keys.TABLE] == "receptive_field"
+    assert config[keys.DISTANCE] == row[keys.DISTANCE] and config["model.backbone.num_classes"] == 2
+    clips, labels = study.clips_for(config, split="test", n=10_000)
+    with torch.no_grad():
+        top1 = 100 * (model(clips).argmax(1) == labels).float().mean().item()
+    assert top1 == pytest.approx(row[keys.TEST_TOP1])
+    best, best_config = load_run(row["path"], "best")
+    assert best_config["weights.epochs"] <= config["weights.epochs"] == 2
+    assert best_config[f"weights.{keys.VAL_TOP1}"] == pytest.approx(row[keys.VAL_TOP1_BEST])
+
+
+@pytest.mark.slow
+def test_a_run_without_weights_is_a_one_line_error(runs_root, tmp_path):
+    run_dir = find_run(sorted((runs_root / "wandb").glob("offline-run-*"))[0])
+    copy = tmp_path / run_dir.name
+    (copy / "files").mkdir(parents=True)
+    (copy / "files" / "nlstudy_config.yaml").write_text((run_dir / "files" / "nlstudy_config.yaml").read_text())
+    with pytest.raises(FileNotFoundError, match=r"has no saved weights \(files/weights/final.pt is missing\)") as e:
+        load_run(copy)
+    assert "\n" not in str(e.value)
+    with pytest.raises(FileNotFoundError, match="no run 'nosuchid'"):
+        load_run("nosuchid", runs_root=runs_root)
+    with pytest.raises(ValueError, match="unknown weights 'last'; valid choices: 'final', 'best'"):
+        load_run(run_dir, "last")
+
+
+@pytest.mark.slow
+def test_train_in_process_returns_the_run_and_refuses_bad_keys_before_any_run(tmp_path):
+    script = f"""
+import json, nlstudy
+r = nlstudy.train({str(ROOT / 'experiments' / 'demo.yaml')!r}, {{"trainer.max_epochs": 1,
+    "data.synthetic.train_samples": 32, "data.synthetic.val_samples": 16, "data.synthetic.test_samples": 16,
+    "model.backbone.width": 4, "save_weights": False}}, runs_dir={str(tmp_path / 'runs')!r})
+print(json.dumps({{"dir": str(r.run_dir), "id": r.run_id, "status": r.status, "summary": r.summary}}))
+try:
+    nlstudy.train({str(ROOT / 'experiments' / 'demo.yaml')!r}, {{"model.backbone.nonlocal_blocks": "7-block"}},
+                  runs_dir={str(tmp_path / 'bad')!r})
+except ValueError as e:
+    print(json.dumps({{"error": str(e)}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result, error = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
+    assert result["status"] == "finished" and Path(result["dir"]).name.endswith(result["id"])
+    assert {keys.VAL_TOP1_BEST, keys.TEST_TOP1, keys.WALL_S} <= set(result["summary"])
+    assert not (Path(result["dir"]) / "files" / "weights").exists()  # save_weights: false
+    assert "model.backbone.nonlocal_blocks preset '7-block'; valid choices" in error["error"]
+    assert not (tmp_path / "bad").exists()
+    assert hasattr(nlstudy, "train") and "torch" not in subprocess.run(
+        [sys.executable, "-c", "import sys, nlstudy; print(' '.join(sys.modules))"], capture_output=True, text=True,
+        env=ENV).stdout.split()
+
+
+# --- every notebook end to end ---
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_end_to_end(path, runs_root, tmp_path):
+    declared = declared_parameters(nbformat.read(path, as_version=4))
+    values = {"runs_roots": [runs_root]} if "runs_roots" in declared else {"runs_root": runs_root}
+    values["figures_dir"] = tmp_path / "figures"
+    html = tmp_path / f"{path.stem}.html"
+    nb = execute(path, values, html=html)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    conclusion = "".join(o.get("data", {}).get("text/markdown", "") for o in nb.cells[-1].outputs)
+    assert conclusion.strip(), "the last cell prints the computed conclusion"
+    figures = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
+    assert figures, "the notebook saves its figures"
+    text = html.read_text()
+    assert f"'{runs_root}" not in text and f"'{tmp_path}" not in text  # paths were handed in relative
+    assert "<img" in text or "image/png" in text
