@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import numpy as np
@@ -91,3 +92,120 @@ def test_data_module_serves_batches_and_checks_knobs_when_built():
     assert len(dm.train_dataloader()) == 2  # drop_last: 20 clips in batches of 8
     with pytest.raises(ValueError, match="data.synthetic.distance"):
         ClipDataModule(frames=4, size=16, synthetic=SyntheticSpec(distance=99)).num_classes
+
+
+# --------------------------------------------------------------------------------------------------
+# task "within": both patches in one frame, exactly `distance` apart
+# --------------------------------------------------------------------------------------------------
+
+
+def two_squares(clip: np.ndarray, patch: int) -> list[tuple[int, int, int, tuple]]:
+    """(frame, row, col, colour) of the two patch x patch squares of a clip with noise=0 and distractors=0,
+    found from the non-zero pixels alone: the first non-zero pixel (frame, row, col order) is the corner
+    of one square (no square can have a corner above or left of it), the rest must be the other square."""
+    lit = clip.max(0) > 0  # (T, H, W): every lit pixel belongs to a patch
+    found = []
+    for _ in range(2):
+        t, y, x = (int(v) for v in np.argwhere(lit)[0])  # argwhere is in C order: the first pixel
+        assert lit[t, y : y + patch, x : x + patch].all() and lit[t, y : y + patch, x : x + patch].shape == (patch,) * 2
+        block = clip[:, t, y : y + patch, x : x + patch].reshape(3, -1)
+        assert (block == block[:, :1]).all()  # one colour
+        found.append((t, y, x, tuple(block[:, 0])))
+        lit[t, y : y + patch, x : x + patch] = False
+    assert not lit.any()  # nothing else lit
+    return found
+
+
+@pytest.mark.parametrize("distance", [4, 7, 12])  # touching, in between, opposite sides of the frame
+def test_within_puts_both_patches_in_one_frame_exactly_distance_apart(distance):
+    spec = replace(CLEAN, task="within", distance=distance, patch=4, colours=6)
+    clips, labels = make_clips(spec, "train", 4, 16)
+    assert labels.mean() == 0.5  # balanced
+    palette = {tuple(c) for c in PALETTE[:6]}
+    offsets = set()
+    for clip, label in zip(clips, labels):
+        (ta, ya, xa, ca), (tb, yb, xb, cb) = two_squares(clip, spec.patch)
+        assert ta == tb  # one frame
+        assert max(abs(ya - yb), abs(xa - xb)) == distance  # Chebyshev, corner to corner: exact
+        assert {ca, cb} <= palette and (ca == cb) == bool(label)
+        offsets.add((yb - ya, xb - xa))
+    frames = {two_squares(clip, spec.patch)[0][0] for clip in clips}
+    assert frames == {0, 1, 2, 3}  # any frame
+    # the distance is taken along either axis (rows or columns), the other offset varies
+    assert any(abs(dy) == distance for dy, _ in offsets) and any(abs(dx) == distance for _, dx in offsets)
+    if distance < 12:
+        assert any(abs(dy) < distance for dy, _ in offsets) and any(abs(dx) < distance for _, dx in offsets)
+    if distance == 12:  # the farthest it can be on a 16-pixel frame: one corner on row/col 0, the other on 12
+        for clip in clips[:20]:
+            (_, ya, xa, _), (_, yb, xb, _) = two_squares(clip, 4)
+            assert {ya, yb} == {0, 12} or {xa, xb} == {0, 12}
+
+
+def test_within_is_deterministic_and_works_on_one_frame():
+    spec = SyntheticSpec(task="within", distance=8, train_samples=64, val_samples=8, test_samples=8)
+    a, la = make_clips(spec, "train", 4, 16)
+    b, lb = make_clips(spec, "train", 4, 16)
+    assert np.array_equal(a, b) and np.array_equal(la, lb)
+    far, _ = make_clips(replace(spec, task="far"), "train", 4, 16)
+    assert not np.array_equal(a, far)  # its own random stream
+    one, _ = make_clips(replace(CLEAN, task="within", distance=5, train_samples=20), "train", 1, 16)
+    for clip in one:
+        (ta, ya, xa, _), (tb, yb, xb, _) = two_squares(clip, 4)
+        assert ta == tb == 0 and max(abs(ya - yb), abs(xa - xb)) == 5
+
+
+@pytest.mark.parametrize("distance,patch,size", [(3, 4, 16), (13, 4, 16), (0, 4, 16), (1, 2, 8), (7, 2, 8)])
+def test_within_rejects_a_distance_outside_touching_to_opposite_corners(distance, patch, size):
+    spec = SyntheticSpec(task="within", distance=distance, patch=patch, distractors=0)
+    with pytest.raises(ValueError) as info:
+        check(spec, 4, size)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"data.synthetic.distance={distance}:")
+    assert f"[{patch}, {size - patch}]" in message and "'within'" in message
+    for ok in (patch, size - patch):  # both ends of the range are valid
+        check(replace(spec, distance=ok), 4, size)
+    with pytest.raises(ValueError, match="data.synthetic.distance"):
+        make_clips(spec, "train", 4, size)
+
+
+@functools.cache
+def _committed_synthetic():
+    """nlstudy/data/synthetic.py as committed before task 'within' (HEAD~6), loaded as its own module."""
+    import importlib.util
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        source = subprocess.run(["git", "show", "HEAD~6:nlstudy/data/synthetic.py"], cwd=root, check=True,
+                                capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("no git history to compare with")
+    if "within" in source:
+        pytest.skip("HEAD~6 already has task 'within': not the version before the change")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "synthetic_before_within.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location("synthetic_before_within", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+        spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("change,frames,size", [
+    (dict(task="far"), 4, 16),
+    (dict(task="far", distance=10, patch=3, colours=7, distractors=3, noise=0.2, seed=5), 6, 20),
+    (dict(task="near"), 4, 16),
+    (dict(task="near", patch=2, colours=3, distractors=0, noise=0.0, seed=1), 1, 12),
+])
+def test_far_and_near_clips_are_the_same_as_before_task_within(change, frames, size):
+    old = _committed_synthetic()
+    knobs = dict(train_samples=40, val_samples=12, test_samples=12, **change)
+    for split in ("train", "val"):
+        new_clips, new_labels = make_clips(SyntheticSpec(**knobs), split, frames, size)
+        old_clips, old_labels = old.make_clips(old.SyntheticSpec(**knobs), split, frames, size)
+        assert np.array_equal(new_clips, old_clips) and np.array_equal(new_labels, old_labels)

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from scipy import ndimage
 from torch import nn
 
 from nlstudy import keys
@@ -45,8 +44,15 @@ def runs_frame(runs_root: str | os.PathLike, table: str | None = None) -> pd.Dat
     frame = pd.DataFrame(rows, columns=["run_id", "run_dir", "has_weights"] if not rows else None)
     if frame.empty:
         return frame
-    order = [c for c in frame.columns if c not in ("run_id", "run_dir", "has_weights", keys.SEED)]
-    return frame.sort_values([*order, keys.SEED, "run_id"], key=lambda s: s.map(str), kind="stable").reset_index(drop=True)
+    config = sorted(c for c in frame.columns if c not in ("run_id", "run_dir", "has_weights", keys.TABLE, keys.SEED))
+    order = [c for c in (keys.TABLE, *config, keys.SEED, "run_id") if c in frame.columns]
+    return frame.sort_values(order, key=_sort_key, kind="stable").reset_index(drop=True)
+
+
+def _sort_key(column: pd.Series) -> pd.Series:
+    """Numbers as numbers (seed 2 before seed 10), everything else as its text."""
+    numeric = pd.to_numeric(column, errors="coerce")
+    return numeric if numeric.notna().all() else column.map(str)
 
 
 def _cell(value: Any) -> Any:
@@ -73,8 +79,9 @@ def clips_for(config: Mapping[str, Any], split: str = "val", n: int = 16) -> tup
 def patch_boxes(clip: torch.Tensor | np.ndarray, patch: int = 4) -> list[tuple[int, int, int, int, int]]:
     """The coloured `patch` x `patch` squares of one embedded-task clip (3, T, H, W), found from its pixels:
     a list of (t, y0, y1, x0, x1) half-open boxes in (t, y, x) order. Saturated pixels are grouped by
-    colour (the RGB corner they are nearest to); a group larger than one patch (two patches of one colour
-    touching) is cut into patch-sized boxes; specks smaller than half a patch (noise) are dropped."""
+    colour (the RGB corner they are nearest to); a square is a corner where a whole patch of one colour
+    fits (one pixel may miss, for the noise), taken in (y, x) order without overlapping an earlier one,
+    so two patches of one colour that touch, even offset, come out as two boxes."""
     clip = np.asarray(clip)
     saturated = (clip.max(0) - clip.min(0)) > SATURATION  # (T, H, W)
     colour = (clip > 0.5).astype(int)  # (3, T, H, W): the nearest RGB corner
@@ -82,19 +89,21 @@ def patch_boxes(clip: torch.Tensor | np.ndarray, patch: int = 4) -> list[tuple[i
     boxes = []
     for t in range(clip.shape[1]):
         for c in np.unique(code[t][saturated[t]]):
-            labelled, _ = ndimage.label(saturated[t] & (code[t] == c))
-            for index, (ys, xs) in enumerate(ndimage.find_objects(labelled), start=1):
-                if (labelled[ys, xs] == index).sum() * 2 < patch * patch:
-                    continue
-                for y0 in range(ys.start, max(ys.stop - patch, ys.start) + 1, patch):
-                    for x0 in range(xs.start, max(xs.stop - patch, xs.start) + 1, patch):
-                        boxes.append((t, y0, min(y0 + patch, ys.stop), x0, min(x0 + patch, xs.stop)))
+            mask = (saturated[t] & (code[t] == c)).astype(float)  # (H, W)
+            # (H-p+1, W-p+1): pixels of this colour in the patch-sized square whose top-left corner is (y, x)
+            filled = np.lib.stride_tricks.sliding_window_view(mask, (patch, patch)).sum(axis=(-2, -1))
+            taken = np.zeros_like(mask, dtype=bool)
+            for y, x in zip(*np.nonzero(filled >= patch * patch - 1)):
+                if not taken[y:y + patch, x:x + patch].any():
+                    taken[y:y + patch, x:x + patch] = True
+                    boxes.append((t, int(y), int(y) + patch, int(x), int(x) + patch))
     return sorted(boxes)
 
 
 def input_to_grid(position: Sequence[int], clip_shape: Sequence[int], grid: Sequence[int]) -> tuple[int, ...]:
     """The feature-grid cell (t', h', w') of `grid` that covers input position (t, y, x) of a (T, H, W) clip."""
-    return tuple(min(g - 1, p * g // s) for p, s, g in zip(position, clip_shape[-3:], grid))
+    # the cell whose grid_to_input_box footprint [floor(i*S/G), floor((i+1)*S/G)) holds p
+    return tuple(min(g - 1, ((p + 1) * g - 1) // s) for p, s, g in zip(position, clip_shape[-3:], grid))
 
 
 def fig3_queries(clip: torch.Tensor, grid: Sequence[int], patch: int = 4) -> dict[str, tuple[int, ...]]:
@@ -178,17 +187,6 @@ def erf_frame(erfs: Mapping[str, torch.Tensor], share: float = 0.5) -> pd.DataFr
         rows.append({"stage": stage, "area": erf_area(erf, share), "off_centre_frames": float(1 - per_frame[centre]),
                      "frames": int((per_frame >= 0.01).sum())})
     return pd.DataFrame(rows, columns=["stage", "area", "off_centre_frames", "frames"])
-
-
-def fresh_copy(model: nn.Module) -> nn.Module:
-    """The same architecture with fresh weights (every inserted block the identity again), in eval mode."""
-    import copy
-
-    fresh = copy.deepcopy(model)
-    for module in fresh.modules():
-        if module is not fresh and hasattr(module, "reset_parameters"):
-            module.reset_parameters()
-    return fresh.eval()
 
 
 def backbone_like(config: Mapping[str, Any], **changes: Any) -> nn.Module:
