@@ -263,6 +263,18 @@ def read_offline(
     files = find_run_files(root)
     if not files:
         raise NoRunsError(f"no wandb runs under {root} (looked for run-*.wandb)")
+    return _read_files(files, sweep=sweep, workers=workers, stale_after_s=stale_after_s)
+
+
+def read_runs(run_dirs: Iterable[str | os.PathLike], *, workers: int = 4,
+              stale_after_s: float = STALE_AFTER_S) -> Collection:
+    """Like `read_offline`, for the given run directories only (a notebook that needs one table's runs
+    need not read every run of the root)."""
+    files = [f for run_dir in run_dirs for f in find_run_files(run_dir)]
+    return _read_files(files, sweep=None, workers=workers, stale_after_s=stale_after_s)
+
+
+def _read_files(files: list[Path], *, sweep: str | None, workers: int, stale_after_s: float) -> Collection:
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         records = list(pool.map(lambda f: read_offline_run(f, stale_after_s=stale_after_s), files))
     if sweep is not None:
