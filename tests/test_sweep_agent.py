@@ -116,6 +116,7 @@ def test_edited_file_starts_a_new_sweep_and_a_reused_id_is_refused(tmp_path, cap
     assert load(path).default_id != "mysweep1"
 
 
+@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
 def test_agent_killed_mid_run_resume_retries_that_run(tmp_path):
     """SIGKILL the agent while a run hangs: the run dies with it (no orphan), and running the command
     again retries that configuration under a new run id, then finishes the grid."""
@@ -157,6 +158,7 @@ def test_agent_killed_mid_run_resume_retries_that_run(tmp_path):
     assert sorted(configs) == [(a, h) for a in (1, 2, 3) for h in (False, True)]
 
 
+@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
 def test_ctrl_c_kills_the_run_and_resume_retries_it(tmp_path):
     path, root = sweep_file(tmp_path, """\
         method: grid
@@ -180,6 +182,7 @@ def test_ctrl_c_kills_the_run_and_resume_retries_it(tmp_path):
     assert states == [("finished", False), ("finished", True), ("killed", True)]
 
 
+@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
 def test_two_agents_started_separately_never_run_the_same_configuration(tmp_path):
     path, root = sweep_file(tmp_path, """\
         method: grid
@@ -194,6 +197,7 @@ def test_two_agents_started_separately_never_run_the_same_configuration(tmp_path
     assert len({r["agent"]["pid"] for r in records(root, path)}) == 2  # both took part
 
 
+@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
 def test_jobs_runs_agents_in_parallel_and_splits_threads(tmp_path, capsys):
     path, root = sweep_file(tmp_path, """\
         method: grid
@@ -252,6 +256,7 @@ def test_bayes_sees_the_progress_metric(tmp_path, capsys):
     assert "val/top1_best=" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
 def test_hyperband_stops_a_poor_run_cleanly(tmp_path, capsys):
     path, root = sweep_file(tmp_path, """\
         method: grid

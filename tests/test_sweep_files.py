@@ -92,6 +92,7 @@ def test_file_is_a_table_sweep(path, tmp_path):
     assert (built["n_missing"] == len(seeds)).all()
 
 
+@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
 def test_every_row_is_accepted_by_the_training_cli(tmp_path):
     """One `nlstudy check` for every row of every file (seed 0; the slow test checks every run)."""
     arg_lists = []

@@ -107,6 +107,7 @@ def test_bad_options(tmp_path, capsys, argv):
     assert exc.value.code == 2 and err.count("\n") == 1 and err.startswith("nlstudy sweep: error: ")
 
 
+@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
 def test_unknown_key_names_the_key_and_the_valid_ones(tmp_path, capsys):
     err = reject(tmp_path, capsys, GOOD + params(
         "model.backbone:",
@@ -120,6 +121,7 @@ def test_unknown_key_names_the_key_and_the_valid_ones(tmp_path, capsys):
     assert valid == sorted(valid) and "pairwse" not in valid
 
 
+@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
 def test_value_the_cli_rejects(tmp_path, capsys):
     err = reject(tmp_path, capsys, GOOD + params(
         "model.backbone.depth: {values: [18, 7]}",
@@ -129,12 +131,14 @@ def test_value_the_cli_rejects(tmp_path, capsys):
                         "typing.Literal[18, 34, 50, 101]. Got value: 7 (1 more run(s) rejected)")
 
 
+@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
 def test_value_from_a_registry_lists_the_valid_choices(tmp_path, capsys):
     err = reject(tmp_path, capsys, GOOD + "  model.backbone.nonlocal_blocks: {values: [none, 7-block]}\n" + NLSTUDY_CMD)
     assert err.endswith("parameter model.backbone.nonlocal_blocks: unknown model.backbone.nonlocal_blocks preset "
                         "'7-block'; valid choices: 'none', '1-block', '5-block', '10-block', 'res2', 'res3', 'res4', 'res5'")
 
 
+@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
 def test_random_sweep_checks_each_value(tmp_path, capsys):
     """random / bayes: each value of each categorical with the others at their first values."""
     err = reject(tmp_path, capsys, GOOD.replace("method: grid", "method: random") + params(
@@ -143,6 +147,7 @@ def test_random_sweep_checks_each_value(tmp_path, capsys):
     assert "parameter data.synthetic.task" in err and "middle" in err
 
 
+@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
 def test_sweep_layer_imports_no_torch():
     code = textwrap.dedent("""
         import sys, pkgutil, importlib

@@ -59,6 +59,7 @@ def test_multi_view_scores_average_the_views_probabilities():
     torch.testing.assert_close(got, want)
 
 
+@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
 def test_every_experiment_config_is_valid(tmp_path):
     configs = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "experiments").glob("*.yaml"))
     assert "experiments/demo.yaml" in configs
@@ -78,6 +79,7 @@ def test_every_experiment_config_is_valid(tmp_path):
     ("--data.dataset=kinetics --data.video.root=/no/such/dir", "data.video.root: /no/such/dir does not exist"),
     ("--model.backbone.nl.subsample=[2,2]", "model.backbone.nl: subsample='[2,2]': expected true, false or a 3-d"),
 ])
+@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
 def test_bad_keys_and_values_fail_in_one_line_before_any_run(tmp_path, bad, message):
     result = nlstudy("fit", "--config", "experiments/demo.yaml", *bad.split(), runs=tmp_path)
     assert result.returncode == 2
@@ -131,6 +133,7 @@ def test_a_stop_request_ends_training_cleanly_after_the_epoch(tmp_path):
     assert len(history[history["metric"] == keys.VAL_TOP1]) == 1
 
 
+@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
 def test_check_reports_each_bad_argument_list_in_one_line(tmp_path):
     values = tmp_path / "values.json"
     values.write_text(json.dumps({"table": 5}))  # what a sweep's ${args_json_file} could carry
