@@ -163,3 +163,17 @@ def test_p_cells_say_exact_and_too_few_seeds_in_words():
     assert "(exact): no spread over seeds on either side" in render.to_markdown(table)
     back = pd.read_csv(io.StringIO(render.to_csv(table)))
     assert back["p_top1"].tolist()[1:3] == [1.0, 0.0] and back["p_exact"].tolist() == [False, True, True, False]
+
+
+def test_accuracy_against_a_group_key_draws_one_line_per_row_in_table_order():
+    runs = pd.DataFrame.from_records([
+        run(f"{nb}{d}{s}", seed=s, top1=top1 + d + s, **{NB: nb, keys.DISTANCE: d}, table="mine")
+        for nb, top1 in (("none", 50.0), ("1-block", 70.0)) for d in (12, 4) for s in range(2)
+    ])
+    table = build_table(runs, "mine")
+    fig = plots.plot_against(table, keys.DISTANCE, "distance")
+    bars = fig.axes[0].containers  # one error-bar container per row: its label, its data line
+    assert [c.get_label() for c in bars] == list(dict.fromkeys(table["label"]))
+    base = bars[0].lines[0]
+    assert base.get_xdata().tolist() == [4, 12] and base.get_ydata().tolist() == [54.5, 62.5]
+    assert plots.plot_against(table.assign(top1=float("nan")), keys.DISTANCE, "distance") is None

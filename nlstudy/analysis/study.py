@@ -100,6 +100,13 @@ def patch_boxes(clip: torch.Tensor | np.ndarray, patch: int = 4) -> list[tuple[i
     return sorted(boxes)
 
 
+def patch_centre(box: Sequence[int]) -> tuple[int, int, int]:
+    """The input position (t, y, x) at the centre of a (t, y0, y1, x0, x1) box (the upper-left of the
+    four middle pixels of an even-sized patch)."""
+    t, y0, y1, x0, x1 = box
+    return t, (y0 + y1 - 1) // 2, (x0 + x1 - 1) // 2
+
+
 def input_to_grid(position: Sequence[int], clip_shape: Sequence[int], grid: Sequence[int]) -> tuple[int, ...]:
     """The feature-grid cell (t', h', w') of `grid` that covers input position (t, y, x) of a (T, H, W) clip."""
     # the cell whose grid_to_input_box footprint [floor(i*S/G), floor((i+1)*S/G)) holds p
@@ -113,8 +120,8 @@ def fig3_queries(clip: torch.Tensor, grid: Sequence[int], patch: int = 4) -> dic
     shape = tuple(clip.shape[-3:])
     boxes = patch_boxes(clip, patch)
     queries = {}
-    for name, (t, y0, y1, x0, x1) in zip(("patch A", "patch B"), boxes):
-        queries[name] = input_to_grid((t, (y0 + y1 - 1) // 2, (x0 + x1 - 1) // 2), shape, grid)
+    for name, box in zip(("patch A", "patch B"), boxes):
+        queries[name] = input_to_grid(patch_centre(box), shape, grid)
     if boxes:
         t = boxes[0][0]
         t_g = input_to_grid((t, 0, 0), shape, grid)[0]
@@ -148,8 +155,7 @@ def evidence_attention(model: nn.Module, clips: torch.Tensor, patch: int = 4) ->
             if len(found) != 2:
                 continue
             for direction, (src, dst) in (("A->B", found), ("B->A", found[::-1])):
-                t, y0, y1, x0, x1 = src
-                query = input_to_grid((t, (y0 + y1 - 1) // 2, (x0 + x1 - 1) // 2), shape, record.query_grid)
+                query = input_to_grid(patch_centre(src), shape, record.query_grid)
                 weights = query_map(record, b, query).abs()  # (T', H', W')
                 target = cells_covering(dst, record.key_grid, shape)
                 total = float(weights.sum())

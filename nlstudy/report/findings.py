@@ -8,12 +8,11 @@ from typing import Any
 
 import pandas as pd
 
-from nlstudy.report.tables import ALPHA, short, show
+from nlstudy.report.tables import ALPHA, group_text
 
 
 def _group_text(table: pd.DataFrame, row: dict[str, Any]) -> str:
-    varying = table.attrs.get("varying_group_keys", [])
-    return ", ".join(f"{short(k)}={show(row[k])}" for k in varying)
+    return group_text(table.attrs.get("varying_group_keys", []), row)
 
 
 def _p_text(row: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator
 
 from nlstudy import keys
 from nlstudy.report import tables
-from nlstudy.report.tables import SIG_MARK, show, short
+from nlstudy.report.tables import SIG_MARK, group_text
 
 FORMATS = ("png", "pdf")
 
@@ -49,8 +49,7 @@ def save(fig: Figure, stem: str | os.PathLike) -> list[Path]:
 
 
 def _group_name(table: pd.DataFrame, row: dict) -> str:
-    varying = table.attrs.get("varying_group_keys", [])
-    return ", ".join(f"{short(k)}={show(row[k])}" for k in varying) or "all runs"
+    return group_text(table.attrs.get("varying_group_keys", []), row) or "all runs"
 
 
 def _groups(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -126,6 +125,26 @@ def plot_bars(table: pd.DataFrame) -> Figure | None:
     return fig
 
 
+def plot_against(table: pd.DataFrame, key: str, xlabel: str, *, log2: bool = False) -> Figure | None:
+    """Top-1 (mean ± std over seeds) against a numeric group key (a distance, a training-set size), one
+    line per row label in the table's order. None when no row has a result."""
+    usable = table[table["top1"].notna()]
+    if usable.empty:
+        return None
+    fig = _figure(5.5, 3.2)
+    ax = fig.subplots()
+    for position, (label, rows) in enumerate(usable.groupby("label", sort=False)):
+        rows = rows.sort_values(key)
+        ax.errorbar(rows[key], rows["top1"], yerr=rows["top1_std"].fillna(0), marker="o", capsize=3,
+                    label=label, color=f"C{position % 10}")
+    if log2:
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("best val top-1 (%)")
+    ax.legend(fontsize=8)
+    return fig
+
+
 def plot_curves(
     assigned: pd.DataFrame,
     history: pd.DataFrame,
@@ -158,7 +177,7 @@ def plot_curves(
             style = "--" if line_data["baseline"].iloc[0] else "-"
             ax.plot(x, mean, style, color=colour[label], label=label)
             ax.fill_between(x, mean - std, mean + std, color=colour[label], alpha=0.15)
-        name = ", ".join(f"{short(k)}={show(v)}" for k, v in zip(group_keys, group) if k in varying)
+        name = group_text([k for k in group_keys if k in varying], dict(zip(group_keys, group)))
         ax.set_title(name or "all runs", fontsize=8)
         ax.set_xlabel(x_col)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -306,6 +306,11 @@ def short(key: str) -> str:
     return key.rsplit(".", 1)[-1]
 
 
+def group_text(group_keys: Sequence[str], values: Mapping[str, Any]) -> str:
+    """A group's name from the keys that vary between groups: "distance=8, task=within" ("" if none)."""
+    return ", ".join(f"{short(k)}={show(values[k])}" for k in group_keys)
+
+
 def config_columns(runs: pd.DataFrame) -> list[str]:
     """The config columns of a runs frame (``runs.attrs["config_columns"]``, else every column that is
     neither fixed nor a metric: metric keys hold a "/" or are wandb's ``epoch``)."""
