@@ -129,6 +129,33 @@ def test_small_clips_give_logits(arch, depth):
     assert model(torch.randn(2, 3, 4, 16, 16)).shape == (2, 5)
 
 
+def test_stage_outputs_run_the_forward_pass_stage_by_stage():
+    torch.manual_seed(0)
+    model = build_model(depth=18, width=4, num_classes=5, nonlocal_blocks={"res3": [0]}, conv1_stride=(1, 2, 2),
+                        pool1=False).eval()
+    clip = torch.randn(2, 3, 4, 16, 16)
+    with torch.no_grad():
+        outs = list(model.stage_outputs(clip))
+        logits = model(clip)
+    # stem 4x8x8; res2 keeps it; pool2 halves time (3x1x1, stride 2); res3..res5 halve space
+    assert [(name, tuple(out.shape)) for name, out in outs] == [
+        ("res2", (2, 4, 4, 8, 8)), ("res3", (2, 8, 2, 4, 4)), ("res4", (2, 16, 2, 2, 2)), ("res5", (2, 32, 2, 1, 1)),
+        ("logits", (2, 5)),
+    ]
+    assert torch.equal(outs[-1][1], logits)
+    with torch.no_grad():
+        assert torch.equal(model.features(clip), outs[3][1])
+        assert torch.equal(outs[0][1], model.res2(model.stem(clip)))  # res2's output is the one before pool2
+
+    def must_not_run(*_):
+        raise AssertionError("res3 ran although the caller stopped after res2")
+
+    model.res3.register_forward_hook(must_not_run)
+    with torch.no_grad():
+        name, _ = next(model.stage_outputs(clip))  # the stages run lazily
+    assert name == "res2"
+
+
 def test_options_reach_every_block():
     with torch.device("meta"):
         model = build_model(depth=50, nonlocal_blocks="5-block",

@@ -18,11 +18,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nlstudy.models.resnet import STAGES
+from nlstudy.models.resnet import STAGES, VideoResNet
 
 
 class _StopForward(Exception):
-    """Raised by the stage hook once it holds the stage output: the rest of the network never runs."""
+    """Raised by the hook on a module other than a VideoResNet stage once it holds the module's output:
+    the rest of the network never runs."""
 
 
 def _find_module(model: nn.Module, stage: str) -> nn.Module:
@@ -34,13 +35,39 @@ def _find_module(model: nn.Module, stage: str) -> nn.Module:
     return modules[stage]
 
 
+def _stage_output(model: nn.Module, x: torch.Tensor, stage: str) -> torch.Tensor:
+    """The output of `stage` on `x`; nothing after it runs."""
+    if isinstance(model, VideoResNet) and stage in STAGES:
+        for name, out in model.stage_outputs(x):
+            if name == stage:
+                return out
+    module = _find_module(model, stage)
+    captured: list[torch.Tensor] = []
+
+    def grab(_module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
+        captured.append(output)
+        raise _StopForward
+
+    handle = module.register_forward_hook(grab)
+    try:
+        model(x)
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    if not captured:
+        raise ValueError(f"stage {stage!r} did not run in model's forward pass")
+    return captured[0]
+
+
 def effective_receptive_field(model: nn.Module, clips: torch.Tensor, stage: str) -> torch.Tensor:
     """The ERF of `stage` on `clips` (B, 3, T, H, W): a (T, H, W) tensor summing to 1.
 
     The gradient of the stage output at the centre position of its grid (index size // 2 on each axis),
     summed over channels, with respect to the input clip; its absolute value summed over the colour
     channels, averaged over the clips, normalised to sum 1. `stage` is "res2".."res5" of a VideoResNet
-    or any name from `model.named_modules()`; the forward pass stops once that module has run.
+    (run stage by stage through `VideoResNet.stage_outputs`, up to that stage) or any name from
+    `model.named_modules()` (caught by a forward hook); the forward pass stops once that module has run.
 
     The model is used as it is: put it in eval mode first (in train mode BatchNorm mixes the clips and
     updates its running statistics; a warning says so). Only the clip asks for a gradient
@@ -51,25 +78,9 @@ def effective_receptive_field(model: nn.Module, clips: torch.Tensor, stage: str)
     if model.training:
         warnings.warn("effective_receptive_field on a model in train mode: BatchNorm mixes the clips and "
                       "updates its running statistics; call model.eval() first", stacklevel=2)
-    module = _find_module(model, stage)
-    captured: list[torch.Tensor] = []
-
-    def grab(_module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
-        captured.append(output)
-        raise _StopForward
-
     x = clips.detach().clone().requires_grad_(True)  # (B, 3, T, H, W)
-    handle = module.register_forward_hook(grab)
-    try:
-        with torch.enable_grad():
-            model(x)
-    except _StopForward:
-        pass
-    finally:
-        handle.remove()
-    if not captured:
-        raise ValueError(f"stage {stage!r} did not run in model's forward pass")
-    out = captured[0]  # (B, C, T', H', W')
+    with torch.enable_grad():
+        out = _stage_output(model, x, stage)  # (B, C, T', H', W')
     if not isinstance(out, torch.Tensor) or out.dim() < 3 or not out.requires_grad:
         raise ValueError(f"stage {stage!r} must return a (B, C, ...) tensor that depends on the clip")
     centre = tuple(size // 2 for size in out.shape[2:])

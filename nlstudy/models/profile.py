@@ -21,25 +21,27 @@ def describe(spec: BackboneSpec | dict, clip_shape: Sequence[int]) -> dict:
         model = build_model(spec).eval()
         clip = torch.empty(1, *clip_shape)
     params = sum(p.numel() for p in model.parameters())
-    seen: dict[str, str] = {}
-    hooks = [
-        module.register_forward_pre_hook(lambda m, args, name=name: seen.__setitem__(name, _thw(args[0])))
-        for name, module in [*model.inserted_blocks(), *[(s, getattr(model, s)) for s in STAGES]]
-    ]
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(clip)
-    for hook in hooks:
-        hook.remove()
-    stage_out = _stage_outputs(model, clip)
     positions = [name for name, _ in model.inserted_blocks()]
+    seen: dict[str, str] = {}  # inserted block -> T x H x W of its input
+    hooks = [block.register_forward_pre_hook(lambda m, args, name=name: seen.__setitem__(name, _thw(args[0])))
+             for name, block in model.inserted_blocks()]
+    stage_thw: dict[str, str] = {}
+    counter = FlopCounterMode(display=False)
+    try:
+        with counter, torch.no_grad():  # the forward pass, one stage at a time
+            for stage, x in model.stage_outputs(clip):
+                if stage in STAGES:
+                    stage_thw[stage] = _thw(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
     return {
         "params": params,
         "flops_per_clip": int(counter.get_total_flops()),
         "nl_count": len(positions),
         "nl_positions": positions,
         "nl_thw": [seen[name] for name in positions],
-        "stage_thw": stage_out,
+        "stage_thw": stage_thw,
         "input_shape": "x".join(str(s) for s in clip_shape),
     }
 
@@ -47,15 +49,3 @@ def describe(spec: BackboneSpec | dict, clip_shape: Sequence[int]) -> dict:
 def _thw(x: torch.Tensor) -> str:
     return "x".join(str(s) for s in x.shape[2:])
 
-
-def _stage_outputs(model, clip: torch.Tensor) -> dict[str, str]:
-    """T x H x W after each stage."""
-    out: dict[str, str] = {}
-    with torch.no_grad():
-        x = model.stem(clip)
-        for stage in STAGES:
-            x = getattr(model, stage)(x)
-            out[stage] = _thw(x)
-            if stage == "res2":
-                x = model.pool2(x)
-    return out

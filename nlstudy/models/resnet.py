@@ -12,7 +12,7 @@ ResNet v1.5). Every architecture number lives in the tables below; the builders 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ from torch import nn
 from nlstudy.registry import lookup
 
 STAGES = ("res2", "res3", "res4", "res5")
+LOGITS = "logits"  # the name of VideoResNet.stage_outputs' last item, after the stages
 STAGE_SPATIAL_STRIDE = {"res2": 1, "res3": 2, "res4": 2, "res5": 2}
 # depth -> (residual block kind, residual blocks per stage)
 DEPTHS = {
@@ -106,7 +107,8 @@ def _shortcut(c_in: int, c_out: int, stride: int) -> nn.Module:
 class VideoResNet(nn.Module):
     """(B, 3, T, H, W) clips -> (B, num_classes) logits. Stages are `nn.Sequential`s whose children are
     the residual blocks ("0", "1", ...) and the inserted blocks, named kind + index ("nonlocal4" sits
-    after residual block 4)."""
+    after residual block 4). `stage_outputs` is the one place that knows the order the layers run in:
+    `forward`, models.profile and analysis.receptive_field all run the network through it."""
 
     def __init__(self, stem: nn.Module, stages: Mapping[str, nn.Sequential], pool2: nn.Module, head_channels: int,
                  num_classes: int, dropout: float):
@@ -118,14 +120,33 @@ class VideoResNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(head_channels, num_classes)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def stage_outputs(self, x: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
+        """The forward pass, stage by stage: yields ("res2", output), ("res3", ...), ("res4", ...),
+        ("res5", ...) and last (LOGITS, (B, num_classes) logits), the value `forward` returns.
+
+        res2's output is the one before pool2. The layers run lazily: a caller that stops iterating after
+        a stage never runs the later ones.
+        """
         x = self.stem(x)  # (B, 64w, T/4, H/4, W/4) at the paper's strides
-        x = self.pool2(self.res2(x))  # (B, 256w, T/8, H/4, W/4)
-        return self.res5(self.res4(self.res3(x)))  # (B, 2048w, T/8, H/32, W/32)
+        for stage in STAGES:
+            x = getattr(self, stage)(x)  # res2 (B, 256w, T/4, H/4, W/4) ... res5 (B, 2048w, T/8, H/32, W/32)
+            yield stage, x
+            if stage == "res2":
+                x = self.pool2(x)  # (B, 256w, T/8, H/4, W/4)
+        x = x.mean(dim=(2, 3, 4))  # global average pool: (B, C)
+        yield LOGITS, self.fc(self.dropout(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """res5's output: (B, 2048w, T/8, H/32, W/32) at the paper's strides."""
+        for stage, out in self.stage_outputs(x):
+            if stage == STAGES[-1]:
+                return out
+        raise AssertionError("stage_outputs yields every stage")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x).mean(dim=(2, 3, 4))  # global average pool: (B, C)
-        return self.fc(self.dropout(x))
+        for _, x in self.stage_outputs(x):  # keeps only the latest output alive, as a plain chain would
+            pass
+        return x  # the last item: the logits
 
     def inserted_blocks(self) -> list[tuple[str, nn.Module]]:
         """[("res4.4", block), ...]: every inserted block with its stage and residual-block index."""
