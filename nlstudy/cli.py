@@ -25,8 +25,6 @@ USAGE = """usage: nlstudy {fit,validate,test,sweep,report,check} ...
 
 nlstudy <command> --help shows a command's options."""
 
-THREADS_ENV = "NLSTUDY_NUM_THREADS"  # torch threads for this process (the sweep agent splits the cores)
-RUNS_ENV = "NLSTUDY_RUNS_DIR"  # where wandb run directories go (default: ./runs)
 TRAIN_COMMANDS = ("fit", "validate", "test")
 
 

@@ -9,6 +9,22 @@ imports torch.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from typing import Any
+
+# --- environment variables (the sweep agent and the tests set them for a run) ---
+RUNS_ENV = "NLSTUDY_RUNS_DIR"  # where wandb run directories go (default: ./runs)
+THREADS_ENV = "NLSTUDY_NUM_THREADS"  # torch threads for this process (the sweep agent splits the cores)
+PROGRESS_ENV = "NLSTUDY_PROGRESS_FILE"  # a run appends one JSON line per validation here (the agent reads it)
+STOP_ENV = "NLSTUDY_STOP_FILE"  # the agent creates this file to stop the run after the current epoch
+
+
+def runs_root() -> str:
+    """Where runs go when no folder is given: $NLSTUDY_RUNS_DIR, else ./runs."""
+    return os.environ.get(RUNS_ENV) or "runs"
+
+
 # --- metrics (wandb summary / history keys) ---
 TRAIN_LOSS = "train/loss"
 VAL_LOSS = "val/loss"
@@ -62,14 +78,41 @@ MAX_EPOCHS = "trainer.max_epochs"
 DICT_VALUED_KEYS = (NONLOCAL_BLOCKS,)
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """Nested dicts -> one level of dotted keys: {"a": {"b": 1}} -> {"a.b": 1}. Lists stay values, and so
-    do the dicts of DICT_VALUED_KEYS (an explicit placement map is one value, not a nested group)."""
-    flat: dict = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value and name not in DICT_VALUED_KEYS:
-            flat.update(flatten(value, name + "."))
+def flatten(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """A config (or summary) as one level of dotted keys: {"a": {"b": 1}} -> {"a.b": 1}.
+
+    The one flattening behind the wandb config, the sweep parameter names, the report's columns and the
+    notebooks. Rules:
+    - keys may already be dotted at any level: {"model.backbone": {"depth": 50}} -> {"model.backbone.depth": 50};
+    - lists and empty dicts stay values;
+    - the value of a DICT_VALUED_KEYS key (an explicit placement map) stays one dict, and dotted keys that
+      reach inside it ({"model.backbone.nonlocal_blocks.res4": [1]}) are folded back into it;
+    - where one key is reached twice, the spelling with fewer nesting levels wins (a flat dotted key over
+      a nested copy of it);
+    - keys with a leading underscore (wandb's "_wandb", "_step", ...; jsonargparse's "__path__") are
+      bookkeeping, not configuration, and are dropped.
+    """
+    found: dict[str, tuple[int, Any]] = {}  # dotted key -> (nesting level it was written at, value)
+
+    def put(name: str, value: Any, level: int) -> None:
+        if name not in found or level <= found[name][0]:
+            found[name] = (level, value)
+
+    def walk(name: str, value: Any, level: int) -> None:
+        whole = next((k for k in DICT_VALUED_KEYS if name.startswith(k + ".")), None)
+        if whole is not None:  # inside a placement map: fold back into its dict
+            level_, folded = found.get(whole, (level, {}))
+            if isinstance(folded, dict) and level_ >= level:
+                found[whole] = (level, {**folded, name[len(whole) + 1:]: value})
+            return
+        if isinstance(value, Mapping) and value and name not in DICT_VALUED_KEYS:
+            for key, inner in value.items():
+                if not str(key).startswith("_"):
+                    walk(f"{name}.{key}", inner, level + 1)
         else:
-            flat[name] = value
-    return flat
+            put(name, value, level)
+
+    for key, value in tree.items():
+        if not str(key).startswith("_"):
+            walk(str(key), value, 0)
+    return {name: value for name, (_, value) in found.items()}

@@ -19,8 +19,9 @@ from nlstudy.analysis.attention import (
     top_positions,
 )
 from nlstudy.analysis.receptive_field import effective_receptive_field, erf_area, erf_by_stage, temporal_spread
-from nlstudy.blocks import MODES, PAIRWISE, NonLocalBlock
+from nlstudy.blocks import NonLocalBlock
 from nlstudy.blocks.context import GlobalContextBlock
+from nlstudy.choices import MODES, PAIRWISE
 from nlstudy.models import build_model
 
 CLIPS = (2, 3, 4, 16, 16)  # (B, 3, T, H, W)

@@ -131,23 +131,6 @@ def test_cli_from_the_api(recorded_api, tmp_path, capsys):
 # --------------------------------------------------------------------------------------------------
 
 
-def test_flatten_config_nested_flat_and_placement_maps():
-    config = {
-        "_wandb": {"cli_version": "0.31.0"},
-        "model.backbone": {"nonlocal_blocks": "res3", "depth": 50},
-        "model": {"backbone": {"nl": {"pairwise": "dot_product"}}},
-        keys.NONLOCAL_BLOCKS: {"res3": [1, 3]},
-        "data.dataset": "synthetic",
-    }
-    assert collect.flatten_config(config) == {
-        keys.NONLOCAL_BLOCKS: {"res3": [1, 3]},  # the flat key wins, and its dict value stays whole
-        keys.DEPTH: 50, keys.PAIRWISE: "dot_product", "data.dataset": "synthetic",
-    }
-    # a placement map that only exists nested is folded back into one value
-    assert collect.flatten_config({"model": {"backbone": {"nonlocal_blocks": {"res4": [1, 3, 5]}}}}) == {
-        keys.NONLOCAL_BLOCKS: {"res4": [1, 3, 5]}}
-
-
 def test_state_of_a_run_without_exit_record_from_another_host(tmp_path):
     log = tmp_path / "run-x.wandb"
     log.write_bytes(b"\x00" * 7)

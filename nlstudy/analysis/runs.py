@@ -19,7 +19,6 @@ from nlstudy import keys
 from nlstudy.models import VideoResNet, as_spec, build_model
 from nlstudy.registry import lookup
 
-RUNS_ENV = "NLSTUDY_RUNS_DIR"
 WEIGHTS = {"final": "final.pt", "best": "best.pt"}
 CONFIG_FILE = "nlstudy_config.yaml"
 
@@ -30,7 +29,7 @@ def find_run(run: str | os.PathLike, runs_root: str | os.PathLike | None = None)
     path = Path(run)
     if path.is_dir():
         return path.parent if path.name == "files" else path
-    root = Path(runs_root if runs_root is not None else os.environ.get(RUNS_ENV, "runs"))
+    root = Path(runs_root if runs_root is not None else keys.runs_root())
     found = sorted((root / "wandb").glob(f"*run-*-{run}")) if (root / "wandb").is_dir() else []
     if not found:
         raise FileNotFoundError(f"no run {str(run)!r}: not a run directory, and no {root}/wandb/*-run-*-{run}")

@@ -32,13 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nlstudy.choices import MODES, PAIRWISE, SOFTMAX_PAIRWISE, SUBSAMPLE_ORDERS, ZERO_INITS
 from nlstudy.registry import lookup
-
-PAIRWISE = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
-SOFTMAX_FORMS = ("gaussian", "embedded_gaussian")
-MODES = ("spacetime", "space", "time")  # the paper's Table 2d
-SUBSAMPLE_ORDERS = ("after", "before")  # pool phi/g outputs (paper) or pool x before phi/g (released Caffe2 code)
-ZERO_INITS = ("norm", "conv")  # zero the output BN (paper) or the output conv and drop the norm (frozen-BN regime)
 
 CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
@@ -115,7 +110,7 @@ class NonLocalBlock(nn.Module):
     ):
         super().__init__()
         conv = lookup(CONV, dim, "dim")
-        lookup(dict.fromkeys(PAIRWISE), pairwise, "pairwise")
+        lookup(dict.fromkeys(PAIRWISE), pairwise, "pairwise")  # FORMS (below) holds each one's code
         lookup(dict.fromkeys(MODES), mode, "mode")
         lookup(dict.fromkeys(SUBSAMPLE_ORDERS), subsample_order, "subsample_order")
         lookup(dict.fromkeys(ZERO_INITS), zero_init, "zero_init")
@@ -126,8 +121,8 @@ class NonLocalBlock(nn.Module):
         inter = in_channels // 2 if inter_channels is None else inter_channels
         if not isinstance(inter, int) or inter < 1:
             raise ValueError(f"inter_channels must be a positive integer, got {inter_channels!r} for C={in_channels}")
-        if scale and pairwise not in SOFTMAX_FORMS:
-            raise ValueError(f"scale=True applies to the softmax forms {SOFTMAX_FORMS}, not pairwise={pairwise!r}")
+        if scale and pairwise not in SOFTMAX_PAIRWISE:
+            raise ValueError(f"scale=True applies to the softmax forms {SOFTMAX_PAIRWISE}, not pairwise={pairwise!r}")
 
         self.in_channels, self.inter_channels, self.dim = in_channels, inter, dim
         self.pairwise, self.mode, self.subsample_order = pairwise, mode, subsample_order
@@ -216,25 +211,26 @@ class NonLocalBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
         q, k, v = (self.to_groups(t) for t in self.project(x))  # (G, d, N), (G, d, N'), (G, C', N')
-        if self.pairwise in SOFTMAX_FORMS:
-            y = self._softmax_attend(q, k, v)
-        elif self.pairwise == "dot_product":
-            # associativity: y = g (phi^T theta) / N', never the N x N' matrix
-            y = (v @ k.transpose(1, 2)) @ q / k.shape[2]  # ((G, C', N') @ (G, N', d)) @ (G, d, N) -> (G, C', N)
-        else:
-            y = self._concat_attend(q, k, v)
-        y = self.from_groups(y, x.shape)  # (B, C', *S)
+        attend, _ = FORMS[self.pairwise]
+        y = self.from_groups(attend(self, q, k, v), x.shape)  # (G, C', N) -> (B, C', *S)
         return x + self.out_norm(self.out_proj(y))
 
     def _softmax_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         d, cv = q.shape[1], v.shape[1]
-        scale = 1.0 / math.sqrt(d) if self.scale else 1.0
+        scale = self._logit_scale(d)
         # the fused CPU kernel wants (N, width) rows with stride 1 and one width for q, k and v:
         # zero-pad the narrower side (zeros change neither q.k nor the kept output channels)
         width = max(d, cv)
         q, k, v = (F.pad(t.transpose(1, 2), (0, width - t.shape[1])).contiguous().unsqueeze(1) for t in (q, k, v))
         y = F.scaled_dot_product_attention(q, k, v, scale=scale)  # (G, 1, N, width)
         return y.squeeze(1)[..., :cv].transpose(1, 2)  # (G, C', N)
+
+    def _dot_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        # associativity: y = g (phi^T theta) / N', never the N x N' matrix
+        return (v @ k.transpose(1, 2)) @ q / k.shape[2]  # ((G, C', N') @ (G, N', d)) @ (G, d, N) -> (G, C', N)
+
+    def _logit_scale(self, d: int) -> float:
+        return 1.0 / math.sqrt(d) if self.scale else 1.0
 
     def _concat_weights(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """a_i = w_theta . theta_i (G, N) and b_j = w_phi . phi_j (G, N'): w_f split over [theta, phi]."""
@@ -267,15 +263,20 @@ class NonLocalBlock(nn.Module):
         self._check_input(x)
         q_grid, k_grid, _ = self.project(x)
         q, k = self.to_groups(q_grid), self.to_groups(k_grid)  # (G, d, N), (G, d, N')
-        if self.pairwise in SOFTMAX_FORMS:
-            scale = 1.0 / math.sqrt(q.shape[1]) if self.scale else 1.0
-            att = torch.softmax(q.transpose(1, 2) @ k * scale, dim=-1)  # (G, N, N')
-        elif self.pairwise == "dot_product":
-            att = q.transpose(1, 2) @ k / k.shape[2]
-        else:
-            a, b = self._concat_weights(q, k)
-            att = torch.relu(a.unsqueeze(2) + b.unsqueeze(1)) / k.shape[2]  # (G, N, N')
-        return self._scatter_groups(att, q_grid.shape, k_grid.shape)
+        _, weights = FORMS[self.pairwise]
+        return self._scatter_groups(weights(self, q, k), q_grid.shape, k_grid.shape)  # (G, N, N') -> (B, N, N')
+
+    # the explicit weights f(x_i, x_j) / C(x) of each form, (G, d, N), (G, d, N') -> (G, N, N')
+
+    def _softmax_weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(q.transpose(1, 2) @ k * self._logit_scale(q.shape[1]), dim=-1)
+
+    def _dot_weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        return q.transpose(1, 2) @ k / k.shape[2]
+
+    def _concat_pair_weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        a, b = self._concat_weights(q, k)  # (G, N), (G, N')
+        return torch.relu(a.unsqueeze(2) + b.unsqueeze(1)) / k.shape[2]
 
     def _scatter_groups(self, att: torch.Tensor, q_shape: torch.Size, k_shape: torch.Size) -> torch.Tensor:
         """(G, n, n') per-group weights -> (B, N, N') over all positions, zero across groups."""
@@ -291,3 +292,12 @@ class NonLocalBlock(nn.Module):
             idx = torch.arange(h * w, device=att.device)
             full[:, :, idx, :, idx] = att.reshape(b, h * w, tt, tk).transpose(0, 1)  # (HW, B, T, T')
         return full.reshape(b, tt * h * w, tk * hk * wk)
+
+
+# pairwise function (nlstudy.choices.PAIRWISE) -> (y computed without the N x N matrix, the explicit weights)
+FORMS = {
+    "gaussian": (NonLocalBlock._softmax_attend, NonLocalBlock._softmax_weights),
+    "embedded_gaussian": (NonLocalBlock._softmax_attend, NonLocalBlock._softmax_weights),
+    "dot_product": (NonLocalBlock._dot_attend, NonLocalBlock._dot_weights),
+    "concatenation": (NonLocalBlock._concat_attend, NonLocalBlock._concat_pair_weights),
+}

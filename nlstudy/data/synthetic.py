@@ -33,14 +33,12 @@ image between train/val/test): the same arguments give the same clips on any mac
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
 
+from nlstudy.choices import TASKS, Task
 from nlstudy.registry import lookup
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
-TASKS = ("far", "near", "within")
 NUM_CLASSES = 2  # different, same
 DIGIT = 8  # side of a distractor digit, pixels
 DIGIT_LEVEL = 0.5  # grey level of the distractor digits
@@ -54,7 +52,7 @@ class SyntheticSpec:
     """Knobs of the embedded task (`data.synthetic.*`)."""
 
     # far: patches in different frames, far apart; near: touching, one frame; within: one frame, `distance` apart
-    task: Literal["far", "near", "within"] = "far"
+    task: Task = "far"
     # far: minimum, within: exact distance between the patches (pixels, Chebyshev, corner to corner)
     distance: int = 6
     patch: int = 4  # side of the coloured patches, pixels

@@ -17,8 +17,6 @@ from nlstudy.models import asdict
 from nlstudy.models.profile import describe
 
 WEIGHTS_DIR = "weights"  # under the wandb run's files/ directory: final.pt, best.pt
-PROGRESS_ENV = "NLSTUDY_PROGRESS_FILE"  # the agent reads one JSON line per validation from here
-STOP_ENV = "NLSTUDY_STOP_FILE"  # the agent creates this file to stop the run after the current epoch
 
 
 def peak_memory_mb() -> float:
@@ -89,8 +87,8 @@ class SweepBridge(pl.Callback):
     cleanly, at the end of an epoch, once the stop file exists."""
 
     def __init__(self) -> None:
-        self.progress = Path(os.environ[PROGRESS_ENV]) if os.environ.get(PROGRESS_ENV) else None
-        self.stop = Path(os.environ[STOP_ENV]) if os.environ.get(STOP_ENV) else None
+        self.progress = Path(os.environ[keys.PROGRESS_ENV]) if os.environ.get(keys.PROGRESS_ENV) else None
+        self.stop = Path(os.environ[keys.STOP_ENV]) if os.environ.get(keys.STOP_ENV) else None
 
     def on_validation_end(self, trainer, pl_module) -> None:  # after the module has logged its metrics
         if trainer.sanity_checking or self.progress is None:

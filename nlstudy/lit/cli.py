@@ -24,7 +24,6 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import WandbLogger
 
 from nlstudy import keys
-from nlstudy.cli import RUNS_ENV, THREADS_ENV
 from nlstudy.data import ClipDataModule
 from nlstudy.lit.callbacks import RunRecord, SaveWeights, SweepBridge
 from nlstudy.lit.module import VideoClassifier
@@ -41,7 +40,7 @@ class UsageError(Exception):
 def default_logger() -> WandbLogger:
     return lazy_instance(
         WandbLogger,
-        save_dir=os.environ.get(RUNS_ENV, "runs"),
+        save_dir=keys.runs_root(),
         project=os.environ.get("WANDB_PROJECT", "nlstudy"),
         offline=os.environ.get("WANDB_MODE", "offline") != "online",
         log_model=False,
@@ -190,8 +189,8 @@ def _one_line(error: BaseException) -> str:
 
 
 def _set_threads() -> None:
-    if os.environ.get(THREADS_ENV):
-        torch.set_num_threads(int(os.environ[THREADS_ENV]))
+    if os.environ.get(keys.THREADS_ENV):
+        torch.set_num_threads(int(os.environ[keys.THREADS_ENV]))
 
 
 def train_main(argv: list[str]) -> int:
@@ -248,14 +247,14 @@ def train(config: str | os.PathLike | Sequence[str | os.PathLike] = (), override
     argv = ["fit"]
     for path in configs:
         argv += ["--config", str(path)]
-    previous = os.environ.get(RUNS_ENV)
+    previous = os.environ.get(keys.RUNS_ENV)
     with tempfile.TemporaryDirectory() as tmp:
         if overrides:  # one JSON config with dotted keys, as the sweep agent passes its parameters
             extra = Path(tmp, "overrides.json")
             extra.write_text(json.dumps(overrides))
             argv += ["--config", str(extra)]
         if runs_dir is not None:
-            os.environ[RUNS_ENV] = str(runs_dir)
+            os.environ[keys.RUNS_ENV] = str(runs_dir)
         try:
             cli = NLStudyCLI(args=argv)
         except UsageError as e:
@@ -267,9 +266,9 @@ def train(config: str | os.PathLike | Sequence[str | os.PathLike] = (), override
         finally:
             if runs_dir is not None:
                 if previous is None:
-                    os.environ.pop(RUNS_ENV, None)
+                    os.environ.pop(keys.RUNS_ENV, None)
                 else:
-                    os.environ[RUNS_ENV] = previous
+                    os.environ[keys.RUNS_ENV] = previous
     run = wandb.run
     if run is None:
         raise RuntimeError("nlstudy.train: the run logged nothing (is trainer.logger disabled?)")

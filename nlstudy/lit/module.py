@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import pytorch_lightning as pl
 import torch
@@ -20,6 +19,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from nlstudy import keys
+from nlstudy.choices import Optimizer, Schedule
 from nlstudy.models import BackboneSpec, build_model
 from nlstudy.registry import lookup
 
@@ -28,17 +28,18 @@ from nlstudy.registry import lookup
 class OptimSpec:
     """Optimiser and schedule (`model.optim.*`). Milestones and warm-up are fractions of all steps."""
 
-    name: Literal["sgd", "adamw"] = "sgd"
+    name: Optimizer = "sgd"
     lr: float = 0.01
     momentum: float = 0.9  # sgd only
     nesterov: bool = False  # sgd only
     weight_decay: float = 1e-4
-    schedule: Literal["step", "cosine", "constant"] = "step"
+    schedule: Schedule = "step"
     milestones: tuple[float, ...] = (0.375, 0.75)  # step: 150k and 300k of 400k iterations
     gamma: float = 0.1  # step: lr factor at each milestone
     warmup: float = 0.0  # fraction of the steps with a linear warm-up from 0
 
 
+# model.optim.schedule (nlstudy.choices.SCHEDULES) -> lr factor at a fraction of the steps
 SCHEDULES = {
     "constant": lambda spec, progress: 1.0,
     "step": lambda spec, progress: spec.gamma ** sum(progress >= m for m in spec.milestones),
@@ -55,18 +56,21 @@ def lr_factor(spec: OptimSpec, step: int, total_steps: int) -> float:
     return factor
 
 
+# model.optim.name (nlstudy.choices.OPTIMIZERS) -> the optimiser over `params` with the spec's settings
+OPTIMIZERS = {
+    "sgd": lambda spec, params: torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov,
+                                                weight_decay=spec.weight_decay),
+    "adamw": lambda spec, params: torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay),
+}
+
+
 def make_optimizer(spec: OptimSpec, params) -> torch.optim.Optimizer:
-    optimizers = {
-        "sgd": lambda: torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov,
-                                       weight_decay=spec.weight_decay),
-        "adamw": lambda: torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay),
-    }
-    return lookup(optimizers, spec.name, "model.optim.name")()
+    return lookup(OPTIMIZERS, spec.name, "model.optim.name")(spec, params)
 
 
 def check_optim(spec: OptimSpec) -> None:
     """Bad optimiser settings fail before any training, naming the key."""
-    lookup({"sgd": 0, "adamw": 0}, spec.name, "model.optim.name")
+    lookup(OPTIMIZERS, spec.name, "model.optim.name")
     lookup(SCHEDULES, spec.schedule, "model.optim.schedule")
     if spec.lr <= 0:
         raise ValueError(f"model.optim.lr must be positive, got {spec.lr!r}")

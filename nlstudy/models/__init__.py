@@ -7,13 +7,13 @@ Literal choices from them); `build_model(**fields)` and `build_model(spec)` buil
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Literal
 
 from torch import nn
 
 from nlstudy.blocks import NonLocalBlock
 from nlstudy.blocks.nonlocal_block import parse_subsample
 from nlstudy.blocks.context import GlobalContextBlock, SqueezeExcitationBlock
+from nlstudy.choices import Arch, Block, Depth, Mode, Pairwise, SubsampleOrder, ZeroInit
 from nlstudy.models.placement import PRESETS, resolve_placement
 from nlstudy.models.resnet import ARCHS, DEPTHS, RESIDUAL_BLOCKS, VideoResNet, build_resnet
 from nlstudy.registry import lookup
@@ -23,13 +23,13 @@ from nlstudy.registry import lookup
 class NLOptions:
     """Options of every inserted non-local block (`model.backbone.nl.*`)."""
 
-    pairwise: Literal["gaussian", "embedded_gaussian", "dot_product", "concatenation"] = "embedded_gaussian"
+    pairwise: Pairwise = "embedded_gaussian"
     inter_ratio: float = 0.5  # theta/phi/g width = round(C * inter_ratio); the paper: C/2
     subsample: bool | str = True  # true: the paper's 1x2x2 max-pool; false; or a kernel such as "2x2x2"
-    subsample_order: Literal["after", "before"] = "after"  # pool phi/g outputs (paper) or x first (Caffe2 code)
-    mode: Literal["spacetime", "space", "time"] = "spacetime"  # Table 2d
+    subsample_order: SubsampleOrder = "after"  # pool phi/g outputs (paper) or x first (Caffe2 code)
+    mode: Mode = "spacetime"  # Table 2d
     scale: bool = False  # 1/sqrt(d) in the softmax: the released code, not the paper
-    zero_init: Literal["norm", "conv"] = "norm"  # zero the output BN (paper) or the output conv, no norm
+    zero_init: ZeroInit = "norm"  # zero the output BN (paper) or the output conv, no norm
     init_std: float = 0.01  # Gaussian std of theta/phi/g/W_z at init (the released code); 0.1 learns faster from scratch
     reduction: int = 16  # bottleneck reduction of the global_context / squeeze_excitation comparison blocks
 
@@ -38,14 +38,14 @@ class NLOptions:
 class BackboneSpec:
     """The backbone (`model.backbone.*`). Width 64, the paper's strides and pools give the paper's C2D/I3D."""
 
-    arch: Literal["c2d", "i3d_3x1x1", "i3d_3x3x3"] = "c2d"
-    depth: Literal[18, 34, 50, 101] = 50
+    arch: Arch = "c2d"
+    depth: Depth = 50
     width: int = 64  # channels after conv1; stages have width * (1, 2, 4, 8) (* 4 for bottlenecks)
     num_classes: int = 400  # the CLI links it to the data's class count
     # a preset (none, 1-block, 5-block, 10-block, res2..res5) or a map {"res4": [1, 3, 5]}
     nonlocal_blocks: str | dict[str, list[int]] = "none"
     # what is inserted at those positions: the non-local block, or a comparison block at the same places
-    block: Literal["nonlocal", "residual", "global_context", "squeeze_excitation"] = "nonlocal"
+    block: Block = "nonlocal"
     nl: NLOptions = field(default_factory=NLOptions)
     dropout: float = 0.5  # before the classifier (the paper)
     conv1_stride: tuple[int, int, int] = (2, 2, 2)  # (t, h, w); CPU-scale clips keep more resolution with (1, 2, 2)
@@ -73,6 +73,7 @@ def _insert_residual(options: NLOptions):
     return lambda channels, inner, kind: RESIDUAL_BLOCKS[kind](channels, inner, zero_init=True)
 
 
+# model.backbone.block (nlstudy.choices.BLOCKS) -> builder of the inserted block from the nl options
 INSERTABLE = {
     "nonlocal": _insert_nonlocal,
     "residual": _insert_residual,

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from nlstudy.models.resnet import DEPTHS, STAGES
+from nlstudy.choices import NO_BLOCKS, STAGES
+from nlstudy.models.resnet import DEPTHS
 from nlstudy.registry import lookup
 
 Placement = dict[str, list[int]]
@@ -35,8 +36,9 @@ def _ten(n: Mapping[str, int]) -> Placement:
     return {"res3": list(range(n["res3"])), "res4": res4}
 
 
+# model.backbone.nonlocal_blocks preset (nlstudy.choices.PLACEMENTS) -> its positions at a depth
 PRESETS: dict[str, Callable[[Mapping[str, int]], Placement]] = {
-    "none": lambda n: {},
+    NO_BLOCKS: lambda n: {},
     "1-block": _before_last("res4"),
     "5-block": _five,
     "10-block": _ten,

@@ -19,14 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from nlstudy.errors import UsageError
 from nlstudy.report import collect, sweeps, tables
 from nlstudy.report import render
 
 PROG = "nlstudy report"
-
-
-class UsageError(Exception):
-    """Bad input: one line for stderr, exit code 2."""
 
 
 def parser() -> argparse.ArgumentParser:

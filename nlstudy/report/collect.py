@@ -51,6 +51,7 @@ from typing import Any
 import pandas as pd
 
 from nlstudy import keys
+from nlstudy.processes import alive
 
 FIXED_COLUMNS = (
     "run_id", "name", "state", "sweep_id", "table", "project", "created_at", "source", "path", "note",
@@ -58,9 +59,6 @@ FIXED_COLUMNS = (
 HISTORY_COLUMNS = ("run_id", "step", "epoch", "global_step", "metric", "value")
 RUN_STATES = ("finished", "failed", "crashed", "killed", "running")
 
-# config keys whose *values* may be dicts (nlstudy.keys.flatten keeps them whole; keys split into
-# "<key>.<part>" by some other writer are folded back).
-DICT_VALUED_KEYS = keys.DICT_VALUED_KEYS
 EPOCH = "epoch"
 GLOBAL_STEP = "trainer/global_step"
 
@@ -78,7 +76,7 @@ class RunRecord:
 
     run_id: str
     state: str
-    config: dict[str, Any]  # flat dotted keys (see flatten_config)
+    config: dict[str, Any]  # flat dotted keys (nlstudy.keys.flatten)
     summary: dict[str, Any]  # flat keys, wandb's "_" keys already dropped
     history: list[dict[str, Any]]  # the logged rows, wandb's "_step" included
     source: str
@@ -114,49 +112,10 @@ def combine(collections: Iterable[Collection]) -> Collection:
 # --------------------------------------------------------------------------------------------------
 
 
-def flatten_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A run's config -> flat dotted keys.
-
-    A sweep that passes a dict-valued parameter can leave nested keys beside the flat ones
-    ({"model.backbone": {"nonlocal_blocks": "1-block"}}); those are flattened with
-    ``nlstudy.keys.flatten``, and the flat dotted keys the run logged itself win on conflict. Keys
-    whose values are legitimately dicts (an explicit placement map under ``nonlocal_blocks``) are
-    folded back into one value. wandb's own keys ("_wandb", ...) are dropped.
-    """
-    nested: dict[str, Any] = {}
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if key.startswith("_") or key == "wandb_version":
-            continue
-        if isinstance(value, dict) and value and key not in DICT_VALUED_KEYS:
-            nested.update(keys.flatten(value, key + "."))
-        else:
-            flat[key] = value
-    merged = {**_refold(nested), **_refold(flat)}
-    return merged
-
-
-def _refold(flat: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        parent = next((p for p in DICT_VALUED_KEYS if key.startswith(p + ".")), None)
-        if parent is None:
-            out[key] = value
-        else:
-            folded = out.setdefault(parent, {})
-            if isinstance(folded, dict):
-                folded[key[len(parent) + 1:]] = value
-    return out
-
-
-def flatten_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """Summary -> flat keys, wandb's own ("_step", "_runtime", "_wandb", ...) dropped."""
-    out = {}
-    for key, value in keys.flatten(dict(summary)).items():
-        if key.startswith("_"):
-            continue
-        out[key] = value
-    return out
+def config_from_wandb(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's config as wandb stores it -> flat dotted keys (:func:`nlstudy.keys.flatten`), without the
+    version stamp wandb adds to synced configs."""
+    return keys.flatten({k: v for k, v in config.items() if k != "wandb_version"})
 
 
 def tidy(records: Iterable[RunRecord]) -> Collection:
@@ -357,8 +316,8 @@ def read_offline_run(run_file: Path, *, stale_after_s: float = STALE_AFTER_S) ->
     return RunRecord(
         run_id=run_id,
         state=state,
-        config=flatten_config(config),
-        summary=flatten_summary(summary),
+        config=config_from_wandb(config),
+        summary=keys.flatten(summary),
         history=history,
         source="offline",
         path=str(run_dir),
@@ -409,22 +368,12 @@ def _still_writing(run_file: Path, host: str | None, debug_log: str, stale_after
     pid_match = re.search(r"Configure stats pid to (\d+)", debug_log)
     same_host = host in (None, "", socket.gethostname())
     if pid_match and same_host:
-        return _pid_alive(int(pid_match.group(1)))
+        return alive(int(pid_match.group(1)))
     try:
         age = time.time() - run_file.stat().st_mtime
     except OSError:
         return False
     return age < stale_after_s
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -451,8 +400,8 @@ def read_wandb(path: str, *, sweep: str | None = None, api: Any = None) -> Colle
         records.append(RunRecord(
             run_id=run.id,
             state=run.state,
-            config=flatten_config(run.config),
-            summary=flatten_summary(run.summary_metrics),
+            config=config_from_wandb(run.config),
+            summary=keys.flatten(run.summary_metrics),
             history=list(rows),
             source="wandb",
             path="/".join(run.path),

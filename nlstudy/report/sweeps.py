@@ -7,17 +7,15 @@ missing or unreadable layout simply means "no plan known". Nothing here imports 
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import yaml
 
 from nlstudy import keys
-from nlstudy.report.collect import flatten_config
+from nlstudy.sweep import engine
 
 MAX_PLANNED_RUNS = 100_000  # a grid larger than this is not expanded
 
@@ -37,49 +35,26 @@ def find_sweep_files(runs_root: str | os.PathLike) -> list[Path]:
     return sorted(found)
 
 
-def grid_parameters(parameters: Mapping[str, Any], prefix: str = "") -> dict[str, list[Any]] | None:
-    """A sweep's ``parameters`` -> {dotted key: list of values}; None if some parameter is a
-    distribution (nothing fixed to expand). Nested ``parameters:`` blocks become dotted keys."""
-    out: dict[str, list[Any]] = {}
-    for name, spec in (parameters or {}).items():
-        key = f"{prefix}{name}"
-        if not isinstance(spec, Mapping):
-            return None
-        if "parameters" in spec:
-            inner = grid_parameters(spec["parameters"], key + ".")
-            if inner is None:
-                return None
-            out.update(inner)
-        elif "value" in spec:
-            out[key] = [spec["value"]]
-        elif "values" in spec:
-            out[key] = list(spec["values"])
-        else:
-            return None
-    return out
-
-
 def planned_runs(sweep_file: str | os.PathLike) -> pd.DataFrame:
-    """The runs one grid sweep plans: one row per combination, columns ``sweep_id`` plus the
-    swept keys (``table`` and ``seed_everything`` among them when the sweep sets them)."""
+    """The runs one grid sweep plans, as the sweep engine will propose them: one row per grid point,
+    columns ``sweep_id`` plus the swept keys flattened (``table`` and ``seed_everything`` among them
+    when the sweep sets them). Empty for another method, a grid over MAX_PLANNED_RUNS points, or a
+    file that does not read as a sweep."""
     path = Path(sweep_file)
     try:
         config = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError):
         return pd.DataFrame()
-    if not isinstance(config, Mapping) or config.get("method") != "grid":
+    if not isinstance(config, Mapping) or config.get("method") != "grid" or not config.get("parameters"):
         return pd.DataFrame()
-    grid = grid_parameters(config.get("parameters") or {})
-    if not grid:
+    try:
+        if not 0 < engine.grid_size(config) <= MAX_PLANNED_RUNS:
+            return pd.DataFrame()
+        points = engine.grid_points(config)
+    except (ValueError, TypeError, KeyError, AttributeError):  # not a sweep the engine can expand
         return pd.DataFrame()
-    total = 1
-    for values in grid.values():
-        total *= max(len(values), 1)
-    if total > MAX_PLANNED_RUNS:
-        return pd.DataFrame()
-    names = list(grid)
-    rows = [dict(flatten_config(dict(zip(names, combo))), sweep_id=path.parent.name)
-            for combo in itertools.product(*grid.values())]
+    rows = [dict(keys.flatten({name: spec["value"] for name, spec in point.items()}), sweep_id=path.parent.name)
+            for point in points]
     return pd.DataFrame.from_records(rows)
 
 

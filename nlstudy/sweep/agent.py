@@ -18,7 +18,6 @@ import contextlib
 import ctypes
 import dataclasses
 import datetime as dt
-import json
 import os
 import signal
 import subprocess
@@ -28,16 +27,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from nlstudy import keys
 from nlstudy.sweep import command as cmd
 from nlstudy.sweep import engine
-from nlstudy.sweep.spec import EARLY_TERMINATE, Sweep
-from nlstudy.sweep.state import ENDED, HEARTBEAT_S, SweepState, new_id, now, process_start, read_progress, this_agent
+from nlstudy.sweep.spec import EARLY_TERMINATE, Sweep, compact
+from nlstudy.processes import process_start
+from nlstudy.sweep.state import ENDED, HEARTBEAT_S, SweepState, new_id, now, read_progress, this_agent
 
 # environment variables the run reads (names owned by nlstudy.cli and nlstudy.lit.callbacks)
-RUNS_ENV = "NLSTUDY_RUNS_DIR"
-THREADS_ENV = "NLSTUDY_NUM_THREADS"
-PROGRESS_ENV = "NLSTUDY_PROGRESS_FILE"
-STOP_ENV = "NLSTUDY_STOP_FILE"
 
 KILL_DELAY_S = 30.0  # after asking a run to stop (Ctrl-C), how long before it is killed
 POLL_S = 0.5
@@ -83,10 +80,6 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
         if os.getppid() != parent:
             os.kill(os.getpid(), signal.SIGTERM)
     return setup
-
-
-def compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":")) if isinstance(value, (dict, list)) else str(value)
 
 
 def describe_config(sweep: Sweep, config: Mapping[str, Mapping[str, Any]]) -> str:
@@ -234,11 +227,11 @@ class Agent:
             "WANDB_SWEEP_PARAM_PATH": str(run_dir / "params.yaml"),
             "WANDB_PROJECT": self.options.project,
             "WANDB_DIR": str(state.runs_root),
-            RUNS_ENV: str(state.runs_root),
-            THREADS_ENV: threads,
+            keys.RUNS_ENV: str(state.runs_root),
+            keys.THREADS_ENV: threads,
             "OMP_NUM_THREADS": threads,
-            PROGRESS_ENV: str(run_dir / "progress.jsonl"),
-            STOP_ENV: str(run_dir / "stop"),
+            keys.PROGRESS_ENV: str(run_dir / "progress.jsonl"),
+            keys.STOP_ENV: str(run_dir / "stop"),
         })
         return env
 

@@ -24,7 +24,7 @@ import yaml
 
 from nlstudy import keys
 from nlstudy.sweep import command as cmd
-from nlstudy.sweep.spec import Sweep, SweepError, candidates, flat_values
+from nlstudy.sweep.spec import Sweep, SweepError, candidates, compact, flat_values
 
 CHECK_TIMEOUT_S = 900
 # an unknown option, as jsonargparse words it
@@ -146,9 +146,3 @@ def valid_keys(argv: list[str]) -> list[str]:
     if proc.returncode != 0 or not isinstance(tree, dict):
         return []
     return sorted(keys.flatten(tree))
-
-
-def compact(value: Any) -> str:
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from nlstudy import keys
 from nlstudy.sweep import online
 from nlstudy.sweep.agent import Agent, Options, Suite
 from nlstudy.sweep.check import check_sweeps
@@ -26,7 +27,6 @@ from nlstudy.sweep.spec import Sweep, SweepError, load
 from nlstudy.sweep.state import ENDED, SweepState
 
 PROG = "nlstudy sweep"
-RUNS_ENV = "NLSTUDY_RUNS_DIR"
 
 
 class Parser(argparse.ArgumentParser):
@@ -50,7 +50,7 @@ def parser() -> Parser:
     p.add_argument("--count", type=positive, metavar="N", help="start at most N runs (over all --jobs agents)")
     p.add_argument("--jobs", type=positive, default=1, metavar="J", help="run J runs at a time; the CPU threads are split (default 1)")
     p.add_argument("--online", action="store_true", help="create the sweep on W&B and run W&B's own agents")
-    p.add_argument("--runs-root", default=os.environ.get(RUNS_ENV, "runs"), metavar="DIR",
+    p.add_argument("--runs-root", default=keys.runs_root(), metavar="DIR",
                    help="runs and sweep state go here (default: $NLSTUDY_RUNS_DIR or runs/)")
     p.add_argument("--sweep-id", metavar="ID", help="join (or create) the sweep with this id (default: derived from the file)")
     p.add_argument("--project", metavar="P", help="wandb project (default: the file's project, $WANDB_PROJECT or nlstudy)")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from nlstudy import keys
 from nlstudy.sweep.spec import Sweep
 
 
@@ -33,7 +34,7 @@ def agent_command(sweep_id: str, project: str, entity: str | None, count: int | 
 def agent_environment(threads: int) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.update(WANDB_MODE="online", NLSTUDY_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    env.update({"WANDB_MODE": "online", keys.THREADS_ENV: str(threads), "OMP_NUM_THREADS": str(threads)})
     return env
 
 

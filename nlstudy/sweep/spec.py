@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from nlstudy import keys
+from nlstudy.errors import one_line
 from nlstudy.registry import lookup
 from nlstudy.sweep import command as cmd
 from nlstudy.sweep import engine
@@ -151,7 +153,7 @@ def validate(sweep: Sweep) -> None:
     violations = engine.schema_violations(sweep.engine_config)
     if violations:
         more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
-        raise fail(path, f"not a valid W&B sweep config: {_one_line(violations[0])}{more}")
+        raise fail(path, f"not a valid W&B sweep config: {one_line(violations[0])}{more}")
     try:
         lookup(METHODS, config["method"], "method")
         if config.get("early_terminate"):
@@ -186,7 +188,7 @@ def _check_engine(sweep: Sweep) -> None:
     try:
         engine.propose(sweep.engine_config, [])
     except (ValueError, TypeError, KeyError, AssertionError) as e:
-        raise fail(sweep.path, f"the sweeps engine rejects the parameters: {_one_line(e)}") from None
+        raise fail(sweep.path, f"the sweeps engine rejects the parameters: {one_line(e)}") from None
 
 
 def candidates(sweep: Sweep) -> list[dict[str, Any]]:
@@ -195,26 +197,12 @@ def candidates(sweep: Sweep) -> list[dict[str, Any]]:
     return METHODS[sweep.method](sweep.engine_config)
 
 
+def compact(value: Any) -> str:
+    """A parameter value as message text: dicts and lists as compact JSON, anything else as str()."""
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, (dict, list)) else str(value)
+
+
 def flat_values(run_config: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """A run config -> {dotted key: value}: dict values (and nested parameters) flattened, so that
-    ``model.backbone: {nl: {pairwise: x}}`` reads ``model.backbone.nl.pairwise = x``. An explicit
-    placement map (``nonlocal_blocks``) stays one value."""
-    from nlstudy.keys import DICT_VALUED_KEYS
-
-    out: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, Mapping) and value and prefix not in DICT_VALUED_KEYS:
-            for k, v in value.items():
-                walk(f"{prefix}.{k}", v)
-        else:
-            out[prefix] = value
-
-    for name, spec in run_config.items():
-        walk(name, spec["value"])
-    return out
-
-
-def _one_line(error: Any) -> str:
-    text = " ".join(str(error).split())
-    return text if len(text) <= 300 else text[:297] + "..."
+    """A run config in W&B's format ({name: {"value": v}}) -> {dotted key: value} (:func:`nlstudy.keys.flatten`):
+    ``model.backbone: {value: {nl: {pairwise: x}}}`` reads ``model.backbone.nl.pairwise = x``."""
+    return keys.flatten({name: spec["value"] for name, spec in run_config.items()})

@@ -36,6 +36,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from nlstudy.processes import alive, process_start
 from nlstudy.registry import lookup
 
 # state -> the state the search engine is told (a run stopped by hyperband ended cleanly: finished)
@@ -66,30 +67,6 @@ def now() -> str:
 def new_id(n: int = 8) -> str:
     """A wandb-style id: lowercase letters and digits."""
     return "".join(secrets.choice(ID_CHARS) for _ in range(n))
-
-
-def process_start(pid: int) -> str | None:
-    """A token that tells this process apart from a later one with the same pid (Linux: its start
-    time in clock ticks since boot), or None when no such process exists."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return "?"
-    return "?"
-
-
-def alive(pid: int | None, start: str | None) -> bool:
-    if not pid:
-        return False
-    token = process_start(pid)
-    return token is not None and (start in (None, "?") or token in ("?", start))
 
 
 def this_agent(session: str) -> dict[str, Any]:

@@ -1,0 +1,61 @@
+"""The vocabulary: every named choice a run can make, in one torch-free place.
+
+The model, data, training, sweep and report layers all read their choices from here: the specs'
+``Literal`` types are built from these tuples (``Literal[PAIRWISE]``), the implementations' registries
+are checked against them by the tests (``tests/test_choices.py``), and the report orders and labels
+table rows with them. Adding a choice is one line here plus its code where it is built:
+
+    pairwise function   PAIRWISE here + its score function in nlstudy/blocks/nonlocal_block.py
+    architecture        ARCHS here + its temporal kernels in nlstudy/models/resnet.py (ARCH_KERNELS)
+    inserted block      BLOCKS here + its builder in nlstudy/models/__init__.py (INSERTABLE)
+    placement preset    PLACEMENTS here + its rule in nlstudy/models/placement.py (PRESETS)
+    dataset             DATASETS here + its source in nlstudy/data/ (SOURCES)
+    optimiser/schedule  OPTIMIZERS / SCHEDULES here + the code in nlstudy/lit/module.py
+
+Orders are meaningful: an error lists the choices in this order, and the report's tables put rows in
+it (the paper's order), so a new choice goes where it should appear.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+# --- the non-local block (model.backbone.nl.*) ---
+PAIRWISE = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")  # the paper's Table 2a, in its order
+SOFTMAX_PAIRWISE = ("gaussian", "embedded_gaussian")  # normalised by a softmax; the others by 1/N
+MODES = ("spacetime", "space", "time")
+MODE_LABELS = {"space": "space-only", "time": "time-only", "spacetime": "spacetime"}  # Table 2d's rows, in its order
+SUBSAMPLE_ORDERS = ("after", "before")  # pool phi/g outputs (the paper) or x before phi/g (the released Caffe2 code)
+ZERO_INITS = ("norm", "conv")  # zero the output BN (the paper) or the output conv and drop the norm
+
+# --- the backbone (model.backbone.*) ---
+ARCH_LABELS = {"c2d": "C2D", "i3d_3x3x3": "I3D 3x3x3", "i3d_3x1x1": "I3D 3x1x1"}  # Table 2e's rows, in its order
+ARCHS = tuple(ARCH_LABELS)
+BASELINE_ARCH = "c2d"
+DEPTHS = (18, 34, 50, 101)
+STAGES = ("res2", "res3", "res4", "res5")
+BLOCK_LABELS = {"residual": "Res", "nonlocal": "NL", "global_context": "GC", "squeeze_excitation": "SE"}
+BLOCKS = tuple(BLOCK_LABELS)  # what is inserted at the placement: the non-local block or a comparison block
+NO_BLOCKS = "none"
+PLACEMENTS = (NO_BLOCKS, "1-block", "5-block", "10-block", *STAGES)  # named presets of model.backbone.nonlocal_blocks
+
+# --- data (data.*) ---
+DATASETS = ("synthetic", "kinetics", "ucf101", "hmdb51", "video_folder", "images")
+KINETICS = "kinetics"
+TASKS = ("far", "near", "within")  # the embedded task (data.synthetic.task); append only: the index seeds its clips
+
+# --- training (model.optim.*) ---
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "cosine", "constant")
+
+# the Literal types of the specs (jsonargparse reads the choices from them)
+Pairwise = Literal[PAIRWISE]
+Mode = Literal[MODES]
+SubsampleOrder = Literal[SUBSAMPLE_ORDERS]
+ZeroInit = Literal[ZERO_INITS]
+Arch = Literal[ARCHS]
+Depth = Literal[DEPTHS]
+Block = Literal[BLOCKS]
+Task = Literal[TASKS]
+Optimizer = Literal[OPTIMIZERS]
+Schedule = Literal[SCHEDULES]
