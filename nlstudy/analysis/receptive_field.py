@@ -18,7 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nlstudy.models.resnet import STAGES, VideoResNet
+from nlstudy.choices import STAGES
+from nlstudy.models.resnet import VideoResNet
 
 
 class _StopForward(Exception):

@@ -41,9 +41,9 @@ class OptimSpec:
 
 # model.optim.schedule (nlstudy.choices.SCHEDULES) -> lr factor at a fraction of the steps
 SCHEDULES = {
-    "constant": lambda spec, progress: 1.0,
     "step": lambda spec, progress: spec.gamma ** sum(progress >= m for m in spec.milestones),
     "cosine": lambda spec, progress: 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))),
+    "constant": lambda spec, progress: 1.0,
 }
 
 

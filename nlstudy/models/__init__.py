@@ -15,7 +15,7 @@ from nlstudy.blocks.nonlocal_block import parse_subsample
 from nlstudy.blocks.context import GlobalContextBlock, SqueezeExcitationBlock
 from nlstudy.choices import Arch, Block, Depth, Mode, Pairwise, SubsampleOrder, ZeroInit
 from nlstudy.models.placement import PRESETS, resolve_placement
-from nlstudy.models.resnet import ARCHS, DEPTHS, RESIDUAL_BLOCKS, VideoResNet, build_resnet
+from nlstudy.models.resnet import ARCH_KERNELS, DEPTH_BLOCKS, RESIDUAL_BLOCKS, VideoResNet, build_resnet
 from nlstudy.registry import lookup
 
 
@@ -104,8 +104,8 @@ def as_spec(spec: BackboneSpec | None = None, **fields) -> BackboneSpec:
 def build_model(spec: BackboneSpec | None = None, /, **fields) -> VideoResNet:
     """build_model(arch="c2d", depth=50, num_classes=400, nonlocal_blocks="none", width=64, nl={...}, ...)."""
     spec = as_spec(spec, **fields)
-    lookup(ARCHS, spec.arch, "model.backbone.arch")
-    lookup(DEPTHS, spec.depth, "model.backbone.depth")
+    lookup(ARCH_KERNELS, spec.arch, "model.backbone.arch")
+    lookup(DEPTH_BLOCKS, spec.depth, "model.backbone.depth")
     placement = resolve_placement(spec.nonlocal_blocks, spec.depth)
     insert = lookup(INSERTABLE, spec.block, "model.backbone.block")(spec.nl)
     try:  # the nl options are checked even when no block uses them: a typo must not pass silently

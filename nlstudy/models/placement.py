@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from nlstudy.choices import NO_BLOCKS, STAGES
-from nlstudy.models.resnet import DEPTHS
+from nlstudy.models.resnet import DEPTH_BLOCKS
 from nlstudy.registry import lookup
 
 Placement = dict[str, list[int]]
@@ -48,7 +48,7 @@ PRESETS: dict[str, Callable[[Mapping[str, int]], Placement]] = {
 
 def resolve_placement(nonlocal_blocks: str | Mapping[str, Sequence[int]], depth: int) -> Placement:
     """A preset name or an explicit map -> a checked {stage: sorted indices} map for this depth."""
-    _, blocks_per_stage = lookup(DEPTHS, depth, "depth")
+    _, blocks_per_stage = lookup(DEPTH_BLOCKS, depth, "depth")
     sizes = dict(zip(STAGES, blocks_per_stage))
     if isinstance(nonlocal_blocks, str):
         what = f"model.backbone.nonlocal_blocks={nonlocal_blocks!r}"

@@ -10,7 +10,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from nlstudy.models import BackboneSpec, as_spec, build_model
-from nlstudy.models.resnet import STAGES
+from nlstudy.choices import STAGES
 
 
 def describe(spec: BackboneSpec | dict, clip_shape: Sequence[int]) -> dict:

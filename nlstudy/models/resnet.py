@@ -17,21 +17,21 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+from nlstudy.choices import STAGES
 from nlstudy.registry import lookup
 
-STAGES = ("res2", "res3", "res4", "res5")
 LOGITS = "logits"  # the name of VideoResNet.stage_outputs' last item, after the stages
 STAGE_SPATIAL_STRIDE = {"res2": 1, "res3": 2, "res4": 2, "res5": 2}
-# depth -> (residual block kind, residual blocks per stage)
-DEPTHS = {
+# depth (nlstudy.choices.DEPTHS) -> (residual block kind, residual blocks per stage)
+DEPTH_BLOCKS = {
     18: ("basic", (2, 2, 2, 2)),
     34: ("basic", (3, 4, 6, 3)),
     50: ("bottleneck", (3, 4, 6, 3)),
     101: ("bottleneck", (3, 4, 23, 3)),
 }
 EXPANSION = {"basic": 1, "bottleneck": 4}
-# arch -> (conv1 temporal kernel, which kernel I3D inflates: None, "first" (3x1x1) or "middle" (3x3x3))
-ARCHS = {
+# arch (nlstudy.choices.ARCHS) -> (conv1 temporal kernel, which kernel I3D inflates: None, "first" (3x1x1) or "middle" (3x3x3))
+ARCH_KERNELS = {
     "c2d": (1, None),
     "i3d_3x1x1": (5, "first"),
     "i3d_3x3x3": (5, "middle"),
@@ -181,8 +181,8 @@ def build_resnet(
 ) -> VideoResNet:
     """The backbone of `arch` and `depth` with `insert(channels, kind, index...)` blocks after the
     residual blocks that `placement` ({"res4": [4]}) names."""
-    t_conv1, inflate = lookup(ARCHS, arch, "arch")
-    kind, blocks_per_stage = lookup(DEPTHS, depth, "depth")
+    t_conv1, inflate = lookup(ARCH_KERNELS, arch, "arch")
+    kind, blocks_per_stage = lookup(DEPTH_BLOCKS, depth, "depth")
     if width < 1:
         raise ValueError(f"model.backbone.width must be a positive integer, got {width!r}")
     if len(conv1_stride) != 3 or min(conv1_stride) < 1:
