@@ -44,7 +44,8 @@ DATASETS = ("synthetic", "kinetics", "ucf101", "hmdb51", "video_folder", "images
 KINETICS = "kinetics"
 TASKS = ("far", "near", "within")  # the embedded task (data.synthetic.task); append only: the index seeds its clips
 
-# --- training (model.optim.*) ---
+# --- training (nlstudy <command>, model.optim.*) ---
+TRAIN_COMMANDS = ("fit", "validate", "test")  # the LightningCLI subcommands nlstudy offers
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
 

@@ -14,6 +14,8 @@ import os
 import sys
 import warnings
 
+from nlstudy.choices import TRAIN_COMMANDS
+
 USAGE = """usage: nlstudy {fit,validate,test,sweep,report,check} ...
 
   fit       train (and then test) one run: nlstudy fit --config experiments/demo.yaml [--key=value ...]
@@ -25,7 +27,6 @@ USAGE = """usage: nlstudy {fit,validate,test,sweep,report,check} ...
 
 nlstudy <command> --help shows a command's options."""
 
-TRAIN_COMMANDS = ("fit", "validate", "test")
 
 
 def _quiet() -> None:

@@ -25,6 +25,11 @@ def runs_root() -> str:
     return os.environ.get(RUNS_ENV) or "runs"
 
 
+# --- files a run keeps under its wandb run directory's files/ folder ---
+CONFIG_FILE = "nlstudy_config.yaml"  # the resolved configuration as YAML (`nlstudy fit --config` reads it back)
+WEIGHTS_DIR = "weights"  # the network's weights, for nlstudy.analysis.load_run:
+WEIGHTS_FILES = {"final": "final.pt", "best": "best.pt"}  # the end of training; the best validation top-1
+
 # --- metrics (wandb summary / history keys) ---
 TRAIN_LOSS = "train/loss"
 VAL_LOSS = "val/loss"

@@ -7,7 +7,7 @@ import torch
 
 from nlstudy.blocks import NonLocalBlock
 from nlstudy.models import build_model, resolve_placement
-from nlstudy.models.profile import describe
+from nlstudy.models.profile import model_facts
 from nlstudy.models.resnet import inflated_blocks
 
 PAPER_CLIP = (3, 32, 224, 224)
@@ -49,7 +49,7 @@ def test_explicit_placement_map():
 
 
 def test_paper_table1_feature_map_sizes():
-    facts = describe({"depth": 50, "nonlocal_blocks": "5-block"}, PAPER_CLIP)
+    facts = model_facts({"depth": 50, "nonlocal_blocks": "5-block"}, PAPER_CLIP)
     assert facts["stage_thw"] == {"res2": "8x56x56", "res3": "4x28x28", "res4": "4x14x14", "res5": "4x7x7"}
     assert facts["nl_thw"] == ["4x28x28"] * 2 + ["4x14x14"] * 3
     assert facts["nl_count"] == 5
@@ -59,16 +59,16 @@ def test_paper_table1_feature_map_sizes():
 def test_resnet50_c2d_parameter_count():
     # torchvision's 2-d ResNet-50 has 25.56M parameters with 1000 classes; C2D with 400 classes has
     # the same convolutions (1 x k x k kernels) and a smaller classifier: 25.56M - 600 x 2049
-    assert describe({"depth": 50}, PAPER_CLIP)["params"] == 25_557_032 - 600 * 2049
+    assert model_facts({"depth": 50}, PAPER_CLIP)["params"] == 25_557_032 - 600 * 2049
 
 
 def test_table2e_params_and_flops_relative_to_c2d():
     """The paper's Table 2e (ResNet-101, 32-frame clips): params / FLOPs relative to C2D, printed to one
     decimal. The released code pools x before phi/g (subsample_order=before); that order gives 1.2x."""
-    base = describe({"depth": 101}, PAPER_CLIP)
+    base = model_facts({"depth": 101}, PAPER_CLIP)
 
     def ratios(**spec):
-        facts = describe({"depth": 101, **spec}, PAPER_CLIP)
+        facts = model_facts({"depth": 101, **spec}, PAPER_CLIP)
         return facts["params"] / base["params"], facts["flops_per_clip"] / base["flops_per_clip"]
 
     paper = {  # (params, FLOPs), Table 2e

@@ -19,8 +19,6 @@ from nlstudy import keys
 from nlstudy.models import VideoResNet, as_spec, build_model
 from nlstudy.registry import lookup
 
-WEIGHTS = {"final": "final.pt", "best": "best.pt"}
-CONFIG_FILE = "nlstudy_config.yaml"
 
 
 def find_run(run: str | os.PathLike, runs_root: str | os.PathLike | None = None) -> Path:
@@ -38,7 +36,7 @@ def find_run(run: str | os.PathLike, runs_root: str | os.PathLike | None = None)
 
 def run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The run's resolved configuration as {dotted key: value}, the keys the CLI and sweep files use."""
-    path = Path(run_dir) / "files" / CONFIG_FILE
+    path = Path(run_dir) / "files" / keys.CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; is {run_dir} an nlstudy run directory?")
     return keys.flatten(yaml.safe_load(path.read_text()) or {})
@@ -49,9 +47,9 @@ def load_run(run: str | os.PathLike, weights: str = "final", *,
     """(model, config): the run's network in eval mode with its `weights` ("final": the end of training,
     which the test metrics come from; "best": the best validation top-1) on the CPU, and its resolved
     configuration as a flat dict of dotted keys (plus `run_dir` and the saved `weights.*` facts)."""
-    filename = lookup(WEIGHTS, weights, "weights")
+    filename = lookup(keys.WEIGHTS_FILES, weights, "weights")
     run_dir = find_run(run, runs_root)
-    path = run_dir / "files" / "weights" / filename
+    path = run_dir / "files" / keys.WEIGHTS_DIR / filename
     if not path.is_file():
         raise FileNotFoundError(f"run {run_dir.name} has no saved weights ({path.relative_to(run_dir)} is missing): "
                                 "it ran with save_weights=false, or before nlstudy kept weights; train it again")

@@ -18,7 +18,7 @@ from torch import nn
 from nlstudy import keys
 from nlstudy.analysis.attention import BlockAttention, attention_maps, grid_to_input_box, query_dependence, query_map
 from nlstudy.analysis.receptive_field import erf_area, temporal_spread
-from nlstudy.analysis.runs import CONFIG_FILE, WEIGHTS, run_config
+from nlstudy.analysis.runs import run_config
 from nlstudy.data.synthetic import SyntheticSpec, make_clips
 
 SATURATION = 0.5  # a coloured patch pixel: max - min over RGB above this (grey digits and noise stay far below)
@@ -34,11 +34,11 @@ def runs_frame(runs_root: str | os.PathLike, table: str | None = None) -> pd.Dat
         raise FileNotFoundError(f"runs root {root} does not exist")
     base = root / "wandb" if (root / "wandb").is_dir() else root
     rows = []
-    for run_dir in sorted(p for p in base.glob("*run-*") if (p / "files" / CONFIG_FILE).is_file()):
+    for run_dir in sorted(p for p in base.glob("*run-*") if (p / "files" / keys.CONFIG_FILE).is_file()):
         config = run_config(run_dir)
         if table is not None and str(config.get(keys.TABLE)) != table:
             continue
-        has_weights = (run_dir / "files" / "weights" / WEIGHTS["final"]).is_file()
+        has_weights = (run_dir / "files" / keys.WEIGHTS_DIR / keys.WEIGHTS_FILES["final"]).is_file()
         rows.append({"run_id": run_dir.name.rsplit("-", 1)[-1], "run_dir": str(run_dir), "has_weights": has_weights,
                      **{k: _cell(v) for k, v in config.items()}})
     frame = pd.DataFrame(rows, columns=["run_id", "run_dir", "has_weights"] if not rows else None)

@@ -152,7 +152,7 @@ class NonLocalBlock(nn.Module):
         if self.concat_proj is not None:
             nn.init.normal_(self.concat_proj.weight, std=self.init_std)
         # the block starts as the identity: z = x + 0 (the paper's "BN scale starts at zero")
-        if isinstance(self.out_norm, nn.modules.batchnorm._BatchNorm):
+        if self.zero_init == "norm":  # out_norm is a BatchNorm
             self.out_norm.reset_parameters()
             nn.init.zeros_(self.out_norm.weight)
             nn.init.zeros_(self.out_norm.bias)

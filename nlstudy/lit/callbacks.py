@@ -14,9 +14,8 @@ import torch
 
 from nlstudy import keys
 from nlstudy.models import asdict
-from nlstudy.models.profile import describe
+from nlstudy.models.profile import model_facts
 
-WEIGHTS_DIR = "weights"  # under the wandb run's files/ directory: final.pt, best.pt
 
 
 def peak_memory_mb() -> float:
@@ -26,7 +25,7 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-class RunRecord(pl.Callback):
+class RunFacts(pl.Callback):
     """Logs derived facts (params, FLOPs per clip, inserted blocks and the T x H x W each sees) once, and
     wall time, training throughput and peak memory when the run ends."""
 
@@ -41,7 +40,7 @@ class RunRecord(pl.Callback):
         if self._facts_logged or trainer.logger is None or trainer.datamodule is None:
             return
         self._facts_logged = True
-        facts = describe(pl_module.backbone_spec, trainer.datamodule.clip_shape)
+        facts = model_facts(pl_module.backbone_spec, trainer.datamodule.clip_shape)
         trainer.logger.log_hyperparams({f"{keys.DERIVED}{k}": v for k, v in facts.items()})
 
     def on_fit_start(self, trainer, pl_module) -> None:
@@ -127,7 +126,7 @@ class SaveWeights(pl.Callback):
         if logger is None or not trainer.is_global_zero:
             return None
         experiment_dir = getattr(logger.experiment, "dir", None)  # wandb: <run>/files
-        return Path(experiment_dir or logger.log_dir or trainer.default_root_dir) / WEIGHTS_DIR
+        return Path(experiment_dir or logger.log_dir or trainer.default_root_dir) / keys.WEIGHTS_DIR
 
     def save(self, trainer: pl.Trainer, pl_module: pl.LightningModule, name: str, epochs: int) -> None:
         folder = self.directory(trainer)
@@ -142,8 +141,9 @@ class SaveWeights(pl.Callback):
             "step": trainer.global_step,
             keys.VAL_TOP1: float(top1) if top1 is not None else None,
         }
-        torch.save(record, folder / f"{name}.tmp")
-        (folder / f"{name}.tmp").replace(folder / f"{name}.pt")  # never a half-written file under the real name
+        path = folder / keys.WEIGHTS_FILES[name]
+        torch.save(record, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)  # never a half-written file under the real name
 
     def on_validation_end(self, trainer, pl_module) -> None:
         top1 = trainer.callback_metrics.get(keys.VAL_TOP1)

@@ -18,23 +18,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from jsonargparse import ArgumentError, Namespace, lazy_instance
-from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
 from nlstudy import keys
 from nlstudy.data import ClipDataModule
-from nlstudy.lit.callbacks import RunRecord, SaveWeights, SweepBridge
+from nlstudy.errors import UsageError, one_line
+from nlstudy.lit.callbacks import RunFacts, SaveWeights, SweepBridge
 from nlstudy.lit.module import VideoClassifier
 
 # trainer/CLI keys that are plumbing, not part of an experiment's identity
 NOT_LOGGED = ("config", "trainer.logger", "trainer.callbacks", "ckpt_path", "trainer.default_root_dir", "optimizer",
               "lr_scheduler", "weights_only")
-
-
-class UsageError(Exception):
-    """A bad key or value, reported in one line."""
 
 
 def default_logger() -> WandbLogger:
@@ -56,9 +54,36 @@ def flat_config(config: Namespace) -> dict[str, Any]:
     return flat
 
 
+class LogConfig(SaveConfigCallback):
+    """Records the resolved configuration with the run when the Trainer sets up (after the data has been
+    read): flattened to dotted keys as the run's config, and as YAML beside the run (`keys.CONFIG_FILE`,
+    synced with it). Lightning's documented way to send the config to a logger instead of log_dir."""
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        logger = trainer.logger
+        if logger is None:
+            return
+        logger.log_hyperparams(flat_config(self.config))
+        if isinstance(logger, WandbLogger):
+            Path(logger.experiment.dir, keys.CONFIG_FILE).write_text(
+                self.parser.dump(self.config, skip_none=False, skip_check=True))
+
+
+def run_callbacks(subcommand: str | None, save_weights: bool) -> list[pl.Callback]:
+    """The callbacks every run gets besides the user's: its facts and performance, the sweep agent's
+    files, and for fit (unless save_weights is false) its weights."""
+    keep = [SaveWeights()] if subcommand == "fit" and save_weights else []
+    return [RunFacts(), SweepBridge(), *keep]
+
+
 class NLStudyCLI(LightningCLI):
+    """LightningCLI over VideoClassifier and ClipDataModule, through its public hooks only: errors become
+    one-line UsageErrors, the run's callbacks come in through `trainer_defaults`, the config is logged by
+    `LogConfig` (a SaveConfigCallback), and `after_fit` tests the final model."""
+
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("save_config_callback", None)  # the config goes to the wandb run instead
+        kwargs.setdefault("save_config_callback", LogConfig)
+        kwargs.setdefault("save_config_kwargs", {"save_to_log_dir": False})  # the config goes to the wandb run
         kwargs.setdefault("trainer_defaults", {"logger": default_logger()})
         kwargs.setdefault("parser_kwargs", {"exit_on_error": False})
         super().__init__(VideoClassifier, ClipDataModule, *args, **kwargs)
@@ -67,13 +92,7 @@ class NLStudyCLI(LightningCLI):
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as e:
-            raise UsageError(_one_line(e)) from None
-
-    def instantiate_classes(self) -> None:
-        try:
-            super().instantiate_classes()
-        except (ValueError, TypeError, KeyError) as e:
-            raise UsageError(_one_line(e)) from None
+            raise UsageError(argument_error_line(e)) from None
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--table", type=str | None, default=None,
@@ -85,32 +104,24 @@ class NLStudyCLI(LightningCLI):
                                  "(files/weights/; a few MB at demo scale), for nlstudy.analysis.load_run")
         parser.link_arguments("data.num_classes", "model.backbone.num_classes", apply_on="instantiate")
 
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
-        subconfig = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
-        keep = [SaveWeights()] if self.subcommand == "fit" and subconfig.get("save_weights", True) else []
-        trainer = super()._instantiate_trainer(config, [*callbacks, RunRecord(), SweepBridge(), *keep])
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):  # Lightning passes anonymous=None, which wandb 0.31 warns about
-                logger._wandb_init.pop("anonymous", None)
-        return trainer
+    def settings(self) -> Namespace:
+        """The parsed settings of this command (the subcommand's, when there is one)."""
+        return self.config[self.subcommand] if self.subcommand else self.config
 
-    def _log_config(self) -> None:
-        logger = self.trainer.logger
-        if logger is None:
-            return
-        logger.log_hyperparams(flat_config(self.config[self.subcommand]))
-        if isinstance(logger, WandbLogger):  # the resolved YAML, beside the run (synced with it)
-            dump = self.parser._subcommands_action._name_parser_map[self.subcommand].dump
-            Path(logger.experiment.dir, "nlstudy_config.yaml").write_text(
-                dump(self.config[self.subcommand], skip_none=False, skip_check=True))
+    def instantiate_classes(self) -> None:
+        save_weights = self.settings().get("save_weights", True)
+        self.trainer_defaults = {**self.trainer_defaults, "callbacks": run_callbacks(self.subcommand, save_weights)}
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError, KeyError) as e:
+            raise UsageError(argument_error_line(e)) from None
 
     def _prepare(self, stage: str) -> None:
         """Read the data (a missing dataset root fails here, in one line) before the run starts logging."""
         try:
             self.datamodule.setup(stage)
         except (ValueError, FileNotFoundError) as e:
-            raise UsageError(_one_line(e)) from None
-        self._log_config()
+            raise UsageError(argument_error_line(e)) from None
 
     def before_fit(self) -> None:
         self._prepare("fit")
@@ -129,23 +140,36 @@ class NLStudyCLI(LightningCLI):
         self.trainer.test(self.model, datamodule=self.datamodule)
 
 
+class Checked(Exception):
+    """Raised by CheckCLI's before_<subcommand> hooks: the command parsed and built; nothing runs."""
+
+
 class CheckCLI(NLStudyCLI):
-    """Parses and validates a training command the way `train_main` would, without training or logging:
-    the model is built on the meta device (shapes only) and the data module touches no disk."""
+    """Parses and validates a training command the way `train_main` would (the same parser, so the same
+    errors), without training or logging: the model is built on the meta device (shapes only), the data
+    module touches no disk, and the before_<subcommand> hook stops the run before the Trainer is used."""
+
+    def __init__(self, args: list[str]):
+        try:
+            super().__init__(args=args)
+        except Checked:
+            pass
 
     def instantiate_classes(self) -> None:
         try:
             with torch.device("meta"):
-                self.config_init = self.parser.instantiate_classes(self.config)
+                self.parser.instantiate_classes(self.config)
         except (ValueError, TypeError, KeyError) as e:
-            raise UsageError(_one_line(e)) from None
+            raise UsageError(argument_error_line(e)) from None
 
-    def _run_subcommand(self, subcommand: str) -> None:
-        pass
+    def before_fit(self) -> None:
+        raise Checked
 
-    def check(self, argv: list[str]) -> None:
+    before_validate = before_test = before_fit
+
+    def check(self, args: list[str]) -> None:
         """Validate another argument list with the same parser (building the parser is the slow part)."""
-        self.parse_arguments(self.parser, argv)
+        self.parse_arguments(self.parser, args)
         self.subcommand = self.config.get("subcommand")
         self.instantiate_classes()
 
@@ -162,7 +186,7 @@ def check_main(argv: list[str]) -> int:
     for args in candidates:
         try:
             if cli is None:
-                cli = CheckCLI(args=list(args))
+                cli = CheckCLI(list(args))
             else:
                 cli.check(list(args))
             results.append({"ok": True, "error": None})
@@ -174,10 +198,14 @@ def check_main(argv: list[str]) -> int:
     return 0 if all(r["ok"] for r in results) else 1
 
 
-def _one_line(error: BaseException) -> str:
+def argument_error_line(error: BaseException) -> str:
+    """A jsonargparse (or our own) error as one line: the first line names the key; the innermost reason
+    follows. jsonargparse's errors are text only, so this reads their layout: a Union failure lists its
+    "Subtypes:" and the "Given value:", which become "expected A or B; given value: V". If a later
+    jsonargparse words these differently, the message degrades to the first line plus the last reason line,
+    still one line that names the key (tests/test_cli_hooks.py pins the current layout)."""
     text = str(error).strip()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    # jsonargparse nests the reason under "Parser key ..." lines: keep the key and the innermost reason
     head = lines[0] if lines else type(error).__name__
     subtypes = next((line for line in lines if line.startswith("Subtypes:")), None)
     if subtypes:  # a Union: name the accepted types and what was given
@@ -185,7 +213,7 @@ def _one_line(error: BaseException) -> str:
         given = next((line for line in lines if line.startswith("Given value:")), "")
         return f"{head} expected {' or '.join(names)}; {given[0].lower() + given[1:] if given else ''}".strip("; ")
     reason = next((l for l in reversed(lines) if l.startswith("- ") or "Expected" in l or "not" in l), "")
-    return f"{head} {reason}".strip() if reason and reason not in head else head
+    return one_line(f"{head} {reason}" if reason and reason not in head else head)
 
 
 def _set_threads() -> None:

@@ -13,7 +13,7 @@ from nlstudy.models import BackboneSpec, as_spec, build_model
 from nlstudy.choices import STAGES
 
 
-def describe(spec: BackboneSpec | dict, clip_shape: Sequence[int]) -> dict:
+def model_facts(spec: BackboneSpec | dict, clip_shape: Sequence[int]) -> dict:
     """{"params", "flops_per_clip", "nl_count", "nl_positions", "nl_thw", "stage_thw", "input_shape"} for a
     (C, T, H, W) clip. FLOPs count a multiply-add as 2 (torch.utils.flop_counter), forward only."""
     spec = as_spec(**spec) if isinstance(spec, dict) else spec

@@ -395,7 +395,7 @@ def read_wandb(path: str, *, sweep: str | None = None, api: Any = None) -> Colle
     filters = {"sweep": sweep} if sweep else {}
     records = []
     for run in api.runs(path, filters=filters, lazy=False):
-        lines = max(int(run._attrs.get("historyLineCount") or 0), 1)
+        lines = max(int(getattr(run, "history_line_count", 0) or 0), 1)  # the GraphQL field historyLineCount
         rows = run.history(samples=lines, pandas=False)
         records.append(RunRecord(
             run_id=run.id,
