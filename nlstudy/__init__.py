@@ -1,8 +1,33 @@
-"""nlstudy: ablation-study runner for non-local neural networks.
+"""nlstudy: ablation-study runner for non-local neural networks (Wang et al., CVPR 2018).
 
 `nlstudy.train(config, overrides, runs_dir=...)` runs one training run in this process (see
 `nlstudy.lit.cli.train`); it is imported on first use, so `import nlstudy` stays free of torch for
 the sweep and report layers.
+
+Layers (an arrow: may import; tests/test_architecture.py checks it on every import, and that no module
+imports another in a circle):
+
+    core      keys (run-record names, env names, flatten), choices (the vocabulary), registry (lookup),
+              errors (UsageError, one_line), processes (is a pid alive)        <- everything; no torch
+    blocks    NonLocalBlock, comparison blocks                                 <- core
+    models    VideoResNet C2D/I3D, placement, model facts                      <- blocks, core
+    data      synthetic task, video/image datasets, ClipDataModule             <- core
+    lit       VideoClassifier, callbacks, the training CLI, train()            <- models, data, blocks, core
+    analysis  reload runs, attention, query dependence, ERF, notebook runner   <- models, data, blocks, report, core
+                                                                                  (never lit: no Trainer)
+    sweep     sweep files, the `sweeps` engine, the local agent               <- core; no torch
+    report    collect runs -> tables -> md/tex/csv/figures                     <- sweep, core; no torch
+    cli       `nlstudy <command>`: dispatches to lit, sweep, report (torch only inside fit/validate/test)
+
+Where a change goes:
+- a new choice of an existing axis (a pairwise function, an architecture, a placement preset, a dataset,
+  an optimiser): its name in `nlstudy/choices.py` plus its code in the registry that builds it (choices.py
+  lists which); tests/test_choices.py checks the two agree.
+- a new ablation axis (a new knob): a field with a comment on the spec that owns it (`NLOptions` /
+  `BackboneSpec` in models, `SyntheticSpec` / `VideoSpec` in data, `OptimSpec` in lit); the CLI, the
+  sweep files and the run record pick it up as its dotted key (`model.backbone.nl.<field>`). Name it in
+  `nlstudy/keys.py` if the report or notebooks refer to it, and register a table for it in
+  `nlstudy/report/specs.py` (a sweep with an unregistered `table` still gets a generic table).
 """
 
 from __future__ import annotations
