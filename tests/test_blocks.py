@@ -251,3 +251,30 @@ def test_global_context_attention_is_one_map_for_every_query():
     weights = block.attention(torch.randn(2, 8, 2, 3, 3))
     assert weights.shape == (2, 18)
     torch.testing.assert_close(weights.sum(-1), torch.ones(2))
+
+    # by hand, 3 positions on a line: the logit w_k . x_j reads channel 0 = log 1, log 2, log 3,
+    # so the one map is 1/6, 2/6, 3/6 and the context is sum_j w_j x_j
+    torch.manual_seed(0)
+    block = GlobalContextBlock(2, dim=1, reduction=1)
+    with torch.no_grad():
+        block.context_logits.weight.copy_(torch.tensor([1.0, 0.0]).view(1, 2, 1))
+        block.context_logits.bias.zero_()
+        for p in block.transform.parameters():  # a transform that is not the zero map it starts as
+            p.copy_(torch.randn_like(p))
+    x = torch.tensor([[[0.0, math.log(2), math.log(3)], [6.0, 12.0, -6.0]]])  # (B=1, C=2, N=3)
+    torch.testing.assert_close(block.attention(x), torch.tensor([[1 / 6, 2 / 6, 3 / 6]]))
+    context = torch.tensor([(2 * math.log(2) + 3 * math.log(3)) / 6, (6 * 1 + 12 * 2 - 6 * 3) / 6])  # (log 108 / 6, 2)
+    with torch.no_grad():
+        added = block(x) - x  # (1, 2, 3): what each position (query) receives
+        expected = block.transform(context.view(1, 2, 1))  # (1, 2, 1)
+    assert expected.abs().sum() > 0
+    # every query receives the same vector, although the three positions differ
+    torch.testing.assert_close(added, expected.expand(1, 2, 3))
+
+    # the non-local block, by contrast, gives each query its own row: gaussian f = exp(x_i x_j) on one
+    # channel, x = 0, 1, 2: query 0 scores every key e^0 (uniform), query 2 scores e^0, e^2, e^4
+    rows = NonLocalBlock(1, 1, "gaussian", inter_channels=1, subsample=False).attention(
+        torch.tensor([[[0.0, 1.0, 2.0]]]))[0]  # (N_query=3, N_key=3)
+    torch.testing.assert_close(rows[0], torch.full((3,), 1 / 3))
+    torch.testing.assert_close(rows[2], torch.softmax(torch.tensor([0.0, 2.0, 4.0]), 0))
+    assert not torch.allclose(rows[0], rows[2], atol=0.1)

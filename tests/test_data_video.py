@@ -262,6 +262,7 @@ def test_a_corrupt_video_is_skipped_with_a_warning_and_counted(tmp_path):
         dm.split("train")[0]
 
 
+@pytest.mark.slow  # starts a DataLoader worker process
 def test_loader_with_a_worker_batches_multi_view_clips(folder):
     dm = module(folder, test_views=2, test_crops=1)
     dm.num_workers = 1  # containers are opened in the worker

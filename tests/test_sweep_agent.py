@@ -59,6 +59,7 @@ parameters:
 """
 
 
+@pytest.mark.slow  # the agent starts toy-run processes
 def test_grid_runs_to_completion_and_a_failed_run_does_not_stop_it(tmp_path, capsys):
     path, root = sweep_file(tmp_path, GRID), tmp_path / "runs"
     code = cli.main([str(path), "--runs-root", str(root), "--project", "toyproj"])
@@ -94,6 +95,7 @@ def test_grid_runs_to_completion_and_a_failed_run_does_not_stop_it(tmp_path, cap
     assert len(toy_log(tmp_path)) == 6 and len(records(root, path)) == 6
 
 
+@pytest.mark.slow  # the agent starts toy-run processes
 def test_count_then_resume(tmp_path, capsys):
     path, root = sweep_file(tmp_path, GRID), tmp_path / "runs"
     assert cli.main([str(path), "--runs-root", str(root), "--count", "2"]) == 1  # (1, False), (1, True)
@@ -105,6 +107,7 @@ def test_count_then_resume(tmp_path, capsys):
     assert len(configs) == 6 and len(set(configs)) == 6
 
 
+@pytest.mark.slow  # the agent starts toy-run processes
 def test_edited_file_starts_a_new_sweep_and_a_reused_id_is_refused(tmp_path, capsys):
     path, root = sweep_file(tmp_path, GRID), tmp_path / "runs"
     cli.main([str(path), "--runs-root", str(root), "--count", "1", "--sweep-id", "mysweep1"])
@@ -116,7 +119,7 @@ def test_edited_file_starts_a_new_sweep_and_a_reused_id_is_refused(tmp_path, cap
     assert load(path).default_id != "mysweep1"
 
 
-@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
+@pytest.mark.slow  # starts agent processes (nlstudy sweep), which start toy-run processes
 def test_agent_killed_mid_run_resume_retries_that_run(tmp_path):
     """SIGKILL the agent while a run hangs: the run dies with it (no orphan), and running the command
     again retries that configuration under a new run id, then finishes the grid."""
@@ -158,7 +161,7 @@ def test_agent_killed_mid_run_resume_retries_that_run(tmp_path):
     assert sorted(configs) == [(a, h) for a in (1, 2, 3) for h in (False, True)]
 
 
-@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
+@pytest.mark.slow  # starts agent processes (nlstudy sweep), which start toy-run processes
 def test_ctrl_c_kills_the_run_and_resume_retries_it(tmp_path):
     path, root = sweep_file(tmp_path, """\
         method: grid
@@ -182,13 +185,13 @@ def test_ctrl_c_kills_the_run_and_resume_retries_it(tmp_path):
     assert states == [("finished", False), ("finished", True), ("killed", True)]
 
 
-@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
+@pytest.mark.slow  # starts agent processes (nlstudy sweep), which start toy-run processes
 def test_two_agents_started_separately_never_run_the_same_configuration(tmp_path):
     path, root = sweep_file(tmp_path, """\
         method: grid
         parameters:
           a: {values: [1, 2, 3, 4, 5, 6, 7, 8]}
-          sleep: {value: 1.0}
+          meet: {value: 2}
         """), tmp_path / "runs"
     agents = [subprocess.Popen(sweep_cmd(path, "--runs-root", root), stdout=subprocess.DEVNULL) for _ in range(2)]
     assert [a.wait(timeout=120) for a in agents] == [0, 0]
@@ -197,13 +200,13 @@ def test_two_agents_started_separately_never_run_the_same_configuration(tmp_path
     assert len({r["agent"]["pid"] for r in records(root, path)}) == 2  # both took part
 
 
-@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
+@pytest.mark.slow  # starts agent processes (nlstudy sweep), which start toy-run processes
 def test_jobs_runs_agents_in_parallel_and_splits_threads(tmp_path, capsys):
     path, root = sweep_file(tmp_path, """\
         method: grid
         parameters:
           a: {values: [1, 2, 3, 4, 5, 6]}
-          sleep: {value: 1.0}
+          meet: {value: 2}
         """), tmp_path / "runs"
     start = time.monotonic()
     proc = subprocess.run(sweep_cmd(path, "--runs-root", root, "--jobs", "2"), capture_output=True, text=True,
@@ -222,6 +225,7 @@ def test_jobs_runs_agents_in_parallel_and_splits_threads(tmp_path, capsys):
     assert elapsed < 6 * 1.0 + 20
 
 
+@pytest.mark.slow  # the agent starts toy-run processes
 def test_run_cap_random_sweep_values_are_plain_python(tmp_path, capsys):
     path, root = sweep_file(tmp_path, """\
         method: random
@@ -238,6 +242,7 @@ def test_run_cap_random_sweep_values_are_plain_python(tmp_path, capsys):
         assert type(yaml.safe_load(Path(run["env"]["WANDB_SWEEP_PARAM_PATH"]).read_text())["lr"]["value"]) is float
 
 
+@pytest.mark.slow  # the agent starts toy-run processes
 def test_bayes_sees_the_progress_metric(tmp_path, capsys):
     path, root = sweep_file(tmp_path, """\
         method: bayes
@@ -256,7 +261,7 @@ def test_bayes_sees_the_progress_metric(tmp_path, capsys):
     assert "val/top1_best=" in capsys.readouterr().out
 
 
-@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
+@pytest.mark.slow  # the agent starts toy-run processes
 def test_hyperband_stops_a_poor_run_cleanly(tmp_path, capsys):
     path, root = sweep_file(tmp_path, """\
         method: grid
@@ -276,6 +281,7 @@ def test_hyperband_stops_a_poor_run_cleanly(tmp_path, capsys):
     assert "early termination" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # the agent starts toy-run processes
 def test_grid_with_nested_parameters_terminates(tmp_path, capsys):
     """sweeps 0.2.0 alone would propose the first point of a grid with nested parameters forever."""
     path, root = sweep_file(tmp_path, """\
@@ -294,6 +300,7 @@ def test_grid_with_nested_parameters_terminates(tmp_path, capsys):
     assert got == [(0.1, 0), (0.1, 1), (0.2, 0), (0.2, 1)]
 
 
+@pytest.mark.slow  # the agent forks to start the run (the exec fails)
 def test_a_command_that_cannot_start_is_a_failed_run(tmp_path, capsys):
     path = tmp_path / "s.yaml"
     path.write_text("method: grid\ncommand: [/nonexistent/program]\nparameters:\n  a: {values: [1, 2]}\n")

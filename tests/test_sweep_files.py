@@ -69,9 +69,15 @@ def test_file_is_a_table_sweep(path, tmp_path):
     assert rows[0]["nonlocal_blocks"] == "none" and rows[0].get("arch", "c2d") == "c2d"
     assert len({json.dumps(r, sort_keys=True) for r in rows}) == len(rows)
 
+    # the other grid axes (the values lists besides the rows and the seeds): their product
+    other_rows = 1
+    for name, spec in params.items():
+        if name not in ("table", "seed_everything", "model.backbone") and "values" in spec:
+            other_rows *= len(spec["values"])
+
     # the engine plans every row x seed once; the expansion is the nlstudy command with the values file
     points = engine.grid_points(sweep.engine_config)
-    assert len(points) == sweep.planned_runs() == len(engine.grid_points(sweep.engine_config))
+    assert len(points) == sweep.planned_runs() == len(rows) * other_rows * len(seeds)
     assert len({json.dumps(p, sort_keys=True) for p in points}) == len(points)
     run = cmd.RunArgs(points[0], None, str(tmp_path / "args.json"))
     assert cmd.expand(sweep.command, run) == ["nlstudy", "fit", "--config", base, "--config", run.args_json_file]
@@ -84,10 +90,6 @@ def test_file_is_a_table_sweep(path, tmp_path):
     expected = planned_runs(kept)
     assert len(expected) == len(points) and set(expected["table"]) == {table}
     built = build_table(pd.DataFrame(columns=list(FIXED_COLUMNS)), table, expected=expected)
-    other_rows = 1
-    for name, spec in params.items():
-        if name not in ("table", "seed_everything", "model.backbone") and "values" in spec:
-            other_rows *= len(spec["values"])
     assert len(built) == len(rows) * other_rows
     assert (built["n_missing"] == len(seeds)).all()
 

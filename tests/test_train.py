@@ -30,6 +30,16 @@ def nlstudy(*args: str, runs: Path, env: dict | None = None, timeout: int = 300)
                           text=True, timeout=timeout)
 
 
+def check_verdicts(result: subprocess.CompletedProcess) -> list[dict]:
+    """The JSON verdicts `nlstudy check` printed; a run that printed none (a crash exits 1 too) fails the
+    test with its exit code and stderr rather than a JSON decode error."""
+    try:
+        return json.loads(result.stdout)
+    except ValueError:
+        pytest.fail(f"nlstudy check exited {result.returncode} without JSON verdicts on stdout; stdout: "
+                    f"{result.stdout[-1000:]!r}\nstderr:\n{result.stderr[-3000:]}")
+
+
 def test_step_schedule_divides_by_ten_at_the_milestones_after_warmup():
     spec = OptimSpec(schedule="step", milestones=(0.375, 0.75), gamma=0.1, warmup=0.1)
     assert lr_factor(spec, 0, 400) == 0.0
@@ -66,8 +76,9 @@ def test_every_experiment_config_is_valid(tmp_path):
     candidates = tmp_path / "candidates.json"
     candidates.write_text(json.dumps([["fit", "--config", c] for c in configs]))
     result = nlstudy("check", str(candidates), runs=tmp_path)
-    verdicts = json.loads(result.stdout)
-    assert result.returncode == 0, dict(zip(configs, verdicts))
+    assert result.returncode == 0, f"{configs}\nverdicts: {result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+    verdicts = check_verdicts(result)
+    assert [v["ok"] for v in verdicts] == [True] * len(configs), dict(zip(configs, verdicts))
 
 
 @pytest.mark.parametrize("bad,message", [
@@ -82,7 +93,7 @@ def test_every_experiment_config_is_valid(tmp_path):
 @pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
 def test_bad_keys_and_values_fail_in_one_line_before_any_run(tmp_path, bad, message):
     result = nlstudy("fit", "--config", "experiments/demo.yaml", *bad.split(), runs=tmp_path)
-    assert result.returncode == 2
+    assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("nlstudy fit: error:")]
     assert len(errors) == 1 and message in errors[0], result.stderr
     assert not (tmp_path / "wandb").exists()  # nothing was logged
@@ -143,8 +154,9 @@ def test_check_reports_each_bad_argument_list_in_one_line(tmp_path):
         ["fit", "--config", "experiments/demo.yaml", "--model.backbone.nonlocal_blocks=res4"],
     ]))
     result = nlstudy("check", str(candidates), runs=tmp_path)
-    verdicts = json.loads(result.stdout)
-    assert result.returncode == 1 and [v["ok"] for v in verdicts] == [False, True]
+    assert result.returncode == 1, result.stderr[-3000:]
+    verdicts = check_verdicts(result)
+    assert [v["ok"] for v in verdicts] == [False, True], verdicts
     assert verdicts[0]["error"] == 'Parser key "table": expected str or null; given value: 5'
 
 
