@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from nlstudy.blocks.nonlocal_block import NonLocalBlock
+from nlstudy.choices import SOFTMAX_PAIRWISE
 
 
 def _positions(shape: torch.Size) -> torch.Tensor:
@@ -47,7 +48,7 @@ def explicit_attention(block: NonLocalBlock, x: torch.Tensor, concat: str = "bro
     if mask is not None:
         mask = mask.to(x.device)
 
-    if block.pairwise in ("gaussian", "embedded_gaussian"):
+    if block.pairwise in SOFTMAX_PAIRWISE:
         logits = q @ k.transpose(1, 2)  # (B, N, N')
         if block.scale:
             logits = logits / math.sqrt(q.shape[-1])
