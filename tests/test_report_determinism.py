@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 
 from nlstudy import keys
+from nlstudy.keys import DATASET, TASK
 from nlstudy.report import cli, plots
 from nlstudy.report.collect import Collection, history_frame
-from nlstudy.report.tables import DATASET, TASK, assign_rows, build_table
+from nlstudy.report.tables import assign_rows, build_table
 
 NB, PW = keys.NONLOCAL_BLOCKS, keys.PAIRWISE
 

@@ -7,8 +7,10 @@ import pytest
 from scipy import stats
 
 from nlstudy import keys
+from nlstudy.keys import DATASET, TASK
 from nlstudy.report import collect, findings
-from nlstudy.report.tables import ALPHA, DATASET, TASK, build_table
+from nlstudy.report.stats import ALPHA
+from nlstudy.report.tables import build_table
 
 NB, PW, ARCH, DEPTH = keys.NONLOCAL_BLOCKS, keys.PAIRWISE, keys.ARCH, keys.DEPTH
 

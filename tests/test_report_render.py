@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 
 from nlstudy import keys
+from nlstudy.keys import DATASET
 from nlstudy.report import plots, render
-from nlstudy.report.tables import DATASET, assign_rows, build_table
 from nlstudy.report.collect import history_frame
+from nlstudy.report.tables import assign_rows, build_table
 
 NB, PW = keys.NONLOCAL_BLOCKS, keys.PAIRWISE
 
@@ -61,7 +62,7 @@ def test_display_cells_paper_style(table):
 def test_markdown(table):
     text = render.to_markdown(table)
     lines = text.splitlines()
-    assert lines[0] == "### Table 2a: pairwise function (1 non-local block in res4)"
+    assert lines[0] == "### Table 2a: pairwise function (nonlocal_blocks=1-block)"  # the runs' setting, not the paper's
     header = [c.strip() for c in lines[2].strip("|").split("|")]
     assert header[:3] == ["depth", "model", "top-1"]
     assert lines[3].startswith("|:---|:---|---:")

@@ -8,9 +8,12 @@ import pytest
 from scipy import stats
 
 from nlstudy import keys
-from nlstudy.report import tables
+from nlstudy.keys import DATASET, FRAMES, TASK
+from nlstudy.report import specs, tables
 from nlstudy.report.collect import history_frame
-from nlstudy.report.tables import DATASET, FRAMES, TASK, MissingRowsError, build_table
+from nlstudy.report.paper import paper_numbers
+from nlstudy.report.stats import ALPHA, welch_p
+from nlstudy.report.tables import MissingRowsError, build_table
 
 NB, PW, ARCH, DEPTH = keys.NONLOCAL_BLOCKS, keys.PAIRWISE, keys.ARCH, keys.DEPTH
 
@@ -242,13 +245,13 @@ def test_explicit_placement_maps_and_integral_floats_are_one_row():
 
 def test_table_ids_and_lookup():
     runs = frame(run("a", "zz"), run("b", "2c"), run("c", "2a"), run("d", None))
-    assert tables.table_ids(runs) == ["2a", "2c", "zz"]
+    assert specs.table_ids(runs) == ["2a", "2c", "zz"]
     with pytest.raises(ValueError, match="'2a', '2b'"):
-        tables.table_spec("2z")
+        specs.table_spec("2z")
 
 
 def test_packaged_paper_numbers():
-    paper = tables.paper_numbers()
+    paper = paper_numbers()
     assert list(paper.columns) == ["table", "depth", "model", "variant", "top1", "top5", "params_rel", "flops_rel"]
     row = paper[(paper["table"] == "2c") & (paper["depth"] == 101) & (paper["variant"] == "5-block")]
     assert row[["top1", "top5"]].to_numpy().tolist() == [[75.1, 91.7]]
@@ -258,11 +261,11 @@ def test_packaged_paper_numbers():
 def test_confidence_interval_is_clipped_to_valid_accuracies_and_trivial_top5_is_dropped():
     import numpy as np
 
-    from nlstudy.report.tables import _t_interval, trivial_top5
+    from nlstudy.report.stats import t_interval, trivial_top5
 
-    low, high = _t_interval(np.array([99.0, 100.0, 92.0]))
+    low, high = t_interval(np.array([99.0, 100.0, 92.0]))
     assert high == 100.0 and 0.0 < low < 92.0
-    assert _t_interval(np.array([1.0, 0.0, 9.0]))[0] == 0.0
+    assert t_interval(np.array([1.0, 0.0, 9.0]))[0] == 0.0
     frame = pd.DataFrame({"top5": [100.0, 100.0], "top5_std": [0.0, 0.0]})
     assert trivial_top5(frame)
     assert not trivial_top5(frame.assign(top5=[100.0, 99.5]))
@@ -286,7 +289,7 @@ def test_every_variant_gets_welchs_t_test_of_top1_against_its_groups_baseline():
     assert math.isnan(rows["C2D baseline"]["p_top1"]) and not rows["C2D baseline"]["sig"]
     dot_p = stats.ttest_ind(dot, base, equal_var=False).pvalue
     gau_p = stats.ttest_ind(gau, base, equal_var=False).pvalue
-    assert dot_p < tables.ALPHA < gau_p  # the test is Welch's, not Student's: these differ
+    assert dot_p < ALPHA < gau_p  # the test is Welch's, not Student's: these differ
     assert stats.ttest_ind(gau, base).pvalue != pytest.approx(gau_p)
     assert rows["NL C2D 1-block dot_product"]["p_top1"] == pytest.approx(dot_p)
     assert rows["NL C2D 1-block dot_product"]["sig"]
@@ -323,10 +326,10 @@ def test_zero_variance_rows_are_compared_exactly():
 
 
 def test_welch_p_edge_cases():
-    assert math.isnan(tables.welch_p([1.0], [1.0, 2.0])[0])
-    assert tables.welch_p([3.0, 3.0], [3.0, 3.0, 3.0]) == (1.0, True)
-    assert tables.welch_p([3.0, 3.0], [4.0, 4.0]) == (0.0, True)
-    p, exact = tables.welch_p([1.0, 2.0], [3.0, 4.0])
+    assert math.isnan(welch_p([1.0], [1.0, 2.0])[0])
+    assert welch_p([3.0, 3.0], [3.0, 3.0, 3.0]) == (1.0, True)
+    assert welch_p([3.0, 3.0], [4.0, 4.0]) == (0.0, True)
+    p, exact = welch_p([1.0, 2.0], [3.0, 4.0])
     assert p == pytest.approx(stats.ttest_ind([1.0, 2.0], [3.0, 4.0], equal_var=False).pvalue) and not exact
 
 
@@ -372,7 +375,7 @@ def test_the_generic_table_rows_are_model_keys_and_other_axes_are_groups():
     runs[keys.MAX_EPOCHS] = [3.0 if i % 2 else 6.0 for i in range(len(runs))]
     runs = pd.concat([runs, runs.assign(run_id=runs["run_id"] + "-w", **{keys.WIDTH: 16})], ignore_index=True)
     runs[keys.WIDTH] = runs[keys.WIDTH].fillna(8)
-    spec = tables.resolve_spec("mine", runs)
+    spec = specs.resolve_spec("mine", runs)
     assert spec.row_keys == (NB, keys.WIDTH)
     assert spec.group_keys == (DATASET, keys.DISTANCE, keys.MAX_EPOCHS)
     assert spec.title == "Table mine: nonlocal_blocks, width at each distance, max_epochs"
@@ -404,6 +407,37 @@ def test_receptive_field_title_and_notes_say_what_was_run():
     notes = table.attrs["footnotes"]
     assert any("data.synthetic.task=within" in n for n in notes)  # the task, from the runs
     assert any(n.startswith("distance: pixels between the two patches") for n in notes)
+
+
+def test_titles_state_the_setting_of_the_runs_not_the_papers():
+    """A title states the number and place of the blocks (or the frames, the pairwise function) only
+    where every run with inserted blocks had the same; the paper's setting (2a: 1 block in res4,
+    2d: 5 blocks) is never assumed."""
+    def title(table_id, *nl_runs):
+        runs = frame(run("base", table_id), *(run(f"r{i}", table_id, **c) for i, c in enumerate(nl_runs)))
+        return build_table(runs, table_id).attrs["title"]
+
+    res4 = {NB: "1-block", keys.NL_POSITIONS: ["res4.0"], keys.NL_COUNT: 1.0}
+    assert title("2a", dict(res4, **{PW: "gaussian"}), res4) == (
+        "Table 2a: pairwise function (1 non-local block at res4[0])")
+    two = {NB: {"res3": [1], "res4": [1]}, keys.NL_POSITIONS: ["res3.1", "res4.1"], keys.NL_COUNT: 2}
+    assert title("2d", dict(two, **{keys.MODE: "space"}), dict(two, **{keys.MODE: "time"})) == (
+        "Table 2d: space-only, time-only and spacetime non-local (2 non-local blocks at res3[1]+res4[1])")
+    # the same preset at two depths: other positions, the same number
+    five = [{NB: "5-block", DEPTH: 50, keys.NL_POSITIONS: ["res3.1", "res3.3", "res4.1", "res4.3", "res4.5"],
+             keys.NL_COUNT: 5},
+            {NB: "5-block", DEPTH: 101, keys.NL_POSITIONS: ["res3.1", "res3.3", "res4.6", "res4.13", "res4.20"],
+             keys.NL_COUNT: 5}]
+    assert title("2d", *five) == "Table 2d: space-only, time-only and spacetime non-local (5 non-local blocks)"
+    assert title("2b", {NB: "res2", keys.NL_COUNT: 1}, {NB: "res5", keys.NL_COUNT: 1}) == (
+        "Table 2b: stage of the non-local block (1 non-local block)")
+    # no derived facts: the placement setting where it is one, else nothing
+    assert title("2a", {NB: "1-block"}) == "Table 2a: pairwise function (nonlocal_blocks=1-block)"
+    assert title("2b", {NB: "res2"}, {NB: "res5"}) == "Table 2b: stage of the non-local block"
+    assert title("2g", {NB: "5-block", FRAMES: 128}) == "Table 2g: longer clips (frames=128)"
+    assert title("scale", {NB: "1-block", keys.SCALE: True}) == (
+        "1/sqrt(d) scaling of the softmax logits (pairwise=embedded_gaussian)")
+    assert title("2c", {NB: "1-block"}) == "Table 2c: number of non-local blocks"  # states no setting
 
 
 # --------------------------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from nlstudy.report.collect import FIXED_COLUMNS
+from nlstudy.report.specs import TABLES
 from nlstudy.report.sweeps import planned_runs
-from nlstudy.report.tables import TABLES, build_table
+from nlstudy.report.tables import build_table
 from nlstudy.sweep import command as cmd
 from nlstudy.sweep import engine
 from nlstudy.sweep.check import run_nlstudy_check, training_args

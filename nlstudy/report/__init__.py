@@ -9,10 +9,16 @@ The pipeline, each step a plain function (no torch anywhere on this path)::
     render.to_markdown / to_latex / to_csv (table)                    -> text
     plots.plot_accuracy_vs_flops / plot_bars / plot_curves            -> matplotlib Figures
     cli.main(["--runs", DIR, "--out", "results"])                     -> all of it, written to disk
+
+A table is built (``tables``) from four smaller pieces: ``specs`` (the registry: what each table
+compares), ``stats`` (Welch's t-test, t intervals), ``paper`` (the paper's numbers) and ``text``
+(canonical values, cells, row labels, titles and footnotes).
 """
 
 from nlstudy.report.collect import Collection, read_offline, read_wandb
-from nlstudy.report.tables import ALPHA, TABLES, assign_rows, build_table, curves, table_rows, table_spec
+from nlstudy.report.specs import TABLES, table_spec
+from nlstudy.report.stats import ALPHA
+from nlstudy.report.tables import assign_rows, build_table, curves, table_rows
 
 __all__ = [
     "ALPHA", "Collection", "TABLES", "assign_rows", "build_table", "curves", "read_offline", "read_wandb",

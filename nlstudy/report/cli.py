@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from nlstudy.errors import UsageError
-from nlstudy.report import collect, sweeps, tables
+from nlstudy.report import collect, specs, sweeps, tables
 from nlstudy.report import render
 
 PROG = "nlstudy report"
@@ -34,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", metavar="ID", help="only the runs of this sweep")
     p.add_argument("--out", default="results", metavar="DIR", help="output directory (default: results/)")
     p.add_argument("--tables", metavar="IDS",
-                   help=f"comma-separated table ids (default: every table found); registered: {', '.join(tables.TABLES)}")
+                   help=f"comma-separated table ids (default: every table found); registered: {', '.join(specs.TABLES)}")
     p.add_argument("--strict", action="store_true", help="fail when a row has no finished run")
     return p
 
@@ -54,10 +54,10 @@ def parse_table_ids(text: str | None) -> list[str] | None:
         return None
     ids = [t.strip() for t in text.split(",") if t.strip()]
     if not ids:
-        raise UsageError(f"--tables: no table id given; valid: {', '.join(tables.TABLES)}")
+        raise UsageError(f"--tables: no table id given; valid: {', '.join(specs.TABLES)}")
     for table_id in ids:
         try:
-            tables.table_spec(table_id)
+            specs.table_spec(table_id)
         except ValueError as err:
             raise UsageError(f"--tables: {err}") from None
     return ids
@@ -78,7 +78,7 @@ def write_report(
     from nlstudy.report import plots  # matplotlib only once there is something to draw
 
     runs, history = collection.runs, collection.history
-    ids = list(table_ids) if table_ids else tables.table_ids(runs, expected)
+    ids = list(table_ids) if table_ids else specs.table_ids(runs, expected)
     built = {t: tables.build_table(runs, t, expected=expected, strict=strict) for t in ids}
     out = Path(out)
     fig_dir = out / "figures"

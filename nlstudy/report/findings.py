@@ -8,7 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from nlstudy.report.tables import ALPHA, group_text
+from nlstudy.report.stats import ALPHA
+from nlstudy.report.text import group_text
 
 
 def _group_text(table: pd.DataFrame, row: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ their ids, so a row keeps its place and colour from one report to the next.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from matplotlib.ticker import MaxNLocator
 
 from nlstudy import keys
 from nlstudy.report import tables
-from nlstudy.report.tables import SIG_MARK, group_text
+from nlstudy.report.stats import ALPHA, SIG_MARK
+from nlstudy.report.text import group_text
 
 FORMATS = ("png", "pdf")
 
@@ -33,6 +35,12 @@ def _figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+def _fit(title: str, width: float, fontsize: float = 9) -> str:
+    """`title` wrapped to `width` inches, so that a long one is not cut off at the figure's edges."""
+    chars = max(20, int(width * 72 / (0.52 * fontsize)))  # a character is about half an em wide
+    return "\n".join(textwrap.fill(line, chars) for line in title.split("\n"))
 
 
 def save(fig: Figure, stem: str | os.PathLike) -> list[Path]:
@@ -82,7 +90,7 @@ def plot_accuracy_vs_flops(table: pd.DataFrame) -> Figure | None:
     ax.set_xlabel(f"{unit} per clip")
     ax.ticklabel_format(axis="x", useOffset=False, style="plain")
     ax.set_ylabel("top-1 (%)")
-    ax.set_title(table.attrs.get("title", ""), fontsize=9)
+    ax.set_title(_fit(table.attrs.get("title", ""), 0.8 * fig.get_figwidth()), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return fig
@@ -120,8 +128,8 @@ def plot_bars(table: pd.DataFrame) -> Figure | None:
     axes[0].margins(y=0.08)  # room for the markers
     title = table.attrs.get("title", "")
     if table["sig"].any():
-        title += f"\n{SIG_MARK} p < {tables.ALPHA:g} vs the baseline (Welch's t-test over seeds)"
-    fig.suptitle(title, fontsize=9)
+        title += f"\n{SIG_MARK} p < {ALPHA:g} vs the baseline (Welch's t-test over seeds)"
+    fig.suptitle(_fit(title, fig.get_figwidth()), fontsize=9)
     return fig
 
 
@@ -184,7 +192,7 @@ def plot_curves(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     axes[0].set_ylabel(metric)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(_fit(title, fig.get_figwidth()), fontsize=9)
     return fig
 
 

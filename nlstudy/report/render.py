@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from nlstudy.report.tables import ANY, SIG_MARK, show, short, trivial_top5
+from nlstudy.report.stats import SIG_MARK, trivial_top5
+from nlstudy.report.text import ANY, show, short
 
 MD, TEX = "md", "tex"
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",

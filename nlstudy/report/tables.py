@@ -1,74 +1,53 @@
 """Ablation tables: pure functions from the tidy runs frame to one table frame per ablation.
 
-A table is described by a :class:`TableSpec` in the :data:`TABLES` registry: which config keys
-identify a row (the variants), which keys split the table into groups that each have their own
-baseline, and how a row maps to the paper's (model, variant) naming in ``wang2018_table2.csv``.
-Any other config key that varies among a table's runs (seed, ``derived.*`` and per-run paths
-excepted) also splits groups, so runs that differ in something the spec did not foresee are never
-averaged together. A table id found in the runs but absent from the registry still gets a generic
-table: its rows are the distinct values of the ``model.*`` keys that vary among its runs, and every
-other varying axis (``data.*``, ``trainer.*``...) splits groups, so each setting of those axes is
-compared with its own baseline.
+What each table compares is its :class:`~nlstudy.report.specs.TableSpec` (:mod:`nlstudy.report.specs`);
+this module assigns the runs to its rows and groups and computes the numbers. Any config key beyond the
+spec's that varies among a table's runs (seed, ``derived.*`` and per-run paths excepted) also splits
+groups, so runs that differ in something the spec did not foresee are never averaged together.
 
 Row identity: the keys of the non-local block (``model.backbone.nl.*``, ``model.backbone.block``)
 mean nothing for a run without inserted blocks (``nonlocal_blocks == "none"``), so they are set
-to the wildcard :data:`ANY` there; a baseline run with a wildcard in a group key joins every group
-that matches it otherwise (a 2a grid ``none x pairwise`` gives one baseline row, not four).
+to the wildcard :data:`~nlstudy.report.text.ANY` there; a baseline run with a wildcard in a group key
+joins every group that matches it otherwise (a 2a grid ``none x pairwise`` gives one baseline row, not four).
 
 :func:`build_table` returns one row per (group, variant) with the numbers (means, spreads, counts,
-deltas, Welch's t-test against the baseline, relative cost, the paper's numbers) as plain columns;
-formatting is the renderers' job. Table metadata (title, group / row keys, footnotes) rides in
-``table.attrs``. :func:`table_rows` fixes the row order (each group's baseline first, then the rows
-sorted by value), which the figures follow too; :func:`curves` turns the history into mean ± std
-per row and epoch.
+deltas, Welch's t-test against the baseline (:mod:`nlstudy.report.stats`), relative cost, the paper's
+numbers (:mod:`nlstudy.report.paper`)) as plain columns; formatting is the renderers' job. Table
+metadata (title, group / row keys, footnotes: :mod:`nlstudy.report.text`) rides in ``table.attrs``.
+:func:`table_rows` fixes the row order (each group's baseline first, then the rows sorted by value),
+which the figures follow too; :func:`curves` turns the history into mean ± std per row and epoch.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import importlib.resources
-import json
 import math
-import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from nlstudy import keys
-from nlstudy.registry import lookup
-from nlstudy.report.collect import FIXED_COLUMNS
+from nlstudy import choices, keys
+from nlstudy.report.paper import paper_cell, paper_numbers
+from nlstudy.report.specs import TableSpec, config_columns, is_axis, is_plain, resolve_spec
+from nlstudy.report.stats import significance, t_interval
+from nlstudy.report.text import ANY, canon, metadata, row_label, show
 
-DATASET, FRAMES, SIZE, TASK = keys.DATASET, keys.FRAMES, keys.SIZE, keys.TASK
-
-ANY = "*"  # wildcard: a key that does not apply to this run (see the module docstring)
 NL_KEYS = (
     keys.BLOCK, keys.PAIRWISE, keys.SUBSAMPLE, keys.SUBSAMPLE_ORDER, keys.MODE, keys.INTER_RATIO, keys.SCALE,
 )
-NO_BLOCKS = "none"
-BASELINE_ARCH = "c2d"
-KINETICS = "kinetics"
-
-# parts of a config key that mark it as a per-run detail rather than an ablation axis
-NOISE_PARTS = ("dir", "path", "ckpt", "logger", "callbacks", "wandb", "root")
 
 # preferred order of values within a table (the paper's order); other values follow, sorted
 VALUE_ORDER: dict[str, tuple] = {
-    keys.NONLOCAL_BLOCKS: (NO_BLOCKS, "1-block", "5-block", "10-block", "res2", "res3", "res4", "res5"),
-    keys.PAIRWISE: ("gaussian", "embedded_gaussian", "dot_product", "concatenation"),
-    keys.MODE: ("space", "time", "spacetime"),
-    keys.ARCH: ("c2d", "i3d_3x3x3", "i3d_3x1x1"),
-    keys.BLOCK: ("residual", "nonlocal", "global_context", "squeeze_excitation"),
+    keys.NONLOCAL_BLOCKS: choices.PLACEMENTS,
+    keys.PAIRWISE: choices.PAIRWISE,
+    keys.MODE: tuple(choices.MODE_LABELS),
+    keys.ARCH: choices.ARCHS,
+    keys.BLOCK: choices.BLOCKS,
     keys.SUBSAMPLE: (False, True),
-    keys.SUBSAMPLE_ORDER: ("after", "before"),
-    TASK: ("far", "near"),
+    keys.SUBSAMPLE_ORDER: choices.SUBSAMPLE_ORDERS,
+    keys.TASK: choices.TASKS,
 }
-ARCH_NAMES = {"c2d": "C2D", "i3d_3x1x1": "I3D 3x1x1", "i3d_3x3x3": "I3D 3x3x3"}
-BLOCK_NAMES = {"nonlocal": "NL", "residual": "Res", "global_context": "GC", "squeeze_excitation": "SE"}
-MODE_NAMES = {"space": "space-only", "time": "time-only", "spacetime": "spacetime"}
 
 METRICS = {  # output column -> summary key
     "top1": keys.VAL_TOP1_BEST,
@@ -76,213 +55,10 @@ METRICS = {  # output column -> summary key
     "test_top1": keys.TEST_TOP1,
     "test_top5": keys.TEST_TOP5,
 }
-FAILED_STATES = ("failed", "crashed", "killed")
-ALPHA = 0.05  # significance level of the top-1 test against the baseline
-SIG_MARK = "*"  # marks p < ALPHA: after Δ top-1 in the tables, above the bar in the figure
 
 
 class MissingRowsError(ValueError):
     """strict=True and a row has no finished run."""
-
-
-Row = Mapping[str, Any]  # one row's canonical key values
-PaperMap = Callable[[Row], "tuple[str, str] | None"]
-
-
-@dataclasses.dataclass(frozen=True)
-class TableSpec:
-    """How to build one ablation table.
-
-    title: the heading. row_keys: config keys whose values identify a row (variant).
-    group_keys: keys that split the table into groups, each with its own baseline.
-    paper: maps a row's values to the paper's (model, variant), or None where the paper has no such row.
-    fallback_baseline: picks the reference row of a group that has no plain (no block, C2D) row.
-    notes: footnotes of this table (what its axes mean), after the common ones.
-    """
-
-    title: str
-    row_keys: tuple[str, ...]
-    group_keys: tuple[str, ...] = (DATASET, keys.DEPTH)
-    paper: PaperMap | None = None
-    fallback_baseline: Callable[[Row], bool] | None = None
-    notes: tuple[str, ...] = ()
-
-
-def _is_plain(row: Row) -> bool:
-    return row.get(keys.NONLOCAL_BLOCKS) == NO_BLOCKS and row.get(keys.ARCH, BASELINE_ARCH) == BASELINE_ARCH
-
-
-def _nl(row: Row) -> bool:
-    """An inserted block that is the non-local block (the default where the key is absent)."""
-    return row.get(keys.NONLOCAL_BLOCKS) not in (NO_BLOCKS, None) and row.get(keys.BLOCK) in (None, "nonlocal")
-
-
-def _arch(row: Row) -> str:
-    return row.get(keys.ARCH) or BASELINE_ARCH
-
-
-def _paper_2a(row: Row):
-    if _is_plain(row):
-        return ("C2D", "baseline")
-    if _arch(row) == "c2d" and _nl(row) and row.get(keys.NONLOCAL_BLOCKS) == "1-block":
-        return ("NL C2D 1-block", row.get(keys.PAIRWISE) or "embedded_gaussian")
-    return None
-
-
-def _paper_2b(row: Row):
-    if _is_plain(row):
-        return ("C2D", "baseline")
-    if _arch(row) == "c2d" and _nl(row) and row.get(keys.NONLOCAL_BLOCKS) in ("res2", "res3", "res4", "res5"):
-        return ("NL C2D 1-block", row[keys.NONLOCAL_BLOCKS])
-    return None
-
-
-def _paper_2c(row: Row):
-    if _is_plain(row):
-        return ("C2D", "baseline")
-    if _arch(row) == "c2d" and _nl(row) and row.get(keys.NONLOCAL_BLOCKS) in ("1-block", "5-block", "10-block"):
-        return ("NL C2D", row[keys.NONLOCAL_BLOCKS])
-    return None
-
-
-def _paper_2d(row: Row):
-    if _is_plain(row):
-        return ("C2D", "baseline")
-    if _arch(row) == "c2d" and _nl(row) and row.get(keys.NONLOCAL_BLOCKS) == "5-block":
-        mode = row.get(keys.MODE) or "spacetime"
-        return ("NL C2D 5-block", MODE_NAMES.get(mode, mode))
-    return None
-
-
-def _paper_2e(row: Row):
-    blocks = row.get(keys.NONLOCAL_BLOCKS)
-    if _is_plain(row):
-        return ("C2D", "baseline")
-    if blocks == NO_BLOCKS and _arch(row) in ("i3d_3x3x3", "i3d_3x1x1"):
-        return ("I3D", _arch(row).removeprefix("i3d_"))
-    if _arch(row) == "c2d" and _nl(row) and blocks == "5-block":
-        return ("NL C2D", "5-block")
-    return None
-
-
-def _paper_2f(row: Row):
-    blocks = row.get(keys.NONLOCAL_BLOCKS)
-    if _is_plain(row):
-        return ("C2D", "baseline")
-    if _arch(row) == "i3d_3x1x1" and blocks == NO_BLOCKS:
-        return ("I3D", "baseline")
-    if _arch(row) == "i3d_3x1x1" and _nl(row) and blocks == "5-block":
-        return ("NL I3D", "5-block")
-    return None
-
-
-def _paper_2g(row: Row):
-    """Table 2f's rows at 128 frames, each named "128-frame"."""
-    named = _paper_2f(row) if row.get(FRAMES) == 128 else None
-    return (named[0], "128-frame") if named else None
-
-
-TABLES: dict[str, TableSpec] = {
-    "2a": TableSpec("Table 2a: pairwise function (1 non-local block in res4)",
-                    (keys.NONLOCAL_BLOCKS, keys.PAIRWISE), paper=_paper_2a),
-    "2b": TableSpec("Table 2b: stage of the single non-local block", (keys.NONLOCAL_BLOCKS,), paper=_paper_2b),
-    "2c": TableSpec("Table 2c: number of non-local blocks", (keys.NONLOCAL_BLOCKS,), paper=_paper_2c),
-    "2d": TableSpec("Table 2d: space-only, time-only and spacetime non-local (5 blocks)",
-                    (keys.NONLOCAL_BLOCKS, keys.MODE), paper=_paper_2d),
-    "2e": TableSpec("Table 2e: non-local C2D vs 3D convolution (I3D)", (keys.ARCH, keys.NONLOCAL_BLOCKS),
-                    paper=_paper_2e),
-    "2f": TableSpec("Table 2f: non-local I3D", (keys.ARCH, keys.NONLOCAL_BLOCKS), paper=_paper_2f),
-    "2g": TableSpec("Table 2g: longer clips (128 frames)", (keys.ARCH, keys.NONLOCAL_BLOCKS, FRAMES),
-                    paper=_paper_2g),
-    "subsample": TableSpec("Subsampling of the pairwise path (phi, g)",
-                           (keys.NONLOCAL_BLOCKS, keys.SUBSAMPLE, keys.SUBSAMPLE_ORDER)),
-    "resolution": TableSpec("Non-local block vs input resolution", (keys.NONLOCAL_BLOCKS,),
-                            group_keys=(DATASET, keys.DEPTH, FRAMES, SIZE)),
-    "inter_ratio": TableSpec("Inner width of the non-local block (channels / C)",
-                             (keys.NONLOCAL_BLOCKS, keys.INTER_RATIO)),
-    "scale": TableSpec("1/sqrt(d) scaling of the embedded-Gaussian logits", (keys.NONLOCAL_BLOCKS, keys.SCALE)),
-    "control": TableSpec("Control: the same positions with a plain residual, non-local, "
-                         "global-context or squeeze-excitation block",
-                         (keys.BLOCK, keys.NONLOCAL_BLOCKS),
-                         fallback_baseline=lambda row: row.get(keys.BLOCK) == "residual"),
-    "locality": TableSpec("Locality control: long-range (far) vs local-evidence (near) task",
-                          (keys.NONLOCAL_BLOCKS,), group_keys=(DATASET, keys.DEPTH, TASK)),
-    "receptive_field": TableSpec(
-        "Receptive field: top-1 vs the distance between the two patches of the embedded task",
-        (keys.NONLOCAL_BLOCKS,), group_keys=(DATASET, keys.DEPTH, TASK, keys.DISTANCE),
-        notes=("distance: pixels between the two patches (Chebyshev, corner to corner); with task=within "
-               "both patches are in one frame exactly that far apart, with task=far it is a minimum and the "
-               "patches are in different frames.",)),
-    "data_efficiency": TableSpec(
-        "Data efficiency: top-1 vs the number of training clips of the embedded task",
-        (keys.NONLOCAL_BLOCKS,), group_keys=(DATASET, keys.DEPTH, TASK, keys.TRAIN_SAMPLES),
-        notes=("train_samples: clips in the training split; the validation clips are drawn independently "
-               "of it, so every row is scored on the same validation set. With a fixed trainer.max_epochs a "
-               "smaller training set also means fewer optimiser steps.",)),
-    "attention": TableSpec(
-        "Attention-map runs: pairwise function and mode of one non-local block",
-        (keys.NONLOCAL_BLOCKS, keys.PAIRWISE, keys.MODE)),
-}
-
-
-def table_spec(table_id: str) -> TableSpec:
-    """The registered spec of `table_id`, or a ValueError listing the valid ids."""
-    return lookup(TABLES, table_id, "table")
-
-
-# --------------------------------------------------------------------------------------------------
-# value helpers
-# --------------------------------------------------------------------------------------------------
-
-
-def canon(value: Any) -> Any:
-    """A hashable, comparable form of a config value: integral floats -> int (a column with a gap
-    turns 50 into 50.0), lists / dicts -> canonical JSON, NaN -> None."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None:
-        return None
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        return int(value) if value.is_integer() else value
-    if isinstance(value, (list, tuple, dict)):
-        return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"))
-    if value is pd.NA or value is pd.NaT:
-        return None
-    return value
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def show(value: Any) -> str:
-    """A canonical value as a table cell: placement maps as res3[1,3]+res4[1,3,5]."""
-    if value is None:
-        return "?"
-    if value == ANY:
-        return "any"
-    if isinstance(value, str) and value.startswith("{"):
-        try:
-            tree = json.loads(value)
-        except ValueError:
-            return value
-        return "+".join(f"{k}[{','.join(str(i) for i in v)}]" if isinstance(v, list) else f"{k}:{v}"
-                        for k, v in tree.items())
-    if isinstance(value, str) and value.startswith("["):
-        return value.replace('"', "")
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return str(value)
 
 
 def _sort_key(keys_: Sequence[str], values: Sequence[Any]) -> tuple:
@@ -302,33 +78,6 @@ def _sort_value(key: str, value: Any) -> tuple:
     return (len(order) + 1, 0, str(value))
 
 
-def short(key: str) -> str:
-    return key.rsplit(".", 1)[-1]
-
-
-def group_text(group_keys: Sequence[str], values: Mapping[str, Any]) -> str:
-    """A group's name from the keys that vary between groups: "distance=8, task=within" ("" if none)."""
-    return ", ".join(f"{short(k)}={show(values[k])}" for k in group_keys)
-
-
-def config_columns(runs: pd.DataFrame) -> list[str]:
-    """The config columns of a runs frame (``runs.attrs["config_columns"]``, else every column that is
-    neither fixed nor a metric: metric keys hold a "/" or are wandb's ``epoch``)."""
-    listed = runs.attrs.get("config_columns")
-    if listed is not None:
-        return [c for c in listed if c in runs.columns]
-    return [c for c in runs.columns if c not in FIXED_COLUMNS and "/" not in c and c != "epoch"
-            and not c.startswith("_")]
-
-
-def _is_axis(key: str) -> bool:
-    """Could `key` be an ablation axis (as opposed to the seed, a derived fact, a per-run path)?"""
-    if key in (keys.SEED, keys.TABLE) or key.startswith(keys.DERIVED):
-        return False
-    lowered = key.lower()
-    return not any(part in lowered for part in NOISE_PARTS)
-
-
 # --------------------------------------------------------------------------------------------------
 # rows and groups
 # --------------------------------------------------------------------------------------------------
@@ -336,37 +85,10 @@ def _is_axis(key: str) -> bool:
 
 def _identity(config: Mapping[str, Any], wanted: Sequence[str]) -> dict[str, Any]:
     values = {k: canon(config.get(k)) for k in set(wanted) | {keys.NONLOCAL_BLOCKS, keys.ARCH, keys.BLOCK}}
-    if values.get(keys.NONLOCAL_BLOCKS) == NO_BLOCKS:
+    if values.get(keys.NONLOCAL_BLOCKS) == choices.NO_BLOCKS:
         for k in NL_KEYS:
             values[k] = ANY
     return values
-
-
-MODEL_PREFIX = "model."  # in a generic table, the varying keys under it are the rows; the others, groups
-
-
-def resolve_spec(table_id: str, runs: pd.DataFrame) -> TableSpec:
-    """The registered spec, or for an unknown id a generic one built from the keys that vary: the
-    varying ``model.*`` keys are the rows, every other varying axis (``data.*``, ``trainer.*``...)
-    a group key, so each setting of those axes has its own baseline."""
-    if table_id in TABLES:
-        return TABLES[table_id]
-    mine = runs[runs["table"] == table_id] if "table" in runs.columns else runs
-    varying = []
-    for key in config_columns(mine):
-        if key == DATASET or not _is_axis(key):
-            continue
-        values = {canon(v) for v in mine[key]}
-        if len(values) > 1:
-            varying.append(key)
-    rows = tuple(sorted(k for k in varying if k.startswith(MODEL_PREFIX)))
-    axes = tuple(sorted(k for k in varying if not k.startswith(MODEL_PREFIX)))
-    title = f"Table {table_id}"
-    if rows:
-        title += ": " + ", ".join(short(k) for k in rows)
-    if axes:
-        title += (" at each " if rows else ": ") + ", ".join(short(k) for k in axes)
-    return TableSpec(title=title, row_keys=rows, group_keys=(DATASET, *axes))
 
 
 def assign_rows(
@@ -391,7 +113,7 @@ def assign_rows(
     # keys beyond the spec's that vary among these runs also split groups
     extra = []
     for key in config_columns(mine):
-        if key in row_keys or key in spec.group_keys or not _is_axis(key):
+        if key in row_keys or key in spec.group_keys or not is_axis(key):
             continue
         ids = [_identity({key: v, keys.NONLOCAL_BLOCKS: nb}, [key])[key]
                for v, nb in zip(mine[key], mine.get(keys.NONLOCAL_BLOCKS, pd.Series([None] * len(mine))))]
@@ -471,43 +193,15 @@ def _assignment(it, values, spec: TableSpec, row_keys, group_keys) -> dict[str, 
         "run_id": it["run_id"], "state": it["state"], "seed": it["seed"], "created_at": it["created_at"],
         "sweep_id": it["sweep_id"],
         "group": tuple(values[k] for k in group_keys), "row": tuple(values[k] for k in row_keys),
-        "label": _label(values, row_keys, paper), "model": paper[0] if paper else None,
-        "variant": paper[1] if paper else None, "baseline": _is_plain(values),
+        "label": row_label(values, row_keys, paper), "model": paper[0] if paper else None,
+        "variant": paper[1] if paper else None, "baseline": is_plain(values),
         **it["metrics"], **{k: values[k] for k in dict.fromkeys([*group_keys, *row_keys])},
     }
-
-
-def _label(values: Row, row_keys: Sequence[str], paper: tuple[str, str] | None) -> str:
-    if paper is not None:
-        return f"{paper[0]} {paper[1]}"
-    arch = ARCH_NAMES.get(values.get(keys.ARCH), show(values.get(keys.ARCH)))
-    if values.get(keys.ARCH) is None:
-        arch = "C2D"
-    blocks = values.get(keys.NONLOCAL_BLOCKS)
-    used = {keys.ARCH, keys.NONLOCAL_BLOCKS, keys.BLOCK}
-    if blocks == NO_BLOCKS:
-        head = f"{arch} baseline"
-    elif blocks is None:
-        head = arch
-    else:
-        block = BLOCK_NAMES.get(values.get(keys.BLOCK), show(values.get(keys.BLOCK)))
-        if values.get(keys.BLOCK) is None:
-            block = "NL"
-        head = f"{block} {arch} {show(blocks)}"
-    rest = [f"{short(k)}={show(values[k])}" for k in row_keys if k not in used and values.get(k) != ANY]
-    return ", ".join([head, *rest])
 
 
 # --------------------------------------------------------------------------------------------------
 # the table
 # --------------------------------------------------------------------------------------------------
-
-
-@functools.cache
-def paper_numbers() -> pd.DataFrame:
-    """The paper's Table 2 (Kinetics-400), packaged with nlstudy.report."""
-    with importlib.resources.files("nlstudy.report").joinpath("wang2018_table2.csv").open() as f:
-        return pd.read_csv(f, dtype={"table": str})
 
 
 def build_table(
@@ -527,8 +221,9 @@ def build_table(
     metric ``top1, top5[, test_top1, test_top5]`` the mean, ``<m>_std`` (over seeds, ddof=1) and
     for top-1 the 95% t interval ``top1_ci_low/high`` (n >= 3); ``delta_top1`` vs the group's
     baseline; ``p_top1``, the two-sided p-value of Welch's t-test of top-1 over seeds against the
-    baseline (:func:`welch_p`: NaN for the baseline row and with fewer than two seeds on a side),
-    ``sig`` (p < :data:`ALPHA`) and ``p_exact`` (both sides without spread: compared exactly);
+    baseline (:func:`~nlstudy.report.stats.welch_p`: NaN for the baseline row and with fewer than
+    two seeds on a side), ``sig`` (p < :data:`~nlstudy.report.stats.ALPHA`) and ``p_exact`` (both
+    sides without spread: compared exactly);
     ``params``, ``flops`` and ``params_rel``, ``flops_rel`` vs the baseline; and
     ``paper_top1``, ``paper_top5``, ``paper_depth`` where the paper published the row (at the
     group's depth, else the nearest published depth, marked by ``paper_depth``).
@@ -554,8 +249,8 @@ def build_table(
     for c in out:
         base = bases.get(c["group"])
         c.update(_relative(c, base))
-        c.update(_significance(c, base))
-        c.update(_paper_cell(paper, table_id, c, group_keys))
+        c.update(significance(c, base))
+        c.update(paper_cell(paper, table_id, c))
 
     columns = [*dict.fromkeys([*group_keys, *row_keys]), "label", "model", "variant", "baseline", "status",
                "n", "n_failed", "n_running", "n_missing", "n_dup"]
@@ -568,7 +263,7 @@ def build_table(
         table[col] = table[col].astype("int64")
     for col in ("sig", "p_exact"):
         table[col] = table[col].astype("bool")
-    table.attrs.update(_metadata(table, table_id, spec, group_keys, row_keys, runs))
+    table.attrs.update(metadata(table, table_id, spec, group_keys, row_keys, runs))
 
     if strict:
         if table.empty:
@@ -638,29 +333,12 @@ def _cell(cell: pd.DataFrame, metrics: Sequence[str]) -> dict[str, Any]:
         res[m] = float(values.mean()) if len(values) else math.nan
         res[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
         if m == "top1":
-            res["top1_ci_low"], res["top1_ci_high"] = _t_interval(values)
+            res["top1_ci_low"], res["top1_ci_high"] = t_interval(values)
             res["top1_values"] = values  # for the test against the baseline; not a table column
     for col, key in (("params", keys.PARAMS), ("flops", keys.FLOPS)):
         vals = pd.to_numeric(real[key], errors="coerce").dropna()
         res[col] = float(vals.median()) if len(vals) else math.nan
     return res
-
-
-def _t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    n = len(values)
-    if n < 3:
-        return math.nan, math.nan
-    mean, sem = values.mean(), values.std(ddof=1) / math.sqrt(n)
-    half = float(stats.t.ppf(0.5 + level / 2, df=n - 1) * sem)
-    return max(float(mean - half), 0.0), min(float(mean + half), 100.0)  # accuracies live in [0, 100]
-
-
-def trivial_top5(table: pd.DataFrame) -> bool:
-    """Every run's top-5 is 100 %: a task with at most 5 classes, where the column says nothing."""
-    top5 = table[[c for c in ("top5", "test_top5") if c in table.columns]].to_numpy(dtype=float).ravel()
-    top5 = top5[~np.isnan(top5)]
-    stds = table[[c for c in ("top5_std", "test_top5_std") if c in table.columns]].to_numpy(dtype=float).ravel()
-    return bool(len(top5)) and bool((top5 == 100.0).all()) and bool(np.nan_to_num(stds).max(initial=0.0) == 0.0)
 
 
 def _pick_baseline(cells: list[dict], spec: TableSpec) -> dict | None:
@@ -682,91 +360,6 @@ def _relative(c: dict, base: dict | None) -> dict[str, float]:
         "params_rel": c["params"] / base["params"] if base["params"] else math.nan,
         "flops_rel": c["flops"] / base["flops"] if base["flops"] else math.nan,
     }
-
-
-def welch_p(a: np.ndarray, b: np.ndarray) -> tuple[float, bool]:
-    """Two-sided p-value of Welch's t-test of `a` against `b` (one value per seed), and whether it
-    was decided exactly.
-
-    NaN with fewer than two values on a side (no variance to test with). When both sides have zero
-    variance the t statistic is 0/0 or x/0, so they are compared exactly: p = 1 for the same
-    constant, 0 for different constants (``exact`` is then True).
-    """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if len(a) < 2 or len(b) < 2:
-        return math.nan, False
-    if np.ptp(a) == 0 and np.ptp(b) == 0:
-        return (1.0 if a[0] == b[0] else 0.0), True
-    with warnings.catch_warnings():  # one constant side is fine for Welch; scipy still warns about it
-        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
-        return float(stats.ttest_ind(a, b, equal_var=False).pvalue), False
-
-
-def _significance(c: dict, base: dict | None) -> dict[str, Any]:
-    if base is None or c is base:
-        return {"p_top1": math.nan, "sig": False, "p_exact": False}
-    p, exact = welch_p(c["top1_values"], base["top1_values"])
-    return {"p_top1": p, "sig": bool(p < ALPHA), "p_exact": exact}
-
-
-def _paper_cell(paper: pd.DataFrame, table_id: str, c: dict, group_keys: Sequence[str]) -> dict[str, Any]:
-    none = {"paper_top1": math.nan, "paper_top5": math.nan, "paper_depth": math.nan}
-    if c.get("model") is None:
-        return none
-    hits = paper[(paper["table"] == table_id) & (paper["model"] == c["model"]) & (paper["variant"] == c["variant"])]
-    if hits.empty:
-        return none
-    depth = canon(c.get(keys.DEPTH))
-    depth = depth if isinstance(depth, (int, float)) and not isinstance(depth, bool) else 50
-    best = hits.iloc[(hits["depth"] - depth).abs().argsort(kind="stable").to_numpy()[0]]
-    return {"paper_top1": float(best["top1"]), "paper_top5": float(best["top5"]), "paper_depth": int(best["depth"])}
-
-
-def _metadata(table, table_id, spec, group_keys, row_keys, runs) -> dict[str, Any]:
-    varying = [k for k in group_keys if table[k].map(lambda v: json.dumps(v, default=str)).nunique() > 1]
-    constant = {k: table[k].iloc[0] for k in group_keys if k not in varying and len(table)}
-    notes = ["top-1 / top-5: best validation accuracy (%) over the epochs (`val/top1_best`, "
-             "`val/top5_best`), mean ± std over seeds; 95% CI: Student t over seeds (n ≥ 3), clipped to [0, 100]."]
-    if trivial_top5(table):
-        notes.append("top-5 columns left out: 100 % in every run (the task has at most 5 classes).")
-    notes.append("n: finished seeds; failed, running and missing (planned by the sweep, never started) "
-                 "seeds in brackets; a duplicated seed counts once (its latest run).")
-    if table["baseline"].any():
-        notes.append("Δ top-1, params, FLOPs: relative to the group's baseline (first row).")
-        note = (f"p: Welch's t-test of top-1 over seeds against the group's baseline, two-sided, "
-                f"not corrected for multiple comparisons; {SIG_MARK} p < {ALPHA:g}; "
-                "n<2: fewer than two seeds on a side")
-        if table["p_exact"].any():
-            note += ("; (exact): no spread over seeds on either side, so the rows are compared exactly "
-                     "(p = 1 for equal values, 0 otherwise)")
-        notes.append(note + ".")
-    else:
-        notes.append("No baseline row (no run without inserted blocks): Δ and relative cost left blank.")
-    if table["paper_top1"].notna().any():
-        datasets = {show(v) for v in table.get(DATASET, pd.Series(dtype=object))}
-        note = (f"paper: Wang et al. (CVPR 2018), Table {table_id}: Kinetics-400 top-1 / top-5, "
-                "ResNet of the same depth")
-        other = sorted(d for d in datasets if d.lower() != KINETICS)
-        if other:
-            note += (f"; our runs are on {', '.join(other)}, not Kinetics, so the paper column is for "
-                     "orientation only")
-        if keys.DEPTH in table and (table["paper_top1"].notna() & (table["paper_depth"] != table[keys.DEPTH])).any():
-            note += "; (R50) / (R101): no published number at our depth, shown at that depth"
-        notes.append(note + ".")
-    if constant:
-        notes.append("All rows: " + ", ".join(f"{k}={show(v)}" for k, v in constant.items()) + ".")
-    notes.extend(spec.notes)
-    return dict(table_id=table_id, title=spec.title, group_keys=list(group_keys), row_keys=list(row_keys),
-                varying_group_keys=varying, footnotes=notes)
-
-
-def table_ids(runs: pd.DataFrame, expected: pd.DataFrame | None = None) -> list[str]:
-    """The table ids found in the runs (and planned sweeps): registry order, then the others sorted."""
-    found = set(runs["table"].dropna()) if "table" in runs.columns else set()
-    if expected is not None and "table" in expected.columns:
-        found |= set(expected["table"].dropna())
-    found = {str(t) for t in found}
-    return [t for t in TABLES if t in found] + sorted(found - set(TABLES))
 
 
 # --------------------------------------------------------------------------------------------------
