@@ -68,6 +68,7 @@ def test_each_pairwise_choice_builds_and_runs(pairwise):
     assert block(x).shape == x.shape and block.attention(x).shape == (1, 32, 8)
 
 
+@pytest.mark.slow  # starts a Python subprocess
 def test_the_vocabulary_imports_no_torch():
     code = "import sys, nlstudy.choices, nlstudy.keys; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
