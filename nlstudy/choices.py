@@ -23,7 +23,9 @@ from typing import Literal
 # --- the non-local block (model.backbone.nl.*) ---
 PAIRWISE = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")  # the paper's Table 2a, in its order
 SOFTMAX_PAIRWISE = ("gaussian", "embedded_gaussian")  # normalised by a softmax; the others by 1/N
+DEFAULT_PAIRWISE = "embedded_gaussian"  # the paper's default form
 MODES = ("spacetime", "space", "time")
+DEFAULT_MODE = "spacetime"
 MODE_LABELS = {"space": "space-only", "time": "time-only", "spacetime": "spacetime"}  # Table 2d's rows, in its order
 SUBSAMPLE_ORDERS = ("after", "before")  # pool phi/g outputs (the paper) or x before phi/g (the released Caffe2 code)
 ZERO_INITS = ("norm", "conv")  # zero the output BN (the paper) or the output conv and drop the norm
@@ -36,6 +38,8 @@ DEPTHS = (18, 34, 50, 101)
 STAGES = ("res2", "res3", "res4", "res5")
 BLOCK_LABELS = {"residual": "Res", "nonlocal": "NL", "global_context": "GC", "squeeze_excitation": "SE"}
 BLOCKS = tuple(BLOCK_LABELS)  # what is inserted at the placement: the non-local block or a comparison block
+NONLOCAL = "nonlocal"  # the block under study, and the default
+RESIDUAL = "residual"  # the paper's control: one more residual block at the same place
 NO_BLOCKS = "none"
 PLACEMENTS = (NO_BLOCKS, "1-block", "5-block", "10-block", *STAGES)  # named presets of model.backbone.nonlocal_blocks
 

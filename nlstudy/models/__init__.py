@@ -13,7 +13,7 @@ from torch import nn
 from nlstudy.blocks import NonLocalBlock
 from nlstudy.blocks.nonlocal_block import parse_subsample
 from nlstudy.blocks.context import GlobalContextBlock, SqueezeExcitationBlock
-from nlstudy.choices import Arch, Block, Depth, Mode, Pairwise, SubsampleOrder, ZeroInit
+from nlstudy.choices import BASELINE_ARCH, DEFAULT_MODE, DEFAULT_PAIRWISE, NO_BLOCKS, NONLOCAL, Arch, Block, Depth, Mode, Pairwise, SubsampleOrder, ZeroInit
 from nlstudy.models.placement import PRESETS, resolve_placement
 from nlstudy.models.resnet import ARCH_KERNELS, DEPTH_BLOCKS, RESIDUAL_BLOCKS, VideoResNet, build_resnet
 from nlstudy.registry import lookup
@@ -23,11 +23,11 @@ from nlstudy.registry import lookup
 class NLOptions:
     """Options of every inserted non-local block (`model.backbone.nl.*`)."""
 
-    pairwise: Pairwise = "embedded_gaussian"
+    pairwise: Pairwise = DEFAULT_PAIRWISE
     inter_ratio: float = 0.5  # theta/phi/g width = round(C * inter_ratio); the paper: C/2
     subsample: bool | str = True  # true: the paper's 1x2x2 max-pool; false; or a kernel such as "2x2x2"
     subsample_order: SubsampleOrder = "after"  # pool phi/g outputs (paper) or x first (Caffe2 code)
-    mode: Mode = "spacetime"  # Table 2d
+    mode: Mode = DEFAULT_MODE  # Table 2d
     scale: bool = False  # 1/sqrt(d) in the softmax: the released code, not the paper
     zero_init: ZeroInit = "norm"  # zero the output BN (paper) or the output conv, no norm
     init_std: float = 0.01  # Gaussian std of theta/phi/g/W_z at init (the released code); 0.1 learns faster from scratch
@@ -38,14 +38,14 @@ class NLOptions:
 class BackboneSpec:
     """The backbone (`model.backbone.*`). Width 64, the paper's strides and pools give the paper's C2D/I3D."""
 
-    arch: Arch = "c2d"
+    arch: Arch = BASELINE_ARCH
     depth: Depth = 50
     width: int = 64  # channels after conv1; stages have width * (1, 2, 4, 8) (* 4 for bottlenecks)
     num_classes: int = 400  # the CLI links it to the data's class count
     # a preset (none, 1-block, 5-block, 10-block, res2..res5) or a map {"res4": [1, 3, 5]}
-    nonlocal_blocks: str | dict[str, list[int]] = "none"
+    nonlocal_blocks: str | dict[str, list[int]] = NO_BLOCKS
     # what is inserted at those positions: the non-local block, or a comparison block at the same places
-    block: Block = "nonlocal"
+    block: Block = NONLOCAL
     nl: NLOptions = field(default_factory=NLOptions)
     dropout: float = 0.5  # before the classifier (the paper)
     conv1_stride: tuple[int, int, int] = (2, 2, 2)  # (t, h, w); CPU-scale clips keep more resolution with (1, 2, 2)

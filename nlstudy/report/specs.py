@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from nlstudy import keys
-from nlstudy.choices import BASELINE_ARCH, MODE_LABELS, NO_BLOCKS, STAGES
+from nlstudy.choices import BASELINE_ARCH, DEFAULT_MODE, DEFAULT_PAIRWISE, MODE_LABELS, NO_BLOCKS, NONLOCAL, RESIDUAL, STAGES
 from nlstudy.registry import lookup
 from nlstudy.report.collect import FIXED_COLUMNS
 from nlstudy.report.text import canon, short
@@ -63,7 +63,7 @@ def is_plain(row: Row) -> bool:
 
 def _nl(row: Row) -> bool:
     """An inserted block that is the non-local block (the default where the key is absent)."""
-    return row.get(keys.NONLOCAL_BLOCKS) not in (NO_BLOCKS, None) and row.get(keys.BLOCK) in (None, "nonlocal")
+    return row.get(keys.NONLOCAL_BLOCKS) not in (NO_BLOCKS, None) and row.get(keys.BLOCK) in (None, NONLOCAL)
 
 
 def _arch(row: Row) -> str:
@@ -74,7 +74,7 @@ def _paper_2a(row: Row):
     if is_plain(row):
         return ("C2D", "baseline")
     if _arch(row) == BASELINE_ARCH and _nl(row) and row.get(keys.NONLOCAL_BLOCKS) == "1-block":
-        return ("NL C2D 1-block", row.get(keys.PAIRWISE) or "embedded_gaussian")
+        return ("NL C2D 1-block", row.get(keys.PAIRWISE) or DEFAULT_PAIRWISE)
     return None
 
 
@@ -98,7 +98,7 @@ def _paper_2d(row: Row):
     if is_plain(row):
         return ("C2D", "baseline")
     if _arch(row) == BASELINE_ARCH and _nl(row) and row.get(keys.NONLOCAL_BLOCKS) == "5-block":
-        mode = row.get(keys.MODE) or "spacetime"
+        mode = row.get(keys.MODE) or DEFAULT_MODE
         return ("NL C2D 5-block", MODE_LABELS.get(mode, mode))
     return None
 
@@ -155,7 +155,7 @@ TABLES: dict[str, TableSpec] = {
     "control": TableSpec("Control: the same positions with a plain residual, non-local, "
                          "global-context or squeeze-excitation block",
                          (keys.BLOCK, keys.NONLOCAL_BLOCKS),
-                         fallback_baseline=lambda row: row.get(keys.BLOCK) == "residual"),
+                         fallback_baseline=lambda row: row.get(keys.BLOCK) == RESIDUAL),
     "locality": TableSpec("Locality control: long-range (far) vs local-evidence (near) task",
                           (keys.NONLOCAL_BLOCKS,), group_keys=(keys.DATASET, keys.DEPTH, keys.TASK)),
     "receptive_field": TableSpec(

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from nlstudy import keys
-from nlstudy.choices import ARCH_LABELS, BLOCK_LABELS, KINETICS, NO_BLOCKS
+from nlstudy.choices import ARCH_LABELS, BLOCK_LABELS, KINETICS, NO_BLOCKS, NONLOCAL
 from nlstudy.report.stats import ALPHA, SIG_MARK, trivial_top5
 
 ANY = "*"  # wildcard: a key that does not apply to this run (see nlstudy.report.tables)
@@ -147,9 +147,9 @@ def _blocks_text(runs: pd.DataFrame) -> str | None:
     run has them at the same positions (``derived.nl_positions``), else "5 non-local blocks" where the
     number is the same, else "nonlocal_blocks=5-block" where the placement setting is; None where none
     of these is the same in every run."""
-    kinds = _values(runs, keys.BLOCK) or {"nonlocal"}  # the block key's default
+    kinds = _values(runs, keys.BLOCK) or {NONLOCAL}  # the block key's default
     kind = next(iter(kinds)) if len(kinds) == 1 else None
-    noun = "non-local" if kind == "nonlocal" else BLOCK_LABELS.get(kind, "inserted")
+    noun = "non-local" if kind == NONLOCAL else BLOCK_LABELS.get(kind, "inserted")
     positions = _only(runs, keys.NL_POSITIONS)  # canonical JSON of a list: '["res3.1","res4.1"]'
     positions = json.loads(positions) if isinstance(positions, str) and positions.startswith('["') else []
     if positions:
