@@ -50,6 +50,7 @@ def test_source_is_required(capsys):
     assert "one of the arguments --runs --wandb is required" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # starts `nlstudy report` in a subprocess
 def test_no_wandb_credentials(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(HOME=str(tmp_path), WANDB_CONFIG_DIR=str(tmp_path), WANDB_MODE="offline")
@@ -61,6 +62,7 @@ def test_no_wandb_credentials(tmp_path):
     assert proc.stderr.count("\n") == 1
 
 
+@pytest.mark.slow  # starts a Python subprocess
 def test_the_report_layer_imports_no_torch(tmp_path):
     """Everything the report does -- readers, tables, renderers, figures, the CLI, wandb's API
     classes -- runs without torch being imported, not even indirectly."""

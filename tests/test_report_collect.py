@@ -275,6 +275,7 @@ def test_cli_on_offline_runs(offline_root, tmp_path, capsys):
     assert not (tmp_path / "strict").exists()
 
 
+@pytest.mark.slow  # wandb's reader runs in a subprocess (python -m wandb)
 def test_an_unreadable_log_is_a_marked_run_not_a_crash(tmp_path):
     run_dir = tmp_path / "wandb" / "offline-run-20261120_100000-bad0"
     (run_dir / "logs").mkdir(parents=True)

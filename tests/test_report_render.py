@@ -143,7 +143,7 @@ def test_bars_mark_significant_rows_like_the_table(table):
     assert marks[0].axes is ax
     # above the dot_product bar (the third of the depth-18 panel), over its error bar
     assert marks[0].xy == pytest.approx((2.0, dot["top1"] + dot["top1_std"]))
-    assert "* p < 0.05" in fig._suptitle.get_text()
+    assert "* p < 0.05" in fig.get_suptitle()
     plain = plots.plot_bars(table.assign(sig=False))
     assert not [t for ax in plain.axes for t in ax.texts if t.get_text() == plots.SIG_MARK]
 

@@ -78,7 +78,7 @@ def test_file_is_a_table_sweep(path, tmp_path):
 
     # the engine plans every row x seed once; the expansion is the nlstudy command with the values file
     points = engine.grid_points(sweep.engine_config)
-    assert len(points) == sweep.planned_runs() == len(rows) * other_rows * len(seeds)
+    assert len(points) == sweep.planned_count() == len(rows) * other_rows * len(seeds)
     assert len({json.dumps(p, sort_keys=True) for p in points}) == len(points)
     run = cmd.RunArgs(points[0], None, str(tmp_path / "args.json"))
     assert cmd.expand(sweep.command, run) == ["nlstudy", "fit", "--config", base, "--config", run.args_json_file]
@@ -124,4 +124,4 @@ def test_demo_suite_size():
     """The demo suite's run count (the budget: about 20 minutes on 2 cores at ~20 s a run, --jobs 2)."""
     assert {load(f).config["parameters"]["table"]["value"] for f in DEMO_SUITE} == {
         "2a", "2b", "2c", "2d", "2e", "control", "locality"}
-    assert sum(load(f).planned_runs() for f in DEMO_SUITE) == 90
+    assert sum(load(f).planned_count() for f in DEMO_SUITE) == 90

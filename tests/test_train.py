@@ -158,9 +158,3 @@ def test_check_reports_each_bad_argument_list_in_one_line(tmp_path):
     verdicts = check_verdicts(result)
     assert [v["ok"] for v in verdicts] == [False, True], verdicts
     assert verdicts[0]["error"] == 'Parser key "table": expected str or null; given value: 5'
-
-
-def test_flattened_config_keeps_a_placement_map_as_one_value():
-    tree = {"model": {"backbone": {"nonlocal_blocks": {"res3": [1], "res4": [1, 3]}, "nl": {"mode": "time"}}}}
-    assert keys.flatten(tree) == {"model.backbone.nonlocal_blocks": {"res3": [1], "res4": [1, 3]},
-                                  "model.backbone.nl.mode": "time"}

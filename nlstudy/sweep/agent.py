@@ -108,7 +108,7 @@ class Suite:
             ended = [r for r in records if r["state"] in ENDED and not r.get("retry")]
             done += len(ended)
             failed += sum(r["state"] in ("failed", "crashed") for r in ended)
-            planned = sweep.planned_runs()
+            planned = sweep.planned_count()
             total = None if total is None or planned is None else total + max(planned, len(ended))
             for r in records:
                 ok = r["state"] in ("finished", "stopped") and r.get("duration_s")
@@ -331,7 +331,7 @@ class Agent:
     def _position(self, sweep: Sweep, state: SweepState) -> str:
         records = state.records()
         done = sum(r["state"] in ENDED and not r.get("retry") for r in records)
-        planned = sweep.planned_runs()
+        planned = sweep.planned_count()
         return f"{done}/{planned if planned is not None else '?'}"
 
 

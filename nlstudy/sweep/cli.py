@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
     threads = max(1, cores() // args.jobs)
     if args.check:
         for s in sweeps:
-            planned = s.planned_runs()
+            planned = s.planned_count()
             say(f"{s.path}: ok, {s.method} sweep, {planned if planned is not None else 'unbounded'} run(s), "
                 f"sweep id {args.sweep_id or s.default_id}")
         return 0
@@ -108,7 +108,7 @@ def main(argv: list[str]) -> int:
     suite = Suite(list(zip(sweeps, states)), options)
     if args.agent_of is None:
         for s, st in zip(sweeps, states):
-            planned = s.planned_runs()
+            planned = s.planned_count()
             done = sum(r["state"] in ENDED and not r.get("retry") for r in st.records())
             say(f"sweep {st.id} ({s.path}): {s.method}, {planned if planned is not None else 'unbounded'} run(s), "
                 f"{done} done; state in {st.dir}")

@@ -109,7 +109,7 @@ class Sweep:
             chars.append("abcdefghijklmnopqrstuvwxyz0123456789"[r])
         return "".join(chars)
 
-    def planned_runs(self) -> int | None:
+    def planned_count(self) -> int | None:
         """How many runs the sweep will start: the grid size (capped by run_cap), or run_cap."""
         if self.method == "grid":
             n = engine.grid_size(self.engine_config)
