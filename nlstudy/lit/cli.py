@@ -66,7 +66,7 @@ class LogConfig(SaveConfigCallback):
         logger.log_hyperparams(flat_config(self.config))
         if isinstance(logger, WandbLogger):
             Path(logger.experiment.dir, keys.CONFIG_FILE).write_text(
-                self.parser.dump(self.config, skip_none=False, skip_check=True))
+                self.parser.dump(self.config, skip_unset=False, skip_check=True))
 
 
 def run_callbacks(subcommand: str | None, save_weights: bool) -> list[pl.Callback]:
@@ -158,7 +158,7 @@ class CheckCLI(NLStudyCLI):
     def instantiate_classes(self) -> None:
         try:
             with torch.device("meta"):
-                self.parser.instantiate_classes(self.config)
+                self.parser.instantiate(self.config)
         except (ValueError, TypeError, KeyError) as e:
             raise UsageError(argument_error_line(e)) from None
 
