@@ -41,6 +41,8 @@ BLOCKS = tuple(BLOCK_LABELS)  # what is inserted at the placement: the non-local
 NONLOCAL = "nonlocal"  # the block under study, and the default
 RESIDUAL = "residual"  # the paper's control: one more residual block at the same place
 NO_BLOCKS = "none"
+NORMS = ("bn", "frozen_bn", "sync_bn")  # model.backbone.norm: BatchNorm; frozen statistics and affine; SyncBatchNorm under DDP
+INITS = ("msra", "pytorch")  # model.backbone.init of a fresh backbone: the released code's (Kaiming) or PyTorch's defaults
 PLACEMENTS = (NO_BLOCKS, "1-block", "5-block", "10-block", *STAGES)  # named presets of model.backbone.nonlocal_blocks
 
 # --- data (data.*) ---
@@ -61,6 +63,8 @@ ZeroInit = Literal[ZERO_INITS]
 Arch = Literal[ARCHS]
 Depth = Literal[DEPTHS]
 Block = Literal[BLOCKS]
+Norm = Literal[NORMS]
+Init = Literal[INITS]
 Task = Literal[TASKS]
 Optimizer = Literal[OPTIMIZERS]
 Schedule = Literal[SCHEDULES]
