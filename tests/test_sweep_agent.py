@@ -186,14 +186,24 @@ def test_ctrl_c_kills_the_run_and_resume_retries_it(tmp_path):
 
 
 @pytest.mark.slow  # starts agent processes (nlstudy sweep), which start toy-run processes
-def test_two_agents_started_separately_never_run_the_same_configuration(tmp_path):
+@pytest.mark.parametrize("second_root", ["same path", "another path"])
+def test_two_agents_started_separately_never_run_the_same_configuration(tmp_path, second_root):
+    """Two agents on one runs root; with "another path" the second sees it through a symlink, as agents
+    on two machines see a shared filesystem under different mount points: the lock is on the file, not
+    on its path, so they still never run the same configuration."""
     path, root = sweep_file(tmp_path, """\
         method: grid
         parameters:
           a: {values: [1, 2, 3, 4, 5, 6, 7, 8]}
           meet: {value: 2}
         """), tmp_path / "runs"
-    agents = [subprocess.Popen(sweep_cmd(path, "--runs-root", root), stdout=subprocess.DEVNULL) for _ in range(2)]
+    other = root
+    if second_root == "another path":
+        root.mkdir()
+        other = tmp_path / "mnt" / "shared-runs"
+        other.parent.mkdir()
+        other.symlink_to(root)
+    agents = [subprocess.Popen(sweep_cmd(path, "--runs-root", r), stdout=subprocess.DEVNULL) for r in (root, other)]
     assert [a.wait(timeout=120) for a in agents] == [0, 0]
     values = [r["params"]["a"] for r in toy_log(tmp_path)]
     assert sorted(values) == list(range(1, 9))
