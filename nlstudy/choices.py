@@ -46,7 +46,7 @@ INITS = ("msra", "pytorch")  # model.backbone.init of a fresh backbone: the rele
 PLACEMENTS = (NO_BLOCKS, "1-block", "5-block", "10-block", *STAGES)  # named presets of model.backbone.nonlocal_blocks
 
 # --- data (data.*) ---
-DATASETS = ("synthetic", "kinetics", "ucf101", "hmdb51", "video_folder", "images")
+DATASETS = ("synthetic", "kinetics", "ucf101", "hmdb51", "video_folder", "rawframes", "images", "cifar10", "cifar100")
 KINETICS = "kinetics"
 TASKS = ("far", "near", "within")  # the embedded task (data.synthetic.task); append only: the index seeds its clips
 

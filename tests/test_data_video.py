@@ -39,11 +39,11 @@ CODECS = {"mp4": "mpeg4", "avi": "mpeg4", "webm": "libvpx", "mkv": "libx264"}
 RAW = dict(mean=(0.0, 0.0, 0.0), std=(1 / 255,) * 3)  # pixels back as 0..255 grey levels
 
 
-def encode(path: Path, frames: int = 40, height: int = 48, width: int = 64) -> Path:
+def encode(path: Path, frames: int = 40, height: int = 48, width: int = 64, rate: int = 30) -> Path:
     """A video whose frame i is flat grey 6 * (i mod 40); codec from the extension; a keyframe every 8 frames."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
-        stream = container.add_stream(CODECS[path.suffix[1:]], rate=30)
+        stream = container.add_stream(CODECS[path.suffix[1:]], rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.gop_size, stream.bit_rate = 8, 20_000_000
         for i in range(frames):
@@ -400,3 +400,117 @@ def test_fit_on_a_video_folder_logs_an_offline_run(folder, tmp_path):
     assert run["state"] == "finished" and run[keys.DATASET] == "video_folder"
     assert run["data.video.test_views"] == 2 and run[keys.INPUT_SHAPE] == "3x4x32x32"
     assert 0 <= run[keys.TEST_TOP1] <= 100 and 0 <= run[keys.VAL_TOP1] <= 100
+
+
+# --- Kinetics from the official annotation CSVs ----------------------------------------------------------------
+
+KINETICS_HEADER = "label,youtube_id,time_start,time_end,split\n"
+
+
+@pytest.fixture(scope="module")
+def kinetics(tmp_path_factory) -> tuple[Path, Path]:
+    """(clips root, CSV folder): 2 classes; train lists 3 clips (one not downloaded), flat in root/train and
+    under a label folder; val lists 2 under label folders; test.csv has no labels (as Kinetics-600/700's)."""
+    base = tmp_path_factory.mktemp("kinetics")
+    root, csvs = base / "clips", base / "annotations"
+    csvs.mkdir()
+    (csvs / "train.csv").write_text(KINETICS_HEADER + "abseiling,aaa,10,20,train\n"
+                                    '"air drumming",bbb,0,10,train\nabseiling,ccc,5.0,15.0,train\n')
+    (csvs / "validate.csv").write_text(KINETICS_HEADER + '"air drumming",ddd,30,40,validate\n'
+                                       "abseiling,eee,100,110,validate\n")
+    (csvs / "test.csv").write_text("youtube_id,time_start,time_end,split\nfff,0,10,test\n")
+    for path in ("train/aaa_000010_000020.mp4", "train/air drumming/bbb_000000_000010.mp4",
+                 "val/air_drumming/ddd_000030_000040.mp4", "val/abseiling/eee_000100_000110.mp4"):
+        encode(root / path, frames=20)
+    return root, csvs
+
+
+def test_kinetics_annotations_list_clips_by_name_and_count_the_missing(kinetics):
+    root, csvs = kinetics
+    dm = module(root, dataset="kinetics", frames=4, sampling_rate=2, annotations=str(csvs))
+    assert dm.num_classes == 2  # from the train CSV: Kinetics-400/600/700 alike
+    with pytest.warns(RuntimeWarning) as caught:
+        dm.setup("fit")
+    lines = [str(w.message) for w in caught if "kinetics" in str(w.message)]
+    assert len(lines) == 1 and " train: 1 of 3 clips of " in lines[0] and "(e.g. ccc_000005_000015); left out" in lines[0]
+    train, val = dm.split("train"), dm.split("val")
+    assert train.listing.classes == ("abseiling", "air drumming")
+    assert [Path(p).name for p in train.listing.paths] == ["aaa_000010_000020.mp4", "bbb_000000_000010.mp4"]
+    assert train.listing.labels.tolist() == [0, 1] and val.listing.labels.tolist() == [1, 0]
+    clip, label = val[0]
+    assert clip.shape == (3, 4, 32, 32) and label == 1 and frame_ids(clip) == [6, 8, 10, 12]
+    assert train[1][0].shape == (3, 4, 32, 32)
+    with pytest.warns(RuntimeWarning, match="test.csv has no labels; test reads .*validate.csv"):
+        dm.setup("test")
+    assert dm.split("test").listing.paths.tolist() == val.listing.paths.tolist()
+    assert dm.split("test")[0][0].shape == (30, 3, 4, 32, 32)  # the defaults: 10 views x 3 crops
+
+
+def test_kinetics_annotations_fail_in_one_line(kinetics, tmp_path):
+    root, csvs = kinetics
+    with pytest.raises(ValueError, match=f"^data.video.annotations: {tmp_path / 'absent'} does not exist"):
+        module(root, dataset="kinetics", annotations=str(tmp_path / "absent")).num_classes
+    with pytest.raises(ValueError, match="^data.video.annotations is read only by data.dataset: kinetics"):
+        module(root, annotations=str(csvs)).num_classes
+    with pytest.raises(ValueError, match="^data.video.annotation_files must name 3 files"):
+        module(root, dataset="kinetics", annotations=str(csvs), annotation_files=("train.csv",)).num_classes
+    for name, text in (("train.csv", "youtube_id,time_start,time_end\n"), ("validate.csv", KINETICS_HEADER + "yodel,x,0,10,v\n"),
+                       ("other.csv", KINETICS_HEADER + "abseiling,zzz,0,10,validate\n")):
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError, match="train.csv has no column 'label'|train.csv has no labelled rows"):
+        module(root, dataset="kinetics", annotations=str(tmp_path)).num_classes
+    (tmp_path / "train.csv").write_text((csvs / "train.csv").read_text())
+    dm = module(root, dataset="kinetics", annotations=str(tmp_path))
+    with pytest.raises(ValueError, match="validate.csv has label 'yodel', not in .*train.csv"):
+        dm.split("val")
+    dm = module(root, dataset="kinetics", annotations=str(tmp_path), annotation_files=("train.csv", "other.csv", "t.csv"))
+    with pytest.raises(ValueError, match="^data.video.root: none of the 1 clips of .*other.csv is under .*e.g. zzz_000000_000010.mp4"):
+        dm.split("val")
+    (tmp_path / "other.csv").write_text(KINETICS_HEADER + "abseiling,zzz,start,10,validate\n")
+    with pytest.raises(ValueError, match="other.csv line 2 has no numeric time_start and time_end"):
+        dm.split("val")
+
+
+# --- frame-rate resampling -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate,expected", [(60, [14, 16, 18, 20, 22]), (15, [18, 19, 19, 20, 20]), (30, [17, 18, 19, 20, 21])])
+def test_target_fps_picks_frames_at_the_target_rate(tmp_path, rate, expected):
+    encode(tmp_path / "train" / "a" / "x.mp4", frames=40, rate=rate)
+    encode(tmp_path / "val" / "a" / "x.mp4", frames=40, rate=rate)
+    dm = module(tmp_path, sampling_rate=1, target_fps=30)
+    dm.setup("validate")
+    # at 30 fps the 40 frames last 20 (60 fps), 80 (15 fps) or 40 target frames; the centre 5-frame clip starts at
+    # 7, 37 or 17, shown by the video's frames floor(k * fps / 30)
+    assert frame_ids(dm.split("val")[0][0]) == expected
+
+
+def test_target_fps_helpers_and_checks(tmp_path):
+    from nlstudy.data.video import resampled, resampled_count
+
+    assert resampled_count(300, 29.97, 30) == 301 and resampled_count(40, 60, 30) == 20
+    assert resampled(np.arange(4), 60, 30, 40).tolist() == [0, 2, 4, 6]
+    assert resampled(np.array([299, 300]), 29.97, 30, 300).tolist() == [298, 299]  # never past the last frame
+    assert module(tmp_path / "absent", dataset="kinetics", target_fps=30).num_classes == 400
+    with pytest.raises(ValueError, match="^data.video.target_fps must be 0"):
+        module(tmp_path / "absent", dataset="kinetics", target_fps=-1).num_classes
+    with pytest.raises(ValueError, match="^data.video.target_fps is read only by data.dataset: kinetics, ucf101"):
+        module(tmp_path / "absent", dataset="images", frames=1, target_fps=30).num_classes
+
+
+# --- the test loader's batch size ------------------------------------------------------------------------------
+
+
+def test_test_batch_size_sets_the_test_loader_only(folder):
+    dm = module(folder, test_views=2, test_crops=1)
+    assert dm.test_batch_size == 2  # 0 (the default): batch_size
+    dm = ClipDataModule("video_folder", frames=5, size=32, batch_size=4, test_batch_size=1,
+                        video=VideoSpec(root=str(folder), train_scale=(32, 40), test_scale=32, sampling_rate=3,
+                                        test_views=2, test_crops=1, **RAW))
+    dm.setup("test")
+    clips, labels = next(iter(dm.test_dataloader()))
+    assert clips.shape == (1, 2, 3, 5, 32, 32) and labels.tolist() == [0]
+    dm.setup("validate")
+    assert dm.val_dataloader().batch_size == 4 and dm.test_dataloader().batch_size == 1
+    with pytest.raises(ValueError, match="^data.test_batch_size must be 0 .batch_size. or a positive integer, got -1"):
+        ClipDataModule(test_batch_size=-1)

@@ -1,4 +1,6 @@
-"""Data: one LightningDataModule over a registry of clip sources (`data.dataset`).
+"""Data: one LightningDataModule over a registry of clip sources (`data.dataset`): the synthetic task
+(nlstudy.data.synthetic), videos and image folders (nlstudy.data.video), frame folders
+(nlstudy.data.rawframes), CIFAR pickles (nlstudy.data.cifar).
 
 A source knows its class count and makes one torch Dataset per split ("train", "val", "test") yielding
 (clip, label): clip (3, T, H, W) float, or (V, 3, T, H, W) for multi-view testing (the module averages
@@ -15,6 +17,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from nlstudy.data import rawframes
+from nlstudy.data.cifar import CIFAR_DATASETS
 from nlstudy.data.synthetic import NUM_CLASSES as SYNTHETIC_CLASSES
 from nlstudy.data.synthetic import SyntheticSpec, make_clips
 from nlstudy.data.synthetic import check as check_synthetic
@@ -49,8 +53,14 @@ def _synthetic(dm: "ClipDataModule") -> ClipSource:
     return SyntheticSource(dm.synthetic, dm.frames, dm.size)
 
 
-# data.dataset -> builder of the source from the DataModule's settings
-DATASETS = {"synthetic": _synthetic, **VIDEO_DATASETS}
+# data.dataset -> builder of the source from the DataModule's settings, in nlstudy.choices.DATASETS' order
+DATASETS = {
+    "synthetic": _synthetic,
+    **{k: v for k, v in VIDEO_DATASETS.items() if k != "images"},
+    "rawframes": rawframes.build,
+    "images": VIDEO_DATASETS["images"],
+    **CIFAR_DATASETS,
+}
 
 
 class ClipDataModule(pl.LightningDataModule):
@@ -61,9 +71,14 @@ class ClipDataModule(pl.LightningDataModule):
         frames: frames per clip (T).
         size: frame side in pixels after cropping (H = W).
         batch_size: clips per batch (per device).
+        test_batch_size: videos per test batch (per device); 0: batch_size. Each test video brings
+            data.video.test_views x test_crops clips (30 by default) to one forward pass, so
+            batch_size 32 would put 960 clips in it; set this to fit the memory. Val keeps batch_size
+            (one view, one crop by default). 0 by default so that nothing changes unless asked.
         num_workers: DataLoader worker processes (0: load in the main process).
         synthetic: the embedded task's knobs (used when dataset is "synthetic").
-        video: where the files are and how clips are cut (kinetics, ucf101, hmdb51, video_folder, images).
+        video: where the files are and how clips are cut (kinetics, ucf101, hmdb51, video_folder, rawframes,
+            images, cifar10, cifar100).
     """
 
     def __init__(
@@ -72,6 +87,7 @@ class ClipDataModule(pl.LightningDataModule):
         frames: int = 4,
         size: int = 16,
         batch_size: int = 32,
+        test_batch_size: int = 0,
         num_workers: int = 0,
         synthetic: SyntheticSpec = SyntheticSpec(),  # frozen: sharing the default is safe
         video: VideoSpec = VideoSpec(),  # frozen
@@ -83,8 +99,12 @@ class ClipDataModule(pl.LightningDataModule):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers!r}")
+        if test_batch_size < 0:
+            raise ValueError(f"data.test_batch_size must be 0 (batch_size) or a positive integer, "
+                             f"got {test_batch_size!r}")
         self.dataset, self.frames, self.size = dataset, frames, size
         self.batch_size, self.num_workers, self.synthetic = batch_size, num_workers, synthetic
+        self.test_batch_size = test_batch_size or batch_size
         self.video = video
         self._source: ClipSource | None = None
         self._splits: dict[str, Dataset] = {}
@@ -114,17 +134,17 @@ class ClipDataModule(pl.LightningDataModule):
         for name in wanted:
             self.split(name)
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+    def _loader(self, name: str, shuffle: bool, batch_size: int) -> DataLoader:
         return DataLoader(
-            self.split(name), batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0, drop_last=shuffle and len(self.split(name)) > self.batch_size,
+            self.split(name), batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0, drop_last=shuffle and len(self.split(name)) > batch_size,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train", shuffle=True, batch_size=self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader("val", shuffle=False, batch_size=self.batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test", shuffle=False, batch_size=self.test_batch_size)

@@ -1,10 +1,18 @@
 """Video (and image) datasets read from local disk, decoded with PyAV (`data.dataset`: kinetics, ucf101,
-hmdb51, video_folder, images; knobs under `data.video.*`).
+hmdb51, video_folder, images; knobs under `data.video.*`). Frame folders (rawframes) are in
+`nlstudy.data.rawframes`, CIFAR in `nlstudy.data.cifar`; both reuse the clip sampling and crops here.
 
 Layouts (`data.video.root`):
 - kinetics, video_folder: root/{train,val}/<class>/<video>.{mp4,avi,webm,mkv}; test reads root/test when
   it exists, else root/val. Labels are the class folders of root/train in sorted order (root/val when
   there is no root/train), so every run of a study numbers the classes the same way.
+- kinetics with `annotations` set: the official annotation CSVs (label,youtube_id,time_start,time_end,split;
+  `annotation_files`, default train.csv, validate.csv, test.csv) list the clips, found anywhere under root
+  by their file name <youtube_id>_<time_start:06d>_<time_end:06d>.<ext> (the downloaders' names; flat
+  split folders or <label>/ sub-folders alike). Classes: the sorted labels of the train CSV, so
+  Kinetics-400/600/700 follow from the files. Clips not on disk are left out with one warning per split
+  (their count and an example); a split with none on disk fails. Test reads the test CSV when it exists
+  and has labels (Kinetics-600/700 publish it without), else the validation CSV.
 - ucf101: root/<class>/<video>.avi (the extracted UCF-101 folder) and the official split files
   classInd.txt, trainlist0N.txt, testlist0N.txt in `split_dir` (default root/ucfTrainTestlist).
 - hmdb51: root/<class>/<video>.avi and the official `<class>_test_split<N>.txt` files (1 = train,
@@ -13,7 +21,9 @@ Layouts (`data.video.root`):
 - images: root/{train,val}/<class>/*.{jpg,jpeg,png} as 1-frame clips (3, 1, H, W); needs data.frames 1.
 
 Clips (the paper, after Wang et al. 2018 section 4): `frames` T frames `sampling_rate` apart, counted
-in the video's own frames (32 x 2 = 64 consecutive frames of a 30 fps Kinetics video).
+in the video's own frames (32 x 2 = 64 consecutive frames of a 30 fps Kinetics video), or, with
+`target_fps` set, in frames of the video resampled to that rate (frame k at time k / target_fps shows the
+video's frame floor(k * fps / target_fps), fps being the stream's average rate).
 - train: one clip per video at a random start; short side resized to a random integer in
   `train_scale`, a random size x size crop, a random horizontal flip -> (3, T, size, size).
 - val / test: `views` clips at uniformly spaced starts (the centres of `views` equal parts of the
@@ -29,14 +39,18 @@ video that cannot be read is skipped with a warning (train: another random video
 one) and counted in the dataset's `skipped` list (per worker process); 10 failures in a row raise.
 
 Nothing here touches the disk before `dataset()` (called by `ClipDataModule.setup`), except the class
-count of video_folder / images, which counts the class folders of root/train.
+count of video_folder / images, which counts the class folders of root/train, and of kinetics with
+`annotations`, which reads the train CSV (so checking such a config needs the CSVs, not the videos).
 """
 
 from __future__ import annotations
 
+import csv
+import math
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -56,24 +70,65 @@ class VideoSpec:
     root: str = ""  # dataset folder (kinetics / video_folder: root/{train,val[,test]}/<class>/<video>)
     split: int = 1  # ucf101 / hmdb51: which official train/test split (1, 2 or 3)
     split_dir: str = ""  # ucf101 / hmdb51 split files; "": root/ucfTrainTestlist, root/testTrainMulti_7030_splits
+    # kinetics: folder of the official annotation CSVs (label,youtube_id,time_start,time_end,split); when set,
+    # the clips are listed from them and found under root by name (<youtube_id>_<start:06d>_<end:06d>.<ext>)
+    # instead of root/{train,val}/<class>/ folders. "": the class folders.
+    annotations: str = ""
+    # kinetics with annotations: the train, val and test CSV file names in `annotations` (a missing or
+    # unlabelled test CSV: test reads the val CSV)
+    annotation_files: tuple[str, str, str] = ("train.csv", "validate.csv", "test.csv")
+    # rawframes (mmaction2's layout): the train, val and test list files, lines "<folder> <num_frames> <label>"
+    # (folder relative to root), relative to root or absolute (a missing test list: test reads the val list)
+    frame_lists: tuple[str, str, str] = ("train_list.txt", "val_list.txt", "test_list.txt")
+    frame_template: str = "img_{:05d}.jpg"  # rawframes: file name of frame number i in its folder (str.format)
+    frame_start: int = 1  # rawframes: the number of a folder's first frame file (mmaction2's img_00001.jpg: 1)
     extensions: tuple[str, ...] = ("mp4", "avi", "webm", "mkv")  # video files to list (case-insensitive)
     sampling_rate: int = 2  # frames between two sampled frames: 32 frames x 2 span 64 consecutive frames
+    # videos: resample to this frame rate before sampling (0: the video's own frames); sampling_rate then
+    # counts frames at target_fps (the paper's Kinetics clips are 30 fps). Needs the container's frame rate.
+    target_fps: float = 0
     train_scale: tuple[int, int] = (256, 320)  # train: short side resized to a uniform integer in [min, max]
     flip: bool = True  # train: random horizontal flip
+    crop_padding: int = 4  # cifar10 / cifar100 train: zero pixels added on each side before the random crop
     test_scale: int = 256  # val/test: short side resized to this before cropping
     test_views: int = 10  # test: temporal clips per video, uniformly spaced
     test_crops: Literal[1, 3] = 3  # test: spatial crops per clip (3: left/centre/right along the long side)
     val_views: int = 1  # val: temporal clips per video
     val_crops: Literal[1, 3] = 1  # val: spatial crops per clip
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # per-channel RGB mean in [0, 1] (ImageNet)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)  # per-channel RGB std (ImageNet)
+    # per-channel RGB mean in [0, 1] and std: ImageNet's (the default) for every dataset, CIFAR included
+    # (CIFAR-10's own: mean [0.4914, 0.4822, 0.4465], std [0.2470, 0.2435, 0.2616]; nlstudy.data.cifar.STATS)
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
-def check_spec(spec: VideoSpec, frames: int, size: int) -> None:
+# which data.dataset values read the knobs that only some read (setting one for another dataset is an error)
+READERS = {
+    "target_fps": ("kinetics", "ucf101", "hmdb51", "video_folder"),
+    "annotations": ("kinetics",),
+}
+
+
+def _template_ok(template: str) -> bool:
+    try:
+        return template.format(1) != template.format(2)
+    except (IndexError, KeyError, ValueError):
+        return False
+
+
+def check_spec(spec: VideoSpec, frames: int, size: int, dataset: str = "") -> None:
     """Bad values fail in one line naming the key; reads no disk (runs when a config is checked)."""
     lo, hi = spec.train_scale
     problems = [
         (spec.sampling_rate < 1, "sampling_rate", "must be a positive integer"),
+        (spec.target_fps < 0, "target_fps", "must be 0 (the video's own frames) or a positive frame rate"),
+        (len(spec.annotation_files) != 3 or not all(spec.annotation_files), "annotation_files",
+         "must name 3 files (train, val, test)"),
+        (len(spec.frame_lists) != 3 or not all(spec.frame_lists), "frame_lists",
+         "must name 3 files (train, val, test)"),
+        (not _template_ok(spec.frame_template), "frame_template",
+         "must be a str.format pattern of the frame number, like 'img_{:05d}.jpg'"),
+        (spec.frame_start < 0, "frame_start", "must be >= 0"),
+        (spec.crop_padding < 0, "crop_padding", "must be >= 0"),
         (spec.split not in (1, 2, 3), "split", "must be 1, 2 or 3"),
         (not spec.extensions, "extensions", "must name at least one file extension"),
         (lo > hi, "train_scale", "must be [min, max] with min <= max"),
@@ -89,6 +144,10 @@ def check_spec(spec: VideoSpec, frames: int, size: int) -> None:
     for bad, key, what in problems:
         if bad:
             raise ValueError(f"data.video.{key} {what}, got {getattr(spec, key)!r}")
+    for key, readers in READERS.items():
+        if dataset and dataset not in readers and getattr(spec, key) != getattr(VideoSpec, key):
+            raise ValueError(f"data.video.{key} is read only by data.dataset: {', '.join(readers)}; "
+                             f"got {getattr(spec, key)!r} with data.dataset: {dataset}")
 
 
 # --- listing the videos of a split -----------------------------------------------------------------------
@@ -102,6 +161,7 @@ class Listing:
     paths: np.ndarray  # (n,) str
     labels: np.ndarray  # (n,) int64
     classes: tuple[str, ...]
+    frames: np.ndarray | None = None  # (n,) int64 frame counts, where the listing gives them (rawframes)
 
 
 def _root(spec: VideoSpec, layout: str) -> Path:
@@ -207,6 +267,114 @@ def list_hmdb51(spec: VideoSpec, split: str) -> Listing:
     return _checked(Listing(np.array(paths), np.array(labels, dtype=np.int64), classes), folder)
 
 
+# --- kinetics from the official annotation CSVs ------------------------------------------------------------
+
+KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
+KINETICS_SPLITS = {"train": 0, "val": 1, "test": 2}  # index into data.video.annotation_files
+
+
+def kinetics_name(youtube_id: str, start: str, end: str) -> str:
+    """The file name (without extension) the common downloaders give a trimmed clip."""
+    return f"{youtube_id}_{int(float(start)):06d}_{int(float(end)):06d}"
+
+
+def read_annotations(path: Path) -> Iterator[tuple[int, str | None, str]]:
+    """(line number, label or None, clip file name) for each row of one official Kinetics CSV, read as it
+    goes (Kinetics-700's train CSV has 545k rows); label is None without a label column (the 600/700 test
+    CSVs have none)."""
+    if not path.is_file():
+        raise ValueError(f"data.video.annotations: {path} does not exist")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in KINETICS_COLUMNS[1:] if c not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"data.video.annotations: {path} has no column {missing[0]!r} "
+                             f"(expected {','.join(KINETICS_COLUMNS)},split)")
+        for row in reader:
+            try:
+                name = kinetics_name(row["youtube_id"], row["time_start"], row["time_end"])
+            except (TypeError, ValueError):
+                raise ValueError(f"data.video.annotations: {path} line {reader.line_num} has no numeric "
+                                 f"time_start and time_end: {row}") from None
+            yield reader.line_num, row.get("label"), name
+
+
+def index_files(root: Path, extensions: tuple[str, ...]) -> dict[str, str]:
+    """{file name without extension: path} of every file with one of the extensions anywhere under root
+    (sorted walk; the first of two same-named files wins)."""
+    suffixes = {"." + e.lower().lstrip(".") for e in extensions}
+    index: dict[str, str] = {}
+    for folder, subfolders, files in os.walk(root):
+        subfolders.sort()
+        for name in sorted(files):
+            stem, suffix = os.path.splitext(name)
+            if suffix.lower() in suffixes:
+                index.setdefault(stem, os.path.join(folder, name))
+    return index
+
+
+@dataclass
+class KineticsCsv:
+    """Kinetics listed by its annotation CSVs; reads each CSV and walks root at most once."""
+
+    spec: VideoSpec
+    _classes: tuple[str, ...] | None = None
+    _index: dict[str, str] | None = None
+
+    def csv(self, split: str) -> Path:
+        return Path(self.spec.annotations).expanduser() / self.spec.annotation_files[KINETICS_SPLITS[split]]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        if self._classes is None:
+            folder = Path(self.spec.annotations).expanduser()
+            if not folder.is_dir():
+                raise ValueError(f"data.video.annotations: {folder} does not exist (the Kinetics CSV folder)")
+            labels = {label for _, label, _ in read_annotations(self.csv("train"))}
+            if not labels or None in labels:
+                raise ValueError(f"data.video.annotations: {self.csv('train')} has no labelled rows")
+            self._classes = tuple(sorted(labels))
+        return self._classes
+
+    def test_csv(self) -> Path:
+        """The test CSV when it exists and has labels, else the val CSV (with a warning when unlabelled)."""
+        path = self.csv("test")
+        if not path.is_file():
+            return self.csv("val")
+        with open(path, newline="", encoding="utf-8") as f:
+            if "label" in (csv.DictReader(f).fieldnames or ()):
+                return path
+        warnings.warn(f"kinetics test: {path} has no labels; test reads {self.csv('val')}", RuntimeWarning,
+                      stacklevel=3)
+        return self.csv("val")
+
+    def listing(self, split: str) -> Listing:
+        classes = self.classes
+        path = self.test_csv() if split == "test" else self.csv(split)
+        root = _root(self.spec, "folder of the Kinetics clips")
+        if self._index is None:
+            self._index = index_files(root, self.spec.extensions)
+        index = {name: i for i, name in enumerate(classes)}
+        paths, labels, missing = [], [], []
+        for _, label, name in read_annotations(path):
+            if label not in index:
+                raise ValueError(f"data.video.annotations: {path} has label {label!r}, not in {self.csv('train')}")
+            if name in self._index:
+                paths.append(self._index[name])
+                labels.append(index[label])
+            else:
+                missing.append(name)
+        listed = len(paths) + len(missing)
+        if not paths:
+            example = f"{missing[0]}.{self.spec.extensions[0]}" if missing else "?"
+            raise ValueError(f"data.video.root: none of the {listed} clips of {path} is under {root} "
+                             f"(files named <youtube_id>_<start:06d>_<end:06d>.<ext>, e.g. {example})")
+        if missing:
+            warnings.warn(f"kinetics {split}: {len(missing)} of {listed} clips of {path} are not under {root} "
+                          f"(e.g. {missing[0]}); left out", RuntimeWarning, stacklevel=2)
+        return Listing(np.array(paths), np.array(labels, dtype=np.int64), classes)
+
+
 LISTINGS = {
     "folders": lambda spec, split: list_folders(spec, split, spec.extensions),
     "ucf101": list_ucf101,
@@ -221,6 +389,17 @@ LISTINGS = {
 def clip_indices(n: int, frames: int, rate: int, start: int) -> np.ndarray:
     """Frame indices of a clip starting at `start`; beyond the video's end they loop back to 0."""
     return (start + rate * np.arange(frames)) % max(n, 1)
+
+
+def resampled(indices: np.ndarray, fps: float, target_fps: float, n: int) -> np.ndarray:
+    """Frame indices at `target_fps` -> the video's frames at `fps`: frame k (time k / target_fps) shows
+    the video's frame floor(k * fps / target_fps), at most n - 1."""
+    return np.minimum(np.floor(indices * (fps / target_fps) + 1e-6).astype(np.int64), max(n, 1) - 1)
+
+
+def resampled_count(n: int, fps: float, target_fps: float) -> int:
+    """Frames of a video of n frames at `fps` once resampled to `target_fps` (those before its end)."""
+    return max(1, math.ceil(n * target_fps / fps - 1e-6))
 
 
 def eval_starts(n: int, span: int, views: int) -> list[int]:
@@ -273,16 +452,31 @@ class ClipFiles(Dataset):
     def __len__(self) -> int:
         return len(self.listing.paths)
 
-    def read(self, path: str) -> list[torch.Tensor]:
-        """The views of one file, each (T, H', W', 3) uint8 with the short side already resized."""
+    def read(self, index: int) -> list[torch.Tensor]:
+        """The views of item `index`, each (T, H', W', 3) uint8 with the short side already resized."""
         raise NotImplementedError
 
     def short_side(self) -> int:
         lo, hi = self.spec.train_scale
         return int(torch.randint(lo, hi + 1, ())) if self.train else self.spec.test_scale
 
-    def clip(self, path: str) -> torch.Tensor:
-        views = self.read(path)
+    def frame_indices(self, n: int) -> list[np.ndarray]:
+        """The frame indices of each view of a video of n frames: train one clip at a random start, val/test
+        `views` clips at uniformly spaced starts (`frames` frames `sampling_rate` apart, looping)."""
+        rate, t = self.spec.sampling_rate, self.frames
+        span = (t - 1) * rate + 1
+        if self.train:
+            starts = [int(torch.randint(0, max(n - span, 0) + 1, ()))]
+        else:
+            starts = eval_starts(n, span, self.views)
+        return [clip_indices(n, t, rate, s) for s in starts]
+
+    def clip(self, index: int) -> torch.Tensor:
+        return self.finish(self.read(index))
+
+    def finish(self, views: list[torch.Tensor]) -> torch.Tensor:
+        """Views (T, H', W', 3) uint8 -> the normalised clip: train a random crop (and flip), val/test the
+        `crops` crops of each view -> (3, T, S, S), or (V, 3, T, S, S) for several."""
         if self.train:
             crops = [train_crop(views[0], self.size, self.spec.flip)]
         else:
@@ -295,7 +489,7 @@ class ClipFiles(Dataset):
         for _ in range(MAX_FAILURES):
             path = str(self.listing.paths[index])
             try:
-                return self.clip(path), int(self.listing.labels[index])
+                return self.clip(index), int(self.listing.labels[index])
             except Exception as error:  # noqa: BLE001 - any unreadable file: skip it, loudly
                 self.skipped.append(path)
                 warnings.warn(f"skipping unreadable {path} ({type(error).__name__}: {error}); "
@@ -307,29 +501,33 @@ class ClipFiles(Dataset):
 class VideoClips(ClipFiles):
     """Clips decoded with PyAV: seek to the keyframe before the first needed frame, decode up to the last."""
 
-    def read(self, path: str) -> list[torch.Tensor]:
+    def read(self, index: int) -> list[torch.Tensor]:
         import av
 
-        rate, t = self.spec.sampling_rate, self.frames
-        span = (t - 1) * rate + 1
-        with av.open(path, metadata_errors="ignore") as container:
+        with av.open(str(self.listing.paths[index]), metadata_errors="ignore") as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             n = frame_count(container, stream)
-            if self.train:
-                starts = [int(torch.randint(0, max(n - span, 0) + 1, ()))]
+            target = self.spec.target_fps
+            if target:
+                fps = stream_fps(stream)
+                clips = [resampled(c, fps, target, n) for c in self.frame_indices(resampled_count(n, fps, target))]
             else:
-                starts = eval_starts(n, span, self.views)
-            clips = [clip_indices(n, t, rate, s) for s in starts]
+                clips = self.frame_indices(n)
             decoded = decode_frames(container, stream, set(np.concatenate(clips).tolist()), self.short_side())
         return [torch.from_numpy(np.stack([decoded[int(i)] for i in idx])) for idx in clips]
+
+
+def stream_fps(stream) -> float:
+    """The stream's frame rate: its average rate, else FFmpeg's guess, else 30."""
+    return float(stream.average_rate or stream.guessed_rate or 30)
 
 
 def frame_count(container, stream) -> int:
     """Frames in the stream: the header's count, else duration x frame rate (webm/mkv carry no count)."""
     if stream.frames > 0:
         return int(stream.frames)
-    fps = float(stream.average_rate or stream.guessed_rate or 30)
+    fps = stream_fps(stream)
     if stream.duration is not None:
         seconds = float(stream.duration * stream.time_base)
     elif container.duration is not None:
@@ -342,7 +540,7 @@ def frame_count(container, stream) -> int:
 def _indexed(container, stream, first: int):
     """(frame index, frame) from at or before frame `first` on. Indices come from timestamps after a seek;
     when timestamps are missing or the seek lands past `first`, decode from the start and count."""
-    fps = float(stream.average_rate or stream.guessed_rate or 30)
+    fps = stream_fps(stream)
     tb, t0 = stream.time_base, stream.start_time or 0
     if first > 0:
         container.seek(t0 + int(first / fps / tb), stream=stream)  # lands on a keyframe at or before
@@ -389,10 +587,10 @@ class ImageClips(ClipFiles):
         super().__init__(*args, **kwargs)
         self.views = 1
 
-    def read(self, path: str) -> list[torch.Tensor]:
+    def read(self, index: int) -> list[torch.Tensor]:
         from PIL import Image
 
-        with Image.open(path) as image:
+        with Image.open(str(self.listing.paths[index])) as image:
             image = image.convert("RGB")
             image = image.resize(scaled_size(*image.size, self.short_side()), Image.Resampling.BILINEAR)
             return [torch.from_numpy(np.asarray(image).copy())[None]]  # (1, H', W', 3)
@@ -413,18 +611,36 @@ class VideoSource:
     size: int
     num_classes: int
 
+    def listing(self, split: str) -> Listing:
+        return LISTINGS[self.layout](self.spec, split)
+
+    def clips(self) -> type[ClipFiles]:
+        return ImageClips if self.layout == "images" else VideoClips
+
     def dataset(self, split: str) -> Dataset:
-        listing = LISTINGS[self.layout](self.spec, split)
+        listing = self.listing(split)
         if len(listing.classes) != self.num_classes:
             raise ValueError(f"data.video.root: {self.spec.root} has {len(listing.classes)} classes; "
                              f"{self.name} has {self.num_classes} (data.dataset: video_folder takes any number)")
-        kind = ImageClips if self.layout == "images" else VideoClips
-        return kind(listing, self.spec, self.frames, self.size, split)
+        return self.clips()(listing, self.spec, self.frames, self.size, split)
+
+
+@dataclass
+class KineticsCsvSource(VideoSource):
+    """Kinetics listed by its annotation CSVs (data.video.annotations); the classes come from the train CSV."""
+
+    csv: KineticsCsv | None = None
+
+    def listing(self, split: str) -> Listing:
+        return self.csv.listing(split)
 
 
 def _named(name: str, layout: str, num_classes: int):
     def build(dm) -> VideoSource:
-        check_spec(dm.video, dm.frames, dm.size)
+        check_spec(dm.video, dm.frames, dm.size, name)
+        if name == "kinetics" and dm.video.annotations:  # the class count is the train CSV's: reads that file
+            listed = KineticsCsv(dm.video)
+            return KineticsCsvSource(name, layout, dm.video, dm.frames, dm.size, len(listed.classes), listed)
         return VideoSource(name, layout, dm.video, dm.frames, dm.size, num_classes)
     return build
 
@@ -432,7 +648,7 @@ def _named(name: str, layout: str, num_classes: int):
 def _counted(name: str, layout: str):
     """A source whose classes are the sub-folders of root/train: counting them reads the disk."""
     def build(dm) -> VideoSource:
-        check_spec(dm.video, dm.frames, dm.size)
+        check_spec(dm.video, dm.frames, dm.size, name)
         if layout == "images" and dm.frames != 1:
             raise ValueError(f"data.frames must be 1 for data.dataset: images (1-frame clips), got {dm.frames}")
         train = Path(dm.video.root).expanduser() / "train"
