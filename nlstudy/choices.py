@@ -7,6 +7,7 @@ table rows with them. Adding a choice is one line here plus its code where it is
 
     pairwise function   PAIRWISE here + its score function in nlstudy/blocks/nonlocal_block.py
     architecture        ARCHS here + its temporal kernels in nlstudy/models/resnet.py (ARCH_KERNELS)
+    torchvision network TORCHVISION_ARCHS here + its builder in nlstudy/models/plugin.py (TORCHVISION_NETS)
     inserted block      BLOCKS here + its builder in nlstudy/models/__init__.py (INSERTABLE)
     placement preset    PLACEMENTS here + its rule in nlstudy/models/placement.py (PRESETS)
     dataset             DATASETS here + its source in nlstudy/data/ (SOURCES)
@@ -33,6 +34,13 @@ ZERO_INITS = ("norm", "conv")  # zero the output BN (the paper) or the output co
 # --- the backbone (model.backbone.*) ---
 ARCH_LABELS = {"c2d": "C2D", "i3d_3x3x3": "I3D 3x3x3", "i3d_3x1x1": "I3D 3x1x1"}  # Table 2e's rows, in its order
 ARCHS = tuple(ARCH_LABELS)
+# torchvision's own networks, built with weights=None and non-local blocks plugged in (nlstudy/models/plugin.py,
+# TORCHVISION_NETS): 2-d ResNets take one-frame clips, the video ResNets any clip
+TORCHVISION_ARCHS = tuple(f"torchvision:{name}" for name in (
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
+    "r3d_18", "mc3_18", "r2plus1d_18",
+))
 BASELINE_ARCH = "c2d"
 DEPTHS = (18, 34, 50, 101)
 STAGES = ("res2", "res3", "res4", "res5")
@@ -60,7 +68,7 @@ Pairwise = Literal[PAIRWISE]
 Mode = Literal[MODES]
 SubsampleOrder = Literal[SUBSAMPLE_ORDERS]
 ZeroInit = Literal[ZERO_INITS]
-Arch = Literal[ARCHS]
+Arch = Literal[ARCHS + TORCHVISION_ARCHS]  # model.backbone.arch: ours, then torchvision's
 Depth = Literal[DEPTHS]
 Block = Literal[BLOCKS]
 Norm = Literal[NORMS]

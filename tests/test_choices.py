@@ -25,12 +25,14 @@ def test_every_registry_holds_exactly_the_vocabulary():
     from nlstudy.lit.module import OPTIMIZERS, SCHEDULES
     from nlstudy.models import INSERTABLE
     from nlstudy.models.placement import PRESETS
+    from nlstudy.models.plugin import TORCHVISION_NETS
     from nlstudy.models.resnet import ARCH_KERNELS, DEPTH_BLOCKS
 
     assert tuple(FORMS) == choices.PAIRWISE
     assert set(INSERTABLE) == set(choices.BLOCKS)
     assert tuple(PRESETS) == choices.PLACEMENTS
     assert set(ARCH_KERNELS) == set(choices.ARCHS) and tuple(DEPTH_BLOCKS) == choices.DEPTHS
+    assert tuple(TORCHVISION_NETS) == choices.TORCHVISION_ARCHS
     assert tuple(DATASETS) == choices.DATASETS
     assert tuple(OPTIMIZERS) == choices.OPTIMIZERS and tuple(SCHEDULES) == choices.SCHEDULES
     assert set(choices.SOFTMAX_PAIRWISE) <= set(choices.PAIRWISE)
@@ -46,7 +48,7 @@ def test_the_specs_literals_are_built_from_the_vocabulary():
     assert literal_choices(NLOptions, "mode") == choices.MODES
     assert literal_choices(NLOptions, "subsample_order") == choices.SUBSAMPLE_ORDERS
     assert literal_choices(NLOptions, "zero_init") == choices.ZERO_INITS
-    assert literal_choices(BackboneSpec, "arch") == choices.ARCHS
+    assert literal_choices(BackboneSpec, "arch") == choices.ARCHS + choices.TORCHVISION_ARCHS
     assert literal_choices(BackboneSpec, "depth") == choices.DEPTHS
     assert literal_choices(BackboneSpec, "block") == choices.BLOCKS
     assert literal_choices(SyntheticSpec, "task") == choices.TASKS

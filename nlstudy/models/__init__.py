@@ -15,6 +15,7 @@ from nlstudy.blocks.nonlocal_block import parse_subsample
 from nlstudy.blocks.context import GlobalContextBlock, SqueezeExcitationBlock
 from nlstudy.choices import BASELINE_ARCH, DEFAULT_MODE, DEFAULT_PAIRWISE, NO_BLOCKS, NONLOCAL, Arch, Block, Depth, Mode, Pairwise, SubsampleOrder, ZeroInit
 from nlstudy.models.placement import PRESETS, resolve_placement
+from nlstudy.models.plugin import TORCHVISION_NETS, TorchvisionClips, build_torchvision, insert_blocks
 from nlstudy.models.resnet import ARCH_KERNELS, DEPTH_BLOCKS, RESIDUAL_BLOCKS, VideoResNet, build_resnet
 from nlstudy.registry import lookup
 
@@ -54,12 +55,12 @@ class BackboneSpec:
     zero_init_residual: bool = False  # zero each residual block's last BN scale (Goyal et al. 2017)
 
 
-def _insert_nonlocal(options: NLOptions):
+def _insert_nonlocal(options: NLOptions, dim: int = 3):
     def make(channels: int, inner: int, residual_kind: str) -> nn.Module:
         inter = max(1, round(channels * options.inter_ratio))
         try:
             return NonLocalBlock(
-                channels, 3, options.pairwise, inter, options.subsample, options.mode,
+                channels, dim, options.pairwise, inter, options.subsample, options.mode,
                 subsample_order=options.subsample_order, scale=options.scale, zero_init=options.zero_init,
                 init_std=options.init_std,
             )
@@ -68,17 +69,18 @@ def _insert_nonlocal(options: NLOptions):
     return make
 
 
-def _insert_residual(options: NLOptions):
+def _insert_residual(options: NLOptions, dim: int = 3):  # 3-d only: nlstudy.models.plugin does not offer it
     # the paper's control: one more residual block of the stage's own kind, starting as the identity
     return lambda channels, inner, kind: RESIDUAL_BLOCKS[kind](channels, inner, zero_init=True)
 
 
-# model.backbone.block (nlstudy.choices.BLOCKS) -> builder of the inserted block from the nl options
+# model.backbone.block (nlstudy.choices.BLOCKS) -> builder of the inserted block from the nl options and the
+# features' dim (3 in our backbone; 2 in torchvision's 2-d ResNets, nlstudy.models.plugin)
 INSERTABLE = {
     "nonlocal": _insert_nonlocal,
     "residual": _insert_residual,
-    "global_context": lambda o: lambda channels, inner, kind: GlobalContextBlock(channels, 3, o.reduction),
-    "squeeze_excitation": lambda o: lambda channels, inner, kind: SqueezeExcitationBlock(channels, 3, o.reduction),
+    "global_context": lambda o, dim=3: lambda channels, inner, kind: GlobalContextBlock(channels, dim, o.reduction),
+    "squeeze_excitation": lambda o, dim=3: lambda channels, inner, kind: SqueezeExcitationBlock(channels, dim, o.reduction),
 }
 
 
@@ -101,10 +103,12 @@ def as_spec(spec: BackboneSpec | None = None, **fields) -> BackboneSpec:
     return BackboneSpec(**fields, nl=nl or NLOptions())
 
 
-def build_model(spec: BackboneSpec | None = None, /, **fields) -> VideoResNet:
+def build_model(spec: BackboneSpec | None = None, /, **fields) -> VideoResNet | TorchvisionClips:
     """build_model(arch="c2d", depth=50, num_classes=400, nonlocal_blocks="none", width=64, nl={...}, ...)."""
     spec = as_spec(spec, **fields)
-    lookup(ARCH_KERNELS, spec.arch, "model.backbone.arch")
+    if spec.arch in TORCHVISION_NETS:  # torchvision's network as it is: depth, width, strides, pools do not apply
+        return build_torchvision(spec, INSERTABLE)
+    lookup({**ARCH_KERNELS, **TORCHVISION_NETS}, spec.arch, "model.backbone.arch")  # the error lists both
     lookup(DEPTH_BLOCKS, spec.depth, "model.backbone.depth")
     placement = resolve_placement(spec.nonlocal_blocks, spec.depth)
     insert = lookup(INSERTABLE, spec.block, "model.backbone.block")(spec.nl)
@@ -124,4 +128,11 @@ def build_model(spec: BackboneSpec | None = None, /, **fields) -> VideoResNet:
     )
 
 
-__all__ = ["BackboneSpec", "NLOptions", "PRESETS", "VideoResNet", "as_spec", "asdict", "build_model", "resolve_placement"]
+def insert_nonlocal(model: nn.Module, placement: str | dict[str, list[int]], **nl_options) -> nn.Module:
+    """Non-local blocks (options: the NLOptions fields) after the residual blocks that `placement` (a preset or
+    {"res4": [1, 3, 5]}) names in a torchvision ResNet or video ResNet, in place; see nlstudy.models.plugin."""
+    return insert_blocks(model, placement, _insert_nonlocal, as_spec(nl=nl_options).nl, NONLOCAL)
+
+
+__all__ = ["BackboneSpec", "NLOptions", "PRESETS", "TORCHVISION_NETS", "TorchvisionClips", "VideoResNet", "as_spec",
+           "asdict", "build_model", "insert_nonlocal", "resolve_placement"]

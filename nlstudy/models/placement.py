@@ -1,4 +1,5 @@
-"""Where blocks go: named presets and explicit maps, resolved against a depth's stage sizes.
+"""Where blocks go: named presets and explicit maps, resolved against a network's stage sizes (a depth of
+ours, or the residual blocks per stage of another network: torchvision's layer1..layer4 are res2..res5).
 
 A placement is data, {"res3": [1, 3], "res4": [1, 3, 5]}: a block is inserted after each listed
 0-based residual block of that stage. Presets (the paper's section 4 and Table 2):
@@ -46,9 +47,21 @@ PRESETS: dict[str, Callable[[Mapping[str, int]], Placement]] = {
 }
 
 
-def resolve_placement(nonlocal_blocks: str | Mapping[str, Sequence[int]], depth: int) -> Placement:
-    """A preset name or an explicit map -> a checked {stage: sorted indices} map for this depth."""
-    _, blocks_per_stage = lookup(DEPTH_BLOCKS, depth, "depth")
+def resolve_placement(nonlocal_blocks: str | Mapping[str, Sequence[int]], depth: int | Sequence[int],
+                      network: str = "") -> Placement:
+    """A preset name or an explicit map -> a checked {stage: sorted indices} map for this network.
+
+    `depth` is one of ours (nlstudy.choices.DEPTHS), or the residual blocks per stage res2..res5 of another
+    network, such as (3, 8, 36, 3) for torchvision's resnet152; `network` names it in the errors.
+    """
+    if isinstance(depth, int):
+        _, blocks_per_stage = lookup(DEPTH_BLOCKS, depth, "depth")
+        where = f"at depth {depth}"
+    else:
+        blocks_per_stage = tuple(depth)
+        if len(blocks_per_stage) != len(STAGES):
+            raise ValueError(f"stage sizes must give the residual blocks of {', '.join(STAGES)}, got {depth!r}")
+        where = f"in {network}" if network else f"of a network with {list(blocks_per_stage)} per stage"
     sizes = dict(zip(STAGES, blocks_per_stage))
     if isinstance(nonlocal_blocks, str):
         what = f"model.backbone.nonlocal_blocks={nonlocal_blocks!r}"
@@ -68,7 +81,7 @@ def resolve_placement(nonlocal_blocks: str | Mapping[str, Sequence[int]], depth:
         for i in indices:
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n:
                 raise ValueError(
-                    f"{what}: {stage} has {n} residual blocks at depth {depth} (indices 0-{n - 1}), no block {i!r}"
+                    f"{what}: {stage} has {n} residual blocks {where} (indices 0-{n - 1}), no block {i!r}"
                 )
         if len(set(indices)) != len(indices):
             raise ValueError(f"{what}: {stage} lists an index twice: {indices}")

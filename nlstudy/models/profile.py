@@ -1,6 +1,7 @@
 """Derived facts of a backbone for one clip shape: parameters, FLOPs, where the inserted blocks sit and
 the feature-map size each one sees. Runs on the meta device (shapes only), so a ResNet-101 at
-32x224x224 costs milliseconds and no memory."""
+32x224x224 costs milliseconds and no memory. Our backbones and torchvision's (model.backbone.arch=torchvision:*,
+nlstudy.models.plugin) alike: both run through `stage_outputs` and list `inserted_blocks()`."""
 
 from __future__ import annotations
 
@@ -47,5 +48,6 @@ def model_facts(spec: BackboneSpec | dict, clip_shape: Sequence[int]) -> dict:
 
 
 def _thw(x: torch.Tensor) -> str:
-    return "x".join(str(s) for s in x.shape[2:])
+    """T x H x W of a (B, C, T, H, W) tensor; (B, C, H, W), as a 2-d network's blocks see, gives 1 x H x W."""
+    return "x".join(str(s) for s in (1,) * (5 - x.dim()) + tuple(x.shape[2:]))
 
