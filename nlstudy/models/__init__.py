@@ -13,9 +13,10 @@ from torch import nn
 from nlstudy.blocks import NonLocalBlock
 from nlstudy.blocks.nonlocal_block import parse_subsample
 from nlstudy.blocks.context import GlobalContextBlock, SqueezeExcitationBlock
-from nlstudy.choices import BASELINE_ARCH, DEFAULT_MODE, DEFAULT_PAIRWISE, NO_BLOCKS, NONLOCAL, Arch, Block, Depth, Mode, Pairwise, SubsampleOrder, ZeroInit
+from nlstudy.choices import BASELINE_ARCH, DEFAULT_MODE, DEFAULT_PAIRWISE, NO_BLOCKS, NONLOCAL, Arch, Block, Depth, Init, Mode, Norm, Pairwise, SubsampleOrder, ZeroInit
 from nlstudy.models.placement import PRESETS, resolve_placement
 from nlstudy.models.plugin import TORCHVISION_NETS, TorchvisionClips, build_torchvision, insert_blocks
+from nlstudy.models.pretrained import load_pretrained
 from nlstudy.models.resnet import ARCH_KERNELS, DEPTH_BLOCKS, RESIDUAL_BLOCKS, VideoResNet, build_resnet
 from nlstudy.registry import lookup
 
@@ -53,6 +54,16 @@ class BackboneSpec:
     pool1: bool = True  # 3x3x3 max-pool, stride 2, after conv1
     pool2: bool = True  # 3x1x1 max-pool, temporal stride 2, after res2
     zero_init_residual: bool = False  # zero each residual block's last BN scale (Goyal et al. 2017)
+    # a fresh backbone's init: msra (the released Caffe2 code: Kaiming fan_out convs, BN 1/0, fc std 0.01) or
+    # pytorch (PyTorch's layer defaults; the demo's published runs); inserted blocks keep their own init
+    init: Init = "msra"
+    # the backbone's norm: bn; frozen_bn (statistics and affine fixed, the paper's 128-frame fine-tuning); sync_bn
+    # (every BatchNorm converted to SyncBatchNorm: statistics over all DDP processes; the same conversion as
+    # trainer.sync_batchnorm=true, which would leave frozen_bn's layers frozen). nlstudy.models.resnet.NORM_LAYERS
+    norm: Norm = "bn"
+    # a local torchvision ResNet-18/34/50/101 state_dict file (width 64, the same depth), inflated into the
+    # backbone as the paper's ImageNet init; fc and inserted blocks stay fresh ("": none; nlstudy.models.pretrained)
+    pretrained: str = ""
 
 
 def _insert_nonlocal(options: NLOptions, dim: int = 3):
@@ -120,12 +131,15 @@ def build_model(spec: BackboneSpec | None = None, /, **fields) -> VideoResNet | 
         raise ValueError(f"model.backbone.nl.inter_ratio must be positive, got {spec.nl.inter_ratio!r}")
     if not 0.0 <= spec.dropout < 1.0:
         raise ValueError(f"model.backbone.dropout must be in [0, 1), got {spec.dropout!r}")
-    return build_resnet(
+    model = build_resnet(
         arch=spec.arch, depth=spec.depth, width=spec.width, num_classes=spec.num_classes,
         placement=placement, insert=insert, insert_kind=spec.block, dropout=spec.dropout,
         conv1_stride=spec.conv1_stride, pool1=spec.pool1, pool2=spec.pool2,
-        zero_init_residual=spec.zero_init_residual,
+        zero_init_residual=spec.zero_init_residual, norm=spec.norm, init=spec.init,
     )
+    if spec.pretrained:
+        load_pretrained(model, spec.pretrained)
+    return model
 
 
 def insert_nonlocal(model: nn.Module, placement: str | dict[str, list[int]], **nl_options) -> nn.Module:

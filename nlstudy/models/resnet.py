@@ -7,6 +7,20 @@ A 32x224x224 clip gives 8x56x56 after res2, then 4x28x28, 4x14x14, 4x7x7. C2D's 
 time; I3D inflates one kernel in the residual blocks the Caffe2 release marks (`INFLATE`): the first
 1x1 to 3x1x1, or the 3x3 to 3x3x3. Stage spatial strides sit on the 3x3 convolution (torchvision's
 ResNet v1.5). Every architecture number lives in the tables below; the builders keep no state.
+
+Initialisation of a fresh backbone (model.backbone.init, `INITS`):
+    msra     the released Caffe2 code's: every conv "MSRAFill", a Gaussian of std sqrt(2 / fan_out) with
+             fan_out = out channels x kernel volume (`kaiming_normal_(mode="fan_out", nonlinearity="relu")`,
+             as torchvision's ResNet and PySlowFast's init_weights); BN scale 1, shift 0; the classifier
+             Gaussian std 0.01, bias 0 (Caffe2's FC_INIT_STD)
+    pytorch  PyTorch's per-layer defaults (Kaiming-uniform with a=sqrt(5) for conv and fc); the demo was tuned
+             and published with these
+Each residual block, the stem and the classifier initialise themselves as they are built; inserted blocks
+(non-local, the residual control, GC, SE) keep their own init. zero_init_residual is applied after.
+
+Normalisation of the backbone's own layers (model.backbone.norm, `NORM_LAYERS`): BatchNorm3d; FrozenBatchNorm3d
+(statistics and affine fixed: the paper's 128-frame fine-tuning); or SyncBatchNorm, to which every BatchNorm of
+the built network (inserted blocks' too) is converted, so statistics are shared across DDP processes.
 """
 
 from __future__ import annotations
@@ -15,7 +29,9 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from nlstudy.choices import STAGES
 from nlstudy.registry import lookup
@@ -52,17 +68,74 @@ def conv3d(c_in: int, c_out: int, kernel: Sequence[int], stride: Sequence[int] =
     return nn.Conv3d(c_in, c_out, tuple(kernel), tuple(stride), tuple(k // 2 for k in kernel), bias=False)
 
 
+class FrozenBatchNorm3d(nn.Module):
+    """BatchNorm3d with its statistics and affine fixed (model.backbone.norm=frozen_bn): always normalises with
+    running_mean/var, in training as in evaluation, and its weight/bias do not learn.
+
+    A module of its own rather than a BatchNorm3d held in eval mode: its forward never reads `self.training`,
+    so no `train()` call (Lightning's `model.train()`, its restoring of each module's mode after validation)
+    can switch it to batch statistics; and it is not a `_BatchNorm`, so neither Lightning's
+    `trainer.sync_batchnorm` nor `convert_sync_batchnorm` turns it back into a learning SyncBatchNorm.
+    weight and bias stay parameters with requires_grad=False (their grads stay None, so the optimisers skip
+    them; derived.params still counts them). The state-dict keys are BatchNorm3d's (weight, bias,
+    running_mean, running_var, num_batches_tracked): weights load either way between bn and frozen_bn."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5):
+        super().__init__()
+        self.num_features, self.eps = num_features, eps
+        self.weight = nn.Parameter(torch.ones(num_features), requires_grad=False)
+        self.bias = nn.Parameter(torch.zeros(num_features), requires_grad=False)
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T, H, W) -> same
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}"
+
+
+NormFn = Callable[[int], nn.Module]  # channels -> a norm layer
+# model.backbone.norm (nlstudy.choices.NORMS) -> the norm layer of the backbone's own blocks; sync_bn builds
+# BatchNorm3d and build_resnet converts the whole network (inserted blocks included) at the end
+NORM_LAYERS: dict[str, NormFn] = {"bn": nn.BatchNorm3d, "frozen_bn": FrozenBatchNorm3d, "sync_bn": nn.BatchNorm3d}
+SYNC_NORMS = ("sync_bn",)
+
+
+def msra_init(module: nn.Module) -> None:
+    """The released Caffe2 code's init of `module`'s convs, norms and classifier (see the module docstring)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")  # std sqrt(2 / fan_out)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (_BatchNorm, FrozenBatchNorm3d)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
+
+
+InitFn = Callable[[nn.Module], None]
+# model.backbone.init (nlstudy.choices.INITS) -> what a fresh backbone layer does after PyTorch's own init
+INITS: dict[str, InitFn] = {"msra": msra_init, "pytorch": lambda module: None}
+
+
 class Bottleneck(nn.Module):
     """1x1 -> 3x3 -> 1x1 (x4 channels); I3D's inflation is data: `first` / `middle` temporal kernels."""
 
-    def __init__(self, c_in: int, inner: int, stride: int = 1, t_first: int = 1, t_middle: int = 1, zero_init: bool = False):
+    def __init__(self, c_in: int, inner: int, stride: int = 1, t_first: int = 1, t_middle: int = 1, zero_init: bool = False,
+                 norm: NormFn = nn.BatchNorm3d, init: InitFn = INITS["pytorch"]):
         super().__init__()
         c_out = inner * EXPANSION["bottleneck"]
-        self.conv1, self.bn1 = conv3d(c_in, inner, (t_first, 1, 1)), nn.BatchNorm3d(inner)
-        self.conv2, self.bn2 = conv3d(inner, inner, (t_middle, 3, 3), (1, stride, stride)), nn.BatchNorm3d(inner)
-        self.conv3, self.bn3 = conv3d(inner, c_out, (1, 1, 1)), nn.BatchNorm3d(c_out)
+        self.conv1, self.bn1 = conv3d(c_in, inner, (t_first, 1, 1)), norm(inner)
+        self.conv2, self.bn2 = conv3d(inner, inner, (t_middle, 3, 3), (1, stride, stride)), norm(inner)
+        self.conv3, self.bn3 = conv3d(inner, c_out, (1, 1, 1)), norm(c_out)
         self.relu = nn.ReLU(inplace=True)
-        self.shortcut = _shortcut(c_in, c_out, stride)
+        self.shortcut = _shortcut(c_in, c_out, stride, norm)
+        init(self)
         if zero_init:  # the block starts as the identity (Goyal et al. 2017)
             nn.init.zeros_(self.bn3.weight)
 
@@ -76,16 +149,18 @@ class Bottleneck(nn.Module):
 class BasicBlock(nn.Module):
     """3x3 -> 3x3 (ResNet-18/34); I3D 3x3x3 gives the first conv a temporal kernel."""
 
-    def __init__(self, c_in: int, inner: int, stride: int = 1, t_first: int = 1, t_middle: int = 1, zero_init: bool = False):
+    def __init__(self, c_in: int, inner: int, stride: int = 1, t_first: int = 1, t_middle: int = 1, zero_init: bool = False,
+                 norm: NormFn = nn.BatchNorm3d, init: InitFn = INITS["pytorch"]):
         super().__init__()
         if t_first > 1:
             raise ValueError("model.backbone.arch=i3d_3x1x1 inflates the first 1x1 conv of a bottleneck block; "
                              "depths 18 and 34 have basic blocks without one: use i3d_3x3x3 or depth 50/101")
         t = t_middle  # I3D 3x3x3 inflates the first 3x3 of a basic block
-        self.conv1, self.bn1 = conv3d(c_in, inner, (t, 3, 3), (1, stride, stride)), nn.BatchNorm3d(inner)
-        self.conv2, self.bn2 = conv3d(inner, inner, (1, 3, 3)), nn.BatchNorm3d(inner)
+        self.conv1, self.bn1 = conv3d(c_in, inner, (t, 3, 3), (1, stride, stride)), norm(inner)
+        self.conv2, self.bn2 = conv3d(inner, inner, (1, 3, 3)), norm(inner)
         self.relu = nn.ReLU(inplace=True)
-        self.shortcut = _shortcut(c_in, inner, stride)
+        self.shortcut = _shortcut(c_in, inner, stride, norm)
+        init(self)
         if zero_init:
             nn.init.zeros_(self.bn2.weight)
 
@@ -98,10 +173,10 @@ class BasicBlock(nn.Module):
 RESIDUAL_BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
-def _shortcut(c_in: int, c_out: int, stride: int) -> nn.Module:
+def _shortcut(c_in: int, c_out: int, stride: int, norm: NormFn) -> nn.Module:
     if c_in == c_out and stride == 1:
         return nn.Identity()
-    return nn.Sequential(conv3d(c_in, c_out, (1, 1, 1), (1, stride, stride)), nn.BatchNorm3d(c_out))
+    return nn.Sequential(conv3d(c_in, c_out, (1, 1, 1), (1, stride, stride)), norm(c_out))
 
 
 class VideoResNet(nn.Module):
@@ -177,12 +252,16 @@ def build_resnet(
     pool1: bool,
     pool2: bool,
     zero_init_residual: bool,
+    norm: str,
+    init: str,
     in_channels: int = 3,
 ) -> VideoResNet:
     """The backbone of `arch` and `depth` with `insert(channels, kind, index...)` blocks after the
-    residual blocks that `placement` ({"res4": [4]}) names."""
+    residual blocks that `placement` ({"res4": [4]}) names; `norm` and `init` as NORM_LAYERS and INITS."""
     t_conv1, inflate = lookup(ARCH_KERNELS, arch, "arch")
     kind, blocks_per_stage = lookup(DEPTH_BLOCKS, depth, "depth")
+    norm_layer = lookup(NORM_LAYERS, norm, "model.backbone.norm")
+    init_fn = lookup(INITS, init, "model.backbone.init")
     if width < 1:
         raise ValueError(f"model.backbone.width must be a positive integer, got {width!r}")
     if len(conv1_stride) != 3 or min(conv1_stride) < 1:
@@ -193,10 +272,11 @@ def build_resnet(
 
     stem = nn.Sequential(
         conv3d(in_channels, width, (t_conv1, 7, 7), conv1_stride),
-        nn.BatchNorm3d(width),
+        norm_layer(width),
         nn.ReLU(inplace=True),
         nn.MaxPool3d(3, 2, 1) if pool1 else nn.Identity(),
     )
+    init_fn(stem)
     stages: dict[str, nn.Sequential] = {}
     c_in = width
     for s, (stage, n_blocks) in enumerate(zip(STAGES, blocks_per_stage)):
@@ -207,13 +287,17 @@ def build_resnet(
             stage_blocks.add_module(str(i), residual(
                 c_in, inner, STAGE_SPATIAL_STRIDE[stage] if i == 0 else 1,
                 t_first=t if inflate == "first" else 1, t_middle=t if inflate == "middle" else 1,
-                zero_init=zero_init_residual,
+                zero_init=zero_init_residual, norm=norm_layer, init=init_fn,
             ))
             c_in = inner * expansion
             if i in placement.get(stage, ()):
                 stage_blocks.add_module(f"{insert_kind}{i}", insert(c_in, inner, kind))
         stages[stage] = stage_blocks
     pool = nn.MaxPool3d((3, 1, 1), (2, 1, 1), (1, 0, 0)) if pool2 else nn.Identity()
-    return VideoResNet(stem, stages, pool, c_in, num_classes, dropout)
+    model = VideoResNet(stem, stages, pool, c_in, num_classes, dropout)
+    init_fn(model.fc)
+    if norm in SYNC_NORMS:  # every BatchNorm, inserted blocks' too: statistics over all DDP processes
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
 
 
