@@ -107,6 +107,13 @@ def test_resnet50_inflation_into_i3d_3x1x1_maps_bottlenecks_and_shortcuts():
     assert torch.equal(ours["res3.1.conv1.weight"][:, :, 0], net.layer2[1].conv1.weight)  # not inflated: 1x1x1
 
 
+def test_depth_in_the_path_picks_the_file_of_each_depth(resnet18):
+    net, path = resnet18
+    template = path.replace("resnet18", "resnet{depth}")
+    model = build_model(arch="c2d", depth=18, width=64, num_classes=5, pretrained=template, init="pytorch")
+    assert torch.equal(model.stem[0].weight[:, :, 0], net.conv1.weight)  # C2D: one temporal tap, the 2-d kernel
+
+
 def test_a_mismatched_file_fails_in_one_line_naming_the_key(resnet18, tmp_path):
     net, path = resnet18
     not_weights = tmp_path / "list.pt"

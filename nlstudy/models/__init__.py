@@ -62,7 +62,8 @@ class BackboneSpec:
     # trainer.sync_batchnorm=true, which would leave frozen_bn's layers frozen). nlstudy.models.resnet.NORM_LAYERS
     norm: Norm = "bn"
     # a local torchvision ResNet-18/34/50/101 state_dict file (width 64, the same depth), inflated into the
-    # backbone as the paper's ImageNet init; fc and inserted blocks stay fresh ("": none; nlstudy.models.pretrained)
+    # backbone as the paper's ImageNet init; fc and inserted blocks stay fresh ("": none; nlstudy.models.pretrained).
+    # "{depth}" in the path is replaced by the depth, so one setting serves a sweep over depths: .../resnet{depth}.pth
     pretrained: str = ""
 
 
@@ -138,7 +139,7 @@ def build_model(spec: BackboneSpec | None = None, /, **fields) -> VideoResNet | 
         zero_init_residual=spec.zero_init_residual, norm=spec.norm, init=spec.init,
     )
     if spec.pretrained:
-        load_pretrained(model, spec.pretrained)
+        load_pretrained(model, spec.pretrained.replace("{depth}", str(spec.depth)))
     return model
 
 
