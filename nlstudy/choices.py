@@ -9,6 +9,7 @@ table rows with them. Adding a choice is one line here plus its code where it is
     architecture        ARCHS here + its temporal kernels in nlstudy/models/resnet.py (ARCH_KERNELS)
     torchvision network TORCHVISION_ARCHS here + its builder in nlstudy/models/plugin.py (TORCHVISION_NETS)
     inserted block      BLOCKS here + its builder in nlstudy/models/__init__.py (INSERTABLE)
+    norm / init         NORMS / INITS here + the layer or init function in nlstudy/models/resnet.py (NORM_LAYERS, INITS)
     placement preset    PLACEMENTS here + its rule in nlstudy/models/placement.py (PRESETS)
     dataset             DATASETS here + its source in nlstudy/data/ (SOURCES)
     optimiser/schedule  OPTIMIZERS / SCHEDULES here + the code in nlstudy/lit/module.py

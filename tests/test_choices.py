@@ -26,13 +26,14 @@ def test_every_registry_holds_exactly_the_vocabulary():
     from nlstudy.models import INSERTABLE
     from nlstudy.models.placement import PRESETS
     from nlstudy.models.plugin import TORCHVISION_NETS
-    from nlstudy.models.resnet import ARCH_KERNELS, DEPTH_BLOCKS
+    from nlstudy.models.resnet import ARCH_KERNELS, DEPTH_BLOCKS, INITS, NORM_LAYERS
 
     assert tuple(FORMS) == choices.PAIRWISE
     assert set(INSERTABLE) == set(choices.BLOCKS)
     assert tuple(PRESETS) == choices.PLACEMENTS
     assert set(ARCH_KERNELS) == set(choices.ARCHS) and tuple(DEPTH_BLOCKS) == choices.DEPTHS
     assert tuple(TORCHVISION_NETS) == choices.TORCHVISION_ARCHS
+    assert tuple(NORM_LAYERS) == choices.NORMS and tuple(INITS) == choices.INITS
     assert tuple(DATASETS) == choices.DATASETS
     assert tuple(OPTIMIZERS) == choices.OPTIMIZERS and tuple(SCHEDULES) == choices.SCHEDULES
     assert set(choices.SOFTMAX_PAIRWISE) <= set(choices.PAIRWISE)
