@@ -198,7 +198,7 @@ def erf_frame(erfs: Mapping[str, torch.Tensor], share: float = 0.5) -> pd.DataFr
 def backbone_like(config: Mapping[str, Any], **changes: Any) -> nn.Module:
     """A freshly built network (eval mode) with the backbone of a run's `config` (`load_run`'s flat config),
     some fields changed: `backbone_like(config, block="global_context")` puts a global-context block where
-    the run has its non-local blocks."""
+    the run has its non-local blocks. Built fresh, without the run's `pretrained` weights unless asked."""
     from nlstudy.models import as_spec, build_model
 
     prefix = "model.backbone."
@@ -208,6 +208,7 @@ def backbone_like(config: Mapping[str, Any], **changes: Any) -> nn.Module:
             fields.setdefault("nl", {})[key[len(prefix + "nl."):]] = value
         elif key.startswith(prefix):
             fields[key[len(prefix):]] = value
+    fields["pretrained"] = ""  # fresh: the run's ImageNet file need not be on this machine (pass pretrained=... to load it)
     fields.update(changes)
     return build_model(as_spec(**fields)).eval()
 
