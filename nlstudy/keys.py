@@ -124,3 +124,36 @@ def flatten(tree: Mapping[str, Any]) -> dict[str, Any]:
         if not str(key).startswith("_"):
             walk(str(key), value, 0)
     return {name: value for name, (_, value) in found.items()}
+
+
+# --- finding a run again (`nlstudy fit --resume RUN`, `model.init_from: RUN`, nlstudy.analysis.load_run) ---
+from pathlib import Path  # noqa: E402  (this section was appended; the names above need no paths)
+
+CHECKPOINTS_DIR = "checkpoints"  # under files/: the run's Lightning checkpoint, for `nlstudy fit --resume`
+LAST_CHECKPOINT = "last.ckpt"  # overwritten every epoch (weights, optimiser, lr schedule, loops, best so far)
+SAVE_CHECKPOINTS = "save_checkpoints"  # fit: keep files/checkpoints/last.ckpt (default true)
+INIT_FROM = "model.init_from"  # fit: start from another run's files/weights/final.pt (a run directory or id)
+INIT_FROM_RUN = "derived.init_from_run"  # the id of the run model.init_from named
+INIT_FROM_COPIED = "derived.init_from_copied"  # tensors copied from it (the rest kept their fresh init)
+
+
+def find_run(run: str | os.PathLike, runs_root: str | os.PathLike | None = None) -> Path:
+    """The wandb run directory of `run`: a run directory (or its files/ folder), or a run id looked up
+    under `runs_root` (default $NLSTUDY_RUNS_DIR, else ./runs) as `<runs_root>/wandb/*-run-*-<id>`; a run
+    resumed under the same id has several directories, and the newest is returned."""
+    path = Path(run)
+    if path.is_dir():
+        return path.parent if path.name == "files" else path
+    root = Path(runs_root if runs_root is not None else _default_runs_root())
+    found = sorted((root / "wandb").glob(f"*run-*-{run}")) if (root / "wandb").is_dir() else []
+    if not found:
+        raise FileNotFoundError(f"no run {str(run)!r}: not a run directory, and no {root}/wandb/*-run-*-{run}")
+    return found[-1]
+
+
+def run_id(run_dir: str | os.PathLike) -> str:
+    """The wandb run id of a run directory (`offline-run-<time>-<id>` or `run-<time>-<id>`)."""
+    return Path(run_dir).name.rsplit("-", 1)[-1]
+
+
+_default_runs_root = runs_root  # find_run's parameter of the same name hides the function inside it

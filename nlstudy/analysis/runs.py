@@ -16,22 +16,9 @@ import torch
 import yaml
 
 from nlstudy import keys
+from nlstudy.keys import find_run  # torch-free, shared with the training CLI (--resume, model.init_from)
 from nlstudy.models import VideoResNet, as_spec, build_model
 from nlstudy.registry import lookup
-
-
-
-def find_run(run: str | os.PathLike, runs_root: str | os.PathLike | None = None) -> Path:
-    """The wandb run directory of `run`: a run directory (or its files/ folder), or a run id looked up
-    under `runs_root` (default $NLSTUDY_RUNS_DIR, else ./runs) as `<runs_root>/wandb/*-run-*-<id>`."""
-    path = Path(run)
-    if path.is_dir():
-        return path.parent if path.name == "files" else path
-    root = Path(runs_root if runs_root is not None else keys.runs_root())
-    found = sorted((root / "wandb").glob(f"*run-*-{run}")) if (root / "wandb").is_dir() else []
-    if not found:
-        raise FileNotFoundError(f"no run {str(run)!r}: not a run directory, and no {root}/wandb/*-run-*-{run}")
-    return found[-1]
 
 
 def run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
