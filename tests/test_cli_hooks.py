@@ -12,8 +12,8 @@ from pytorch_lightning.loggers import Logger
 
 from nlstudy import keys
 from nlstudy.errors import UsageError
-from nlstudy.lit.callbacks import RunFacts, SaveWeights, SweepBridge
-from nlstudy.lit.cli import CheckCLI, LogConfig, argument_error_line, run_callbacks
+from nlstudy.lit.callbacks import RunCheckpoint, RunFacts, SaveWeights, SweepBridge
+from nlstudy.lit.cli import CheckCLI, LogConfig, argument_error_line, checkpoint_settings, run_callbacks
 
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter:UserWarning")
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,12 +24,34 @@ def kinds(callbacks) -> list[type]:
     return [type(c) for c in callbacks]
 
 
-def test_every_run_gets_its_facts_and_sweep_callbacks_and_fit_keeps_its_weights():
-    assert kinds(run_callbacks("fit", save_weights=True)) == [RunFacts, SweepBridge, SaveWeights]
-    assert kinds(run_callbacks("fit", save_weights=False)) == [RunFacts, SweepBridge]
+def test_every_run_gets_its_facts_and_sweep_callbacks_and_fit_keeps_its_weights_and_checkpoint():
+    assert kinds(run_callbacks("fit", save_weights=True)) == [RunFacts, SweepBridge, SaveWeights, RunCheckpoint]
+    assert kinds(run_callbacks("fit", save_weights=False)) == [RunFacts, SweepBridge, RunCheckpoint]
+    assert kinds(run_callbacks("fit", True, save_checkpoints=False)) == [RunFacts, SweepBridge, SaveWeights]
     assert kinds(run_callbacks("test", save_weights=True)) == [RunFacts, SweepBridge]  # nothing trained, nothing kept
     first, second = run_callbacks("fit", True), run_callbacks("fit", True)
     assert all(a is not b for a, b in zip(first, second))  # fresh state for every run
+
+
+def test_the_run_checkpoint_gives_way_to_a_configured_one_and_to_checkpointing_off(checked, tmp_path):
+    cli, _ = checked
+    mine = "--trainer.callbacks+=pytorch_lightning.callbacks.ModelCheckpoint"
+    for args, expected, enabled in [  # each after --trainer.enable_checkpointing=true (demo.yaml turns it off)
+        ([], True, True),
+        (["--save_checkpoints=false"], False, False),  # no RunCheckpoint and no Lightning default one either
+        ([mine], False, True),  # the configured ModelCheckpoint writes where it says
+        ([mine, "--save_checkpoints=false"], False, True),
+    ]:
+        cli.check(["fit", "--config", DEMO, "--trainer.enable_checkpointing=true", *args])
+        settings = cli.config.fit
+        assert checkpoint_settings(settings) is expected, args
+        assert settings.trainer.enable_checkpointing is enabled, args
+    cli.check(["fit", "--config", DEMO])  # experiments/demo.yaml: trainer.enable_checkpointing: false
+    assert checkpoint_settings(cli.config.fit) is False
+    config = tmp_path / "resume.yaml"
+    config.write_text("resume: abc\n")
+    with pytest.raises(UsageError, match="^resume: a config file cannot resume a run"):
+        cli.check(["fit", "--config", DEMO, "--config", str(config)])
 
 
 @pytest.fixture(scope="module")

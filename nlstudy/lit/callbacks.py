@@ -1,21 +1,35 @@
-"""Callbacks that complete a run's record: derived facts at the start, performance at the end, and the
-files a local sweep agent watches (validation progress for early termination, a stop request)."""
+"""Callbacks that complete a run's record: derived facts at the start, performance at the end, the files a
+local sweep agent watches (validation progress for early termination, a stop request), the network's
+weights for the analysis (`SaveWeights`) and the checkpoint a run resumes from (`RunCheckpoint`).
+
+Under DDP every process runs these; only the first (global rank 0) writes files and logs."""
 
 from __future__ import annotations
 
 import json
 import os
 import resource
+import shutil
 import time
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from nlstudy import keys
 from nlstudy.models import asdict
 from nlstudy.models.profile import model_facts
 
+
+def run_files_dir(trainer: pl.Trainer) -> Path | None:
+    """The run's folder for its files: wandb's `<run>/files` (synced with the run), else the logger's
+    log_dir, else the Trainer's default_root_dir; None without a logger and on every process but the first."""
+    logger = trainer.logger
+    if logger is None or not trainer.is_global_zero:
+        return None
+    experiment_dir = getattr(logger.experiment, "dir", None)  # wandb: <run>/files
+    return Path(experiment_dir or logger.log_dir or trainer.default_root_dir).absolute()  # kept in checkpoints
 
 
 def peak_memory_mb() -> float:
@@ -26,8 +40,9 @@ def peak_memory_mb() -> float:
 
 
 class RunFacts(pl.Callback):
-    """Logs derived facts (params, FLOPs per clip, inserted blocks and the T x H x W each sees) once, and
-    wall time, training throughput and peak memory when the run ends."""
+    """Logs derived facts (params, FLOPs per clip, inserted blocks and the T x H x W each sees, and where
+    `model.init_from` took weights from) once, and wall time, training throughput and peak memory when the
+    run ends. Wall time and throughput travel in the checkpoint: a resumed run reports its whole training."""
 
     def __init__(self) -> None:
         self._facts_logged = False
@@ -35,16 +50,28 @@ class RunFacts(pl.Callback):
         self._train_seconds = 0.0
         self._train_clips = 0
         self._epoch_start = 0.0
+        self._resumed_wall_s = 0.0  # the wall time of the run this one resumes (from its checkpoint)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"wall_s": time.perf_counter() - self._start, "train_seconds": self._train_seconds,
+                "train_clips": self._train_clips}
+
+    def load_state_dict(self, state_dict: dict[str, float]) -> None:  # before on_fit_start
+        self._resumed_wall_s = float(state_dict.get("wall_s", 0.0))
+        self._train_seconds = float(state_dict.get("train_seconds", 0.0))
+        self._train_clips = int(state_dict.get("train_clips", 0))
 
     def _log_facts(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._facts_logged or trainer.logger is None or trainer.datamodule is None:
             return
         self._facts_logged = True
-        facts = model_facts(pl_module.backbone_spec, trainer.datamodule.clip_shape)
-        trainer.logger.log_hyperparams({f"{keys.DERIVED}{k}": v for k, v in facts.items()})
+        facts = {f"{keys.DERIVED}{k}": v for k, v in model_facts(pl_module.backbone_spec,
+                                                                   trainer.datamodule.clip_shape).items()}
+        facts.update(getattr(pl_module, "init_facts", {}))  # VideoClassifier: model.init_from's source and count
+        trainer.logger.log_hyperparams(facts)
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        self._start = time.perf_counter()
+        self._start = time.perf_counter() - self._resumed_wall_s
         self._log_facts(trainer, pl_module)
 
     def on_validation_start(self, trainer, pl_module) -> None:
@@ -90,7 +117,7 @@ class SweepBridge(pl.Callback):
         self.stop = Path(os.environ[keys.STOP_ENV]) if os.environ.get(keys.STOP_ENV) else None
 
     def on_validation_end(self, trainer, pl_module) -> None:  # after the module has logged its metrics
-        if trainer.sanity_checking or self.progress is None:
+        if trainer.sanity_checking or self.progress is None or not trainer.is_global_zero:
             return
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         for name in (keys.VAL_TOP1, keys.VAL_TOP5, keys.VAL_LOSS, keys.VAL_TOP1_BEST):
@@ -115,18 +142,38 @@ class SaveWeights(pl.Callback):
     (`backbone`, num_classes resolved), the network's `state_dict`, and `epochs` (training epochs
     completed), `step` (optimiser steps) and `val/top1` (the last validation's top-1).
     Only the network is kept (no optimiser state): a few MB at demo scale, about 100 MB for ResNet-50.
+    A resumed run (a new directory under the same run id) starts from the best top-1 so far and a copy of
+    the best.pt it came with, both named in the checkpoint it resumes from.
     """
 
     def __init__(self) -> None:
         self.best = -float("inf")
+        self.best_file: Path | None = None  # where best.pt was last written
+        self._resumed_best_file: Path | None = None
 
     @staticmethod
     def directory(trainer: pl.Trainer) -> Path | None:
-        logger = trainer.logger
-        if logger is None or not trainer.is_global_zero:
-            return None
-        experiment_dir = getattr(logger.experiment, "dir", None)  # wandb: <run>/files
-        return Path(experiment_dir or logger.log_dir or trainer.default_root_dir) / keys.WEIGHTS_DIR
+        files = run_files_dir(trainer)
+        return None if files is None else files / keys.WEIGHTS_DIR
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_file": str(self.best_file) if self.best_file else None}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.best = float(state_dict.get("best", -float("inf")))
+        self._resumed_best_file = Path(state_dict["best_file"]) if state_dict.get("best_file") else None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        """A resumed run: its best.pt so far is the one of the run directory it resumed from."""
+        source, self._resumed_best_file = self._resumed_best_file, None
+        folder = self.directory(trainer)
+        if folder is None or source is None or not source.is_file():
+            return
+        target = folder / keys.WEIGHTS_FILES["best"]
+        if source.resolve() != target.resolve():
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        self.best_file = target
 
     def save(self, trainer: pl.Trainer, pl_module: pl.LightningModule, name: str, epochs: int) -> None:
         folder = self.directory(trainer)
@@ -144,6 +191,8 @@ class SaveWeights(pl.Callback):
         path = folder / keys.WEIGHTS_FILES[name]
         torch.save(record, path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)  # never a half-written file under the real name
+        if name == "best":
+            self.best_file = path
 
     def on_validation_end(self, trainer, pl_module) -> None:
         top1 = trainer.callback_metrics.get(keys.VAL_TOP1)
@@ -154,3 +203,32 @@ class SaveWeights(pl.Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self.save(trainer, pl_module, "final", trainer.current_epoch)  # counted up past the last epoch
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, writing one file into the run's folder: `files/checkpoints/last.ckpt`
+    (wandb's run directory, beside files/weights/), overwritten after every epoch's validation (or at the
+    epoch's end without validation). It holds what `nlstudy fit --resume RUN` needs to continue the run as
+    if it had not stopped: weights, optimiser, lr schedule, loop counters, VideoClassifier's best top-1 so
+    far and RNG states, and these callbacks' states. Saving draws no random numbers: training is unchanged.
+
+    The folder is known only once the logger has started the run, so `setup` sets `dirpath` (rank 0 reads
+    it and tells the other processes). The CLI adds this callback to fit runs unless `save_checkpoints` is
+    false, `trainer.enable_checkpointing` is false, or the configuration has its own ModelCheckpoint.
+    """
+
+    def __init__(self) -> None:
+        # monitor=None with save_top_k=1 keeps only the newest; the fixed name "last" is overwritten in place
+        super().__init__(filename=keys.LAST_CHECKPOINT.removesuffix(".ckpt"), monitor=None, save_top_k=1,
+                         enable_version_counter=False)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        files = run_files_dir(trainer)
+        folder = trainer.strategy.broadcast(str(files / keys.CHECKPOINTS_DIR) if files is not None else None)
+        if folder is not None:
+            self.dirpath = folder
+        super().setup(trainer, pl_module, stage)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Nothing to restore: a resumed run writes its own last.ckpt in its own run directory (Lightning's
+        would only warn that the folder changed)."""

@@ -5,10 +5,22 @@ directory under $NLSTUDY_RUNS_DIR (default ./runs). The run's config is the whol
 flattened to the dotted keys the CLI and the sweep files use, plus `table` and the derived facts.
 `fit` tests the final model afterwards (--test_after_fit, default true) so one run holds val and test.
 Bad keys and values fail in one line before anything trains or logs.
+
+A fit run keeps its resolved config (files/nlstudy_config.yaml), its weights (files/weights/, for the
+analysis) and a checkpoint (files/checkpoints/last.ckpt, overwritten every epoch) in its wandb run
+directory. `nlstudy fit --resume RUN` (a run directory or id) continues it from that checkpoint under the
+same wandb run id, with the same configuration unless overridden by the arguments that follow:
+
+    nlstudy fit --resume 3fwyqf9b                       # continue an interrupted run
+    nlstudy fit --resume runs/demo/wandb/offline-run-20261125_182526-3fwyqf9b --trainer.max_epochs=16
+
+Offline, wandb writes a resumed run into a new directory (`offline-run-<time>-<same id>`) that holds the
+epochs after the checkpoint and the final summary.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -20,19 +32,21 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import yaml
 from jsonargparse import ArgumentError, Namespace, lazy_instance
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
 from nlstudy import keys
 from nlstudy.data import ClipDataModule
 from nlstudy.errors import UsageError, one_line
-from nlstudy.lit.callbacks import RunFacts, SaveWeights, SweepBridge
+from nlstudy.lit.callbacks import RunCheckpoint, RunFacts, SaveWeights, SweepBridge
 from nlstudy.lit.module import VideoClassifier
 
 # trainer/CLI keys that are plumbing, not part of an experiment's identity
 NOT_LOGGED = ("config", "trainer.logger", "trainer.callbacks", "ckpt_path", "trainer.default_root_dir", "optimizer",
-              "lr_scheduler", "weights_only")
+              "lr_scheduler", "weights_only", "resume")
 
 
 def default_logger() -> WandbLogger:
@@ -54,10 +68,25 @@ def flat_config(config: Namespace) -> dict[str, Any]:
     return flat
 
 
+# what `nlstudy fit --resume` adds to a run's configuration: left out of the YAML a run keeps, so that
+# `nlstudy fit --config <a resumed run's nlstudy_config.yaml>` starts a new run, as for any other run
+RESUME_KEYS = ("ckpt_path", "trainer.logger.init_args.id", "trainer.logger.init_args.version")
+
+
+def rerunnable(config: Namespace) -> Namespace:
+    """A copy of `config` without the checkpoint and the wandb run id it resumed (RESUME_KEYS)."""
+    config = config.clone()
+    for key in RESUME_KEYS:
+        if config.get(key) is not None:
+            config[key] = None
+    return config
+
+
 class LogConfig(SaveConfigCallback):
     """Records the resolved configuration with the run when the Trainer sets up (after the data has been
     read): flattened to dotted keys as the run's config, and as YAML beside the run (`keys.CONFIG_FILE`,
-    synced with it). Lightning's documented way to send the config to a logger instead of log_dir."""
+    synced with it; without what --resume added, see `rerunnable`). Lightning's documented way to send the
+    config to a logger instead of log_dir."""
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         logger = trainer.logger
@@ -66,14 +95,105 @@ class LogConfig(SaveConfigCallback):
         logger.log_hyperparams(flat_config(self.config))
         if isinstance(logger, WandbLogger):
             Path(logger.experiment.dir, keys.CONFIG_FILE).write_text(
-                self.parser.dump(self.config, skip_unset=False, skip_check=True))
+                self.parser.dump(rerunnable(self.config), skip_unset=False, skip_check=True))
 
 
-def run_callbacks(subcommand: str | None, save_weights: bool) -> list[pl.Callback]:
+def run_callbacks(subcommand: str | None, save_weights: bool, save_checkpoints: bool = True) -> list[pl.Callback]:
     """The callbacks every run gets besides the user's: its facts and performance, the sweep agent's
-    files, and for fit (unless save_weights is false) its weights."""
-    keep = [SaveWeights()] if subcommand == "fit" and save_weights else []
-    return [RunFacts(), SweepBridge(), *keep]
+    files, and for fit its weights (unless save_weights is false) and its checkpoint for --resume (unless
+    save_checkpoints is false: the CLI passes false too when the config disables checkpointing or has
+    its own ModelCheckpoint)."""
+    fit = subcommand == "fit"
+    keep = [SaveWeights()] if fit and save_weights else []
+    checkpoint = [RunCheckpoint()] if fit and save_checkpoints else []
+    return [RunFacts(), SweepBridge(), *keep, *checkpoint]
+
+
+def has_model_checkpoint(callbacks: Any) -> bool:
+    """Whether a `trainer.callbacks` setting (parsed, not instantiated) holds a ModelCheckpoint."""
+    for callback in callbacks if isinstance(callbacks, list) else [callbacks] if callbacks else []:
+        if isinstance(callback, ModelCheckpoint):
+            return True
+        class_path = callback.get("class_path") if isinstance(callback, (Namespace, dict)) else None
+        module, _, name = (class_path or "").rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name) if module else None
+        except (ImportError, AttributeError):  # the parser has rejected such a class already
+            continue
+        if isinstance(cls, type) and issubclass(cls, ModelCheckpoint):
+            return True
+    return False
+
+
+def checkpoint_settings(settings: Namespace) -> bool:
+    """Whether a fit run gets its RunCheckpoint: `save_checkpoints` (default true), unless
+    `trainer.enable_checkpointing` is false or `trainer.callbacks` has a ModelCheckpoint of its own (that
+    one is kept instead, where it says). With save_checkpoints false and no ModelCheckpoint configured,
+    `trainer.enable_checkpointing` is set false, so Lightning adds no default one either (and the logged
+    config says so)."""
+    trainer = settings.get("trainer") or Namespace()
+    if has_model_checkpoint(trainer.get("callbacks")):
+        return False
+    if not settings.get("save_checkpoints", True):
+        trainer.enable_checkpointing = False
+        return False
+    return trainer.get("enable_checkpointing") is not False
+
+
+# --- nlstudy fit --resume RUN ----------------------------------------------------------------------------
+
+def find_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint a run resumes from: its files/checkpoints/last.ckpt (RunCheckpoint), else the newest
+    of a ModelCheckpoint configured without a dirpath, in Lightning's default folder for the WandbLogger
+    (`<runs root>/<project>/<run id>/checkpoints/`, last.ckpt first)."""
+    ours = run_dir / "files" / keys.CHECKPOINTS_DIR / keys.LAST_CHECKPOINT
+    if ours.is_file():
+        return ours
+    for folder in sorted(run_dir.parent.parent.glob(f"*/{keys.run_id(run_dir)}/checkpoints")):
+        if (folder / keys.LAST_CHECKPOINT).is_file():
+            return folder / keys.LAST_CHECKPOINT
+        found = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+        if found:
+            return found[-1]
+    return None
+
+
+def resume_arguments(argv: Sequence[str]) -> list[str]:
+    """`fit --resume RUN [ARGS]` as the arguments LightningCLI reads: `fit --config <RUN's resolved config>
+    [ARGS] --ckpt_path <its checkpoint> --trainer.logger.init_args.id <its wandb id>` (ARGS override the
+    config; a --ckpt_path among them wins). Other argument lists come back unchanged. A run that cannot be
+    found, or has no config or checkpoint, is a UsageError."""
+    argv = [str(a) for a in argv]
+    where = next((i for i, a in enumerate(argv) if a == "--resume" or a.startswith("--resume=")), None)
+    if where is None:
+        return argv
+    if argv[where] == "--resume":
+        if where + 1 >= len(argv):
+            raise UsageError("--resume: expected a run (its directory or id)")
+        run, rest = argv[where + 1], argv[:where] + argv[where + 2:]
+    else:
+        run, rest = argv[where].split("=", 1)[1], argv[:where] + argv[where + 1:]
+    if not rest or rest[0] != "fit":
+        raise UsageError("--resume: only `nlstudy fit` resumes a run")
+    try:
+        run_dir = keys.find_run(run)
+    except FileNotFoundError as e:
+        raise UsageError(f"--resume: {e}") from None
+    config = run_dir / "files" / keys.CONFIG_FILE
+    if not config.is_file():
+        raise UsageError(f"--resume: {config} is missing; is {run_dir} an nlstudy run directory?")
+    args = [rest[0], "--config", str(config), *rest[1:]]
+    if not any(a == "--ckpt_path" or a.startswith("--ckpt_path=") for a in rest):
+        checkpoint = find_checkpoint(run_dir)
+        if checkpoint is None:
+            raise UsageError(f"--resume: run {run_dir.name} has no checkpoint (files/{keys.CHECKPOINTS_DIR}/"
+                             f"{keys.LAST_CHECKPOINT}): it ran with save_checkpoints=false or "
+                             "trainer.enable_checkpointing=false, or stopped before its first epoch ended")
+        args += ["--ckpt_path", str(checkpoint)]
+    logger = ((yaml.safe_load(config.read_text()) or {}).get("trainer") or {}).get("logger")
+    if isinstance(logger, dict) and str(logger.get("class_path", "")).endswith("WandbLogger"):
+        args += ["--trainer.logger.init_args.id", keys.run_id(run_dir)]  # the same wandb run
+    return args
 
 
 class NLStudyCLI(LightningCLI):
@@ -82,6 +202,9 @@ class NLStudyCLI(LightningCLI):
     `LogConfig` (a SaveConfigCallback), and `after_fit` tests the final model."""
 
     def __init__(self, *args, **kwargs):
+        argv = sys.argv[1:] if kwargs.get("args") is None else kwargs["args"]
+        if isinstance(argv, (list, tuple)) and any(str(a).startswith("--resume") for a in argv):
+            kwargs["args"] = resume_arguments(argv)  # a UsageError before anything is parsed
         kwargs.setdefault("save_config_callback", LogConfig)
         kwargs.setdefault("save_config_kwargs", {"save_to_log_dir": False})  # the config goes to the wandb run
         kwargs.setdefault("trainer_defaults", {"logger": default_logger()})
@@ -102,15 +225,31 @@ class NLStudyCLI(LightningCLI):
         parser.add_argument("--save_weights", type=bool, default=True,
                             help="fit: keep the final and best-validation weights in the run directory "
                                  "(files/weights/; a few MB at demo scale), for nlstudy.analysis.load_run")
+        parser.add_argument("--save_checkpoints", type=bool, default=True,
+                            help="fit: keep a checkpoint in the run directory (files/checkpoints/last.ckpt, "
+                                 "overwritten every epoch) for --resume; unless trainer.callbacks has a "
+                                 "ModelCheckpoint of its own")
+        parser.add_argument("--resume", type=str | None, default=None,
+                            help="fit: continue run RUN (a run directory or id) from its checkpoint, under its "
+                                 "wandb id, with its configuration; later arguments override it (command line "
+                                 "only: `nlstudy fit --resume RUN [--key=value ...]`)")
         parser.link_arguments("data.num_classes", "model.backbone.num_classes", apply_on="instantiate")
 
     def settings(self) -> Namespace:
         """The parsed settings of this command (the subcommand's, when there is one)."""
         return self.config[self.subcommand] if self.subcommand else self.config
 
+    def check_resume(self) -> None:
+        if self.settings().get("resume"):  # resume_arguments takes --resume off the command line before parsing
+            raise UsageError("resume: a config file cannot resume a run; use `nlstudy fit --resume RUN`")
+
     def instantiate_classes(self) -> None:
-        save_weights = self.settings().get("save_weights", True)
-        self.trainer_defaults = {**self.trainer_defaults, "callbacks": run_callbacks(self.subcommand, save_weights)}
+        self.check_resume()
+        settings = self.settings()
+        save_weights = settings.get("save_weights", True)
+        save_checkpoints = self.subcommand == "fit" and checkpoint_settings(settings)
+        self.trainer_defaults = {**self.trainer_defaults,
+                                 "callbacks": run_callbacks(self.subcommand, save_weights, save_checkpoints)}
         try:
             super().instantiate_classes()
         except (ValueError, TypeError, KeyError) as e:
@@ -156,6 +295,7 @@ class CheckCLI(NLStudyCLI):
             pass
 
     def instantiate_classes(self) -> None:
+        self.check_resume()
         try:
             with torch.device("meta"):
                 self.parser.instantiate(self.config)
@@ -169,7 +309,7 @@ class CheckCLI(NLStudyCLI):
 
     def check(self, args: list[str]) -> None:
         """Validate another argument list with the same parser (building the parser is the slow part)."""
-        self.parse_arguments(self.parser, args)
+        self.parse_arguments(self.parser, resume_arguments(args))
         self.subcommand = self.config.get("subcommand")
         self.instantiate_classes()
 
@@ -255,24 +395,28 @@ class TrainResult:
 
 
 def train(config: str | os.PathLike | Sequence[str | os.PathLike] = (), overrides: dict[str, Any] | None = None, *,
-          runs_dir: str | os.PathLike | None = None) -> TrainResult:
+          runs_dir: str | os.PathLike | None = None, resume: str | os.PathLike | None = None) -> TrainResult:
     """One `nlstudy fit` run in this process, for notebooks and tests:
 
         train("experiments/demo.yaml", {"model.backbone.nonlocal_blocks": "1-block", "seed_everything": 1},
               runs_dir="runs/mine")
+        train(resume=result.run_id, overrides={"trainer.max_epochs": 16}, runs_dir="runs/mine")
 
     `config`: one or more YAML files (later ones win); `overrides`: dotted keys, as on the command line
     (`--model.backbone.nl.pairwise=dot_product`) or in a sweep file; `runs_dir`: where the wandb run goes
-    (default $NLSTUDY_RUNS_DIR, else ./runs). A bad key or value raises ValueError with the CLI's one-line
-    message before anything trains or is logged; an error during training finishes the wandb run as failed
-    and propagates.
+    (default $NLSTUDY_RUNS_DIR, else ./runs); `resume`: a run (directory, or id under runs_dir) to continue
+    from its checkpoint under its wandb id, as `nlstudy fit --resume` (its configuration, then `config` and
+    `overrides` on top). $NLSTUDY_NUM_THREADS, when set, sets torch's threads in this process, as for
+    `nlstudy fit`. A bad key or value raises ValueError with the CLI's one-line message before anything
+    trains or is logged; an error during training finishes the wandb run as failed and propagates.
     """
     import tempfile
 
     import wandb
 
+    _set_threads()  # $NLSTUDY_NUM_THREADS, as for `nlstudy fit` (two threads on two busy cores: 5x slower)
     configs = [config] if isinstance(config, (str, os.PathLike)) else list(config)
-    argv = ["fit"]
+    argv = ["fit"] + (["--resume", str(resume)] if resume is not None else [])
     for path in configs:
         argv += ["--config", str(path)]
     previous = os.environ.get(keys.RUNS_ENV)

@@ -5,16 +5,27 @@ or cosine schedule (the paper: SGD, momentum 0.9, weight decay 1e-4, lr 0.01 div
 Logged (percent for accuracies): train/loss per step; val/loss, val/top1, val/top5, val/top1_best,
 val/top5_best per validation; test/top1, test/top5. Test batches may hold several views per clip,
 (B, V, C, T, H, W): their softmax scores are averaged (the paper's 10-clip testing).
+
+Under DDP each process evaluates its share of the val/test clips; the torchmetrics objects gather the
+counts of all processes when computed, so every process logs the same, whole-set values.
+
+`model.init_from: RUN` starts the network from another run's final weights (how the paper trains its
+non-local models from their C2D versions): the tensors both networks have, with equal shapes, are copied;
+the rest (inserted blocks, a classifier of another size) keep their fresh initialisation.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -68,6 +79,55 @@ def make_optimizer(spec: OptimSpec, params) -> torch.optim.Optimizer:
     return lookup(OPTIMIZERS, spec.name, "model.optim.name")(spec, params)
 
 
+def init_from_run(net: nn.Module, run: str) -> dict[str, Any]:
+    """Copies into `net` the tensors of run `run`'s files/weights/final.pt (a run directory or id) that `net`
+    has under the same name and shape; returns the facts to log (`derived.init_from_run`, the source run's
+    id, and `derived.init_from_copied`, how many tensors were copied). A missing run or weights file, or a
+    network that shares no tensor with it, is a ValueError naming `model.init_from`. On the meta device
+    (`nlstudy check`) the file is looked for but not read."""
+    try:
+        run_dir = keys.find_run(run)
+    except FileNotFoundError as e:
+        raise ValueError(f"{keys.INIT_FROM}: {e}") from None
+    path = run_dir / "files" / keys.WEIGHTS_DIR / keys.WEIGHTS_FILES["final"]
+    if not path.is_file():
+        raise ValueError(f"{keys.INIT_FROM}: run {run_dir.name} has no {path.relative_to(run_dir)} (it ran with "
+                         "save_weights=false, or stopped before the end of training)")
+    facts: dict[str, Any] = {keys.INIT_FROM_RUN: keys.run_id(run_dir)}
+    if any(p.is_meta for p in net.parameters()):
+        return facts
+    saved = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    own = net.state_dict()
+    copied = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
+    if not copied:
+        raise ValueError(f"{keys.INIT_FROM}: no tensor of run {run_dir.name} has a name and shape of this model")
+    net.load_state_dict(copied, strict=False)
+    return {**facts, keys.INIT_FROM_COPIED: len(copied)}
+
+
+def rng_states() -> dict[str, Any]:
+    """The random number generators' states (torch CPU and CUDA, numpy, Python), as tensors and plain values
+    (a checkpoint read with weights_only=True)."""
+    name, state, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
+        "numpy": [name, torch.from_numpy(state.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "python": [version, list(internal), gauss_next],
+    }
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    name, state, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, state.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
 def check_optim(spec: OptimSpec) -> None:
     """Bad optimiser settings fail before any training, naming the key."""
     lookup(OPTIMIZERS, spec.name, "model.optim.name")
@@ -80,6 +140,12 @@ def check_optim(spec: OptimSpec) -> None:
         raise ValueError(f"model.optim.milestones must be increasing fractions in (0, 1), got {list(spec.milestones)}")
 
 
+# How the epoch's values are logged: under DDP every process holds the same values already (the torchmetrics
+# objects gathered all processes' counts when computed), so the "reduction" across processes takes the max of
+# equal numbers, which is each of them exactly (a mean could move the last bit). One process: no reduction.
+GATHERED = {"sync_dist": True, "reduce_fx": "max"}
+
+
 class VideoClassifier(pl.LightningModule):
     """Clip classifier around `build_model(backbone)`.
 
@@ -87,15 +153,21 @@ class VideoClassifier(pl.LightningModule):
         backbone: the network (`model.backbone.*`).
         optim: optimiser and schedule (`model.optim.*`).
         label_smoothing: cross-entropy label smoothing.
+        init_from: a run (its directory or id) whose final weights start the network: tensors of the same
+            name and shape are copied, the rest keep their fresh initialisation (see `init_from_run`).
+
+    A checkpoint also holds the best validation top-1 so far and the RNG states, so a run resumed from it
+    (`nlstudy fit --resume`) logs what the run would have logged without the interruption.
     """
 
     def __init__(self, backbone: BackboneSpec = BackboneSpec(), optim: OptimSpec = OptimSpec(),
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, init_from: str = ""):
         super().__init__()
         check_optim(optim)
         self.save_hyperparameters(logger=False)  # the CLI logs the whole flattened config itself
         self.backbone_spec, self.optim_spec, self.label_smoothing = backbone, optim, label_smoothing
         self.net = build_model(backbone)
+        self.init_facts = init_from_run(self.net, init_from) if init_from else {}  # RunFacts logs them
         n = backbone.num_classes
         top5 = min(5, n)  # with fewer than 5 classes "top-5" is top-n (always 100%)
         self.metrics = torch.nn.ModuleDict({
@@ -156,11 +228,23 @@ class VideoClassifier(pl.LightningModule):
         self.log_dict({
             keys.VAL_LOSS: v["loss"], keys.VAL_TOP1: v["top1"], keys.VAL_TOP5: v["top5"],
             keys.VAL_TOP1_BEST: self.best["top1"], keys.VAL_TOP5_BEST: self.best["top5"],
-        }, prog_bar=True)
+        }, prog_bar=True, **GATHERED)
 
     def on_test_epoch_end(self) -> None:
         v = self._epoch_values("test")
-        self.log_dict({keys.TEST_TOP1: v["top1"], keys.TEST_TOP5: v["top5"], "test/loss": v["loss"]})
+        self.log_dict({keys.TEST_TOP1: v["top1"], keys.TEST_TOP5: v["top5"], "test/loss": v["loss"]}, **GATHERED)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["nlstudy"] = {"best": dict(self.best), "rng": rng_states()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Before training resumes: the best so far, and the RNG states of the moment the checkpoint was
+        written (the next epoch's shuffle and dropout then draw what they would have drawn; Lightning's
+        sanity check, which runs in between, isolates its RNG use)."""
+        state = checkpoint.get("nlstudy")
+        if state:
+            self.best = dict(state["best"])
+            set_rng_states(state["rng"])
 
     def configure_optimizers(self):
         optimizer = make_optimizer(self.optim_spec, self.parameters())
