@@ -288,3 +288,23 @@ def test_an_unreadable_log_is_a_marked_run_not_a_crash(tmp_path):
     assert (got["run_id"], got["state"], got["table"]) == ("bad0", "crashed", "2c")
     assert got["note"].endswith("config from logs/debug.log")
     assert got["created_at"] == pd.Timestamp("2026-11-20T10:00:00Z")
+
+
+def test_a_resumed_run_written_in_two_directories_is_one_run():
+    def part(name, state, summary, steps):
+        return collect.RunRecord(
+            run_id="abc", state=state, config={keys.TABLE: "2a", "model.x": name}, summary=summary,
+            history=[{collect.GLOBAL_STEP: s, keys.TRAIN_LOSS: float(s) + (0.5 if name == "second" else 0)} for s in steps],
+            source="offline", path=f"/runs/wandb/offline-run-2026010{1 if name == 'first' else 2}_000000-abc",
+            created_at=f"2026-01-0{1 if name == 'first' else 2}T00:00:00+00:00")
+
+    # the second part restarted from the checkpoint at step 20; the first had logged up to 25 when it was killed
+    first = part("first", "crashed", {keys.VAL_TOP1: 40.0, keys.VAL_TOP1_BEST: 50.0}, [10, 20, 25])
+    second = part("second", "finished", {keys.VAL_TOP1: 60.0, keys.TEST_TOP1: 55.0}, [21, 30])
+    [run] = collect.merge_resumed([second, first])
+    assert run.state == "finished" and run.path.endswith("20260102_000000-abc") and run.config["model.x"] == "second"
+    assert run.summary == {keys.VAL_TOP1: 60.0, keys.VAL_TOP1_BEST: 50.0, keys.TEST_TOP1: 55.0}
+    assert [(r[collect.GLOBAL_STEP], r[keys.TRAIN_LOSS]) for r in run.history] == [(10, 10.0), (20, 20.0), (21, 21.5), (30, 30.5)]
+    assert run.created_at == "2026-01-01T00:00:00+00:00"
+    frame = collect.tidy(collect.merge_resumed([first, second])).runs
+    assert len(frame) == 1 and frame.iloc[0]["state"] == "finished"

@@ -85,6 +85,11 @@ def test_a_resumed_run_ends_where_the_uninterrupted_run_ends(runs):
     # the same wandb run, continued (offline: a second directory under the same id)
     assert resumed.run_id == stopped.run_id and resumed.run_dir != stopped.run_dir
     assert keys.find_run(stopped.run_id, root) == resumed.run_dir
+    # the report reads the two directories as one run, with the resumed part's results
+    from nlstudy.report.collect import read_offline
+
+    runs = read_offline(root).runs.set_index("run_id")
+    assert runs.index.is_unique and runs.loc[stopped.run_id, keys.TEST_TOP1] == full.summary[keys.TEST_TOP1]
     # the resumed directory has its own checkpoint, config and weights; best.pt came along from the first
     files = resumed.run_dir / "files"
     assert (files / keys.CHECKPOINTS_DIR / keys.LAST_CHECKPOINT).is_file() and (files / keys.CONFIG_FILE).is_file()

@@ -238,7 +238,36 @@ def _read_files(files: list[Path], *, sweep: str | None, workers: int, stale_aft
         records = list(pool.map(lambda f: read_offline_run(f, stale_after_s=stale_after_s), files))
     if sweep is not None:
         records = [r for r in records if r.sweep_id == sweep]
-    return tidy(records)
+    return tidy(merge_resumed(records))
+
+
+def merge_resumed(records: Iterable[RunRecord]) -> list[RunRecord]:
+    """One record per run id. A run continued with `nlstudy fit --resume` is one wandb run written offline
+    in several directories (`offline-run-<time>-<id>`, one per part); its parts, in the order they were
+    written (their directory names sort by start time), become one record: config and summary merged, a
+    later part winning; each part's history up to the global step where the next part starts (the next
+    one restarted from a checkpoint and logs those steps again), then the next's; the state, path and note
+    of the last part."""
+    parts: dict[str, list[RunRecord]] = {}
+    for record in records:
+        parts.setdefault(record.run_id, []).append(record)
+    merged = []
+    for group in parts.values():
+        group.sort(key=lambda r: Path(r.path).name)
+        last = group[-1]
+        history: list[dict[str, Any]] = []
+        for part, following in zip(group, [*group[1:], None]):
+            rows = part.history
+            restart = min((row[GLOBAL_STEP] for row in following.history if GLOBAL_STEP in row), default=None) \
+                if following is not None else None
+            if restart is not None:
+                rows = [row for row in rows if row.get(GLOBAL_STEP, -1) < restart]
+            history.extend(rows)
+        merged.append(dataclasses.replace(
+            last, config={k: v for r in group for k, v in r.config.items()},
+            summary={k: v for r in group for k, v in r.summary.items()}, history=history,
+            created_at=group[0].created_at or last.created_at))
+    return merged
 
 
 def inspect_records(run_file: Path) -> list[dict[str, Any]]:
