@@ -205,3 +205,19 @@ def test_resume_arguments_read_the_runs_config_checkpoint_and_id(tmp_path, monke
         "fit", "--config", str(config), "--ckpt_path=x.ckpt", "--trainer.logger.init_args.id", "abc123"]
     with pytest.raises(UsageError, match="only `nlstudy fit` resumes"):
         resume_arguments(["test", "--resume", "abc123"])
+
+
+def test_channels_last_keeps_the_numbers_and_stores_convolutions_channels_last():
+    from nlstudy.lit.module import VideoClassifier
+
+    torch.manual_seed(0)
+    plain = VideoClassifier(BackboneSpec(**SPEC, nonlocal_blocks="res4"))
+    fast = VideoClassifier(BackboneSpec(**SPEC, nonlocal_blocks="res4"), channels_last=True)
+    fast.load_state_dict(plain.state_dict())
+    conv = fast.net.stem[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last_3d) and not conv.is_contiguous()
+    clips, labels = torch.randn(2, 3, 4, 16, 16), torch.tensor([0, 2])
+    moved, _ = fast.on_after_batch_transfer((clips, labels), 0)
+    assert moved.is_contiguous(memory_format=torch.channels_last_3d) and torch.equal(moved, clips)
+    plain.eval(), fast.eval()
+    torch.testing.assert_close(fast(moved), plain(clips), rtol=1e-5, atol=1e-6)

@@ -155,19 +155,26 @@ class VideoClassifier(pl.LightningModule):
         label_smoothing: cross-entropy label smoothing.
         init_from: a run (its directory or id) whose final weights start the network: tensors of the same
             name and shape are copied, the rest keep their fresh initialisation (see `init_from_run`).
+        channels_last: keep the 3-d convolutions' weights and the clips in channels_last_3d memory order (the
+            fast cuDNN kernels under bf16 on GPUs; experiments/kinetics.yaml sets it). The numbers are the same.
 
     A checkpoint also holds the best validation top-1 so far and the RNG states, so a run resumed from it
     (`nlstudy fit --resume`) logs what the run would have logged without the interruption.
     """
 
     def __init__(self, backbone: BackboneSpec = BackboneSpec(), optim: OptimSpec = OptimSpec(),
-                 label_smoothing: float = 0.0, init_from: str = ""):
+                 label_smoothing: float = 0.0, init_from: str = "", channels_last: bool = False):
         super().__init__()
         check_optim(optim)
         self.save_hyperparameters(logger=False)  # the CLI logs the whole flattened config itself
         self.backbone_spec, self.optim_spec, self.label_smoothing = backbone, optim, label_smoothing
         self.net = build_model(backbone)
         self.init_facts = init_from_run(self.net, init_from) if init_from else {}  # RunFacts logs them
+        self.channels_last = channels_last
+        if channels_last:  # 3-d convolutions and clips stored (N, T, H, W, C): cuDNN's fast bf16 kernels on GPUs
+            for module in self.net.modules():
+                if isinstance(module, torch.nn.Conv3d):
+                    module.to(memory_format=torch.channels_last_3d)
         n = backbone.num_classes
         top5 = min(5, n)  # with fewer than 5 classes "top-5" is top-n (always 100%)
         self.metrics = torch.nn.ModuleDict({
@@ -182,6 +189,12 @@ class VideoClassifier(pl.LightningModule):
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         return self.net(clips)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        clips, labels = batch
+        if self.channels_last and clips.dim() == 5:  # (B, C, T, H, W); multi-view clips are converted per view
+            clips = clips.contiguous(memory_format=torch.channels_last_3d)
+        return clips, labels
 
     def scores(self, clips: torch.Tensor) -> torch.Tensor:
         """Class log-probabilities; (B, V, ...) multi-view clips average their views' probabilities."""
