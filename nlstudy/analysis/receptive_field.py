@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from nlstudy.choices import STAGES
-from nlstudy.models.resnet import VideoResNet
+from nlstudy.models.resnet import StagedNetwork
 
 
 class _StopForward(Exception):
@@ -38,7 +38,7 @@ def _find_module(model: nn.Module, stage: str) -> nn.Module:
 
 def _stage_output(model: nn.Module, x: torch.Tensor, stage: str) -> torch.Tensor:
     """The output of `stage` on `x`; nothing after it runs."""
-    if isinstance(model, VideoResNet) and stage in STAGES:
+    if isinstance(model, StagedNetwork) and stage in STAGES:
         for name, out in model.stage_outputs(x):
             if name == stage:
                 return out
@@ -66,8 +66,8 @@ def effective_receptive_field(model: nn.Module, clips: torch.Tensor, stage: str)
 
     The gradient of the stage output at the centre position of its grid (index size // 2 on each axis),
     summed over channels, with respect to the input clip; its absolute value summed over the colour
-    channels, averaged over the clips, normalised to sum 1. `stage` is "res2".."res5" of a VideoResNet
-    (run stage by stage through `VideoResNet.stage_outputs`, up to that stage) or any name from
+    channels, averaged over the clips, normalised to sum 1. `stage` is "res2".."res5" of a VideoResNet or a
+    wrapped torchvision network (run stage by stage through `stage_outputs`, up to that stage) or any name from
     `model.named_modules()` (caught by a forward hook); the forward pass stops once that module has run.
 
     The model is used as it is: put it in eval mode first (in train mode BatchNorm mixes the clips and

@@ -29,7 +29,7 @@ from torch import nn
 from nlstudy.blocks.nonlocal_block import parse_subsample
 from nlstudy.choices import BLOCKS, DEFAULT_MODE, RESIDUAL, STAGES
 from nlstudy.models.placement import resolve_placement
-from nlstudy.models.resnet import LOGITS, InsertFn
+from nlstudy.models.resnet import LOGITS, InsertFn, StagedNetwork
 from nlstudy.registry import lookup
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")  # torchvision's names of res2..res5
@@ -146,7 +146,7 @@ def _build_after(residual: nn.Module, make: InsertFn, training: bool) -> nn.Modu
     return block.to(dtype=like.dtype).train(training)
 
 
-class TorchvisionClips(nn.Module):
+class TorchvisionClips(StagedNetwork):
     """(B, 3, T, H, W) clips -> (B, num_classes) logits through a torchvision network, with VideoResNet's
     interface (`stage_outputs`, `features`, `inserted_blocks`) for models.profile and the analysis.
 
@@ -178,18 +178,6 @@ class TorchvisionClips(nn.Module):
             yield stage, x.unsqueeze(2) if self.dim == 2 else x  # (B, C, T', H', W')
         x = torch.flatten(self.avgpool(x), 1)  # global average pool: (B, C)
         yield LOGITS, self.fc(self.dropout(x))
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """layer4's output (res5), (B, C, T', H', W')."""
-        for stage, out in self.stage_outputs(x):
-            if stage == STAGES[-1]:
-                return out
-        raise AssertionError("stage_outputs yields every stage")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for _, x in self.stage_outputs(x):
-            pass
-        return x  # the last item: the logits
 
     def inserted_blocks(self) -> list[tuple[str, nn.Module]]:
         return inserted_blocks(self)

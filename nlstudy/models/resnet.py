@@ -179,7 +179,28 @@ def _shortcut(c_in: int, c_out: int, stride: int, norm: NormFn) -> nn.Module:
     return nn.Sequential(conv3d(c_in, c_out, (1, 1, 1), (1, stride, stride)), norm(c_out))
 
 
-class VideoResNet(nn.Module):
+class StagedNetwork(nn.Module):
+    """A clip classifier whose forward pass is `stage_outputs`: ("res2", output) ... ("res5", output), then
+    (LOGITS, logits). `features` and `forward` are read off it, so every backbone (ours, a wrapped torchvision
+    network) serves models.profile and analysis.receptive_field the same way."""
+
+    def stage_outputs(self, x: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """res5's output, (B, C, T', H', W')."""
+        for stage, out in self.stage_outputs(x):
+            if stage == STAGES[-1]:
+                return out
+        raise AssertionError("stage_outputs yields every stage")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _, x in self.stage_outputs(x):  # keeps only the latest output alive, as a plain chain would
+            pass
+        return x  # the last item: the logits
+
+
+class VideoResNet(StagedNetwork):
     """(B, 3, T, H, W) clips -> (B, num_classes) logits. Stages are `nn.Sequential`s whose children are
     the residual blocks ("0", "1", ...) and the inserted blocks, named kind + index ("nonlocal4" sits
     after residual block 4). `stage_outputs` is the one place that knows the order the layers run in:
@@ -210,18 +231,6 @@ class VideoResNet(nn.Module):
                 x = self.pool2(x)  # (B, 256w, T/8, H/4, W/4)
         x = x.mean(dim=(2, 3, 4))  # global average pool: (B, C)
         yield LOGITS, self.fc(self.dropout(x))
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """res5's output: (B, 2048w, T/8, H/32, W/32) at the paper's strides."""
-        for stage, out in self.stage_outputs(x):
-            if stage == STAGES[-1]:
-                return out
-        raise AssertionError("stage_outputs yields every stage")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for _, x in self.stage_outputs(x):  # keeps only the latest output alive, as a plain chain would
-            pass
-        return x  # the last item: the logits
 
     def inserted_blocks(self) -> list[tuple[str, nn.Module]]:
         """[("res4.4", block), ...]: every inserted block with its stage and residual-block index."""
