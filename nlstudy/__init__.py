@@ -7,10 +7,12 @@ the sweep and report layers.
 Layers (an arrow: may import; tests/test_architecture.py checks it on every import, and that no module
 imports another in a circle):
 
-    core      keys (run-record names, env names, flatten), choices (the vocabulary), registry (lookup),
-              errors (UsageError, one_line), processes (is a pid alive)        <- everything; no torch
+    core      keys (run-record names and files, env names, flatten, find_run), choices (the
+              vocabulary), registry (lookup), errors (UsageError, one_line),
+              processes (is a pid alive)                                       <- everything; no torch
     blocks    NonLocalBlock, comparison blocks                                 <- core
-    models    VideoResNet C2D/I3D, placement, model facts                      <- blocks, core
+    models    VideoResNet C2D/I3D, placement, ImageNet inflation, the torchvision
+              plug-in, model facts                                             <- blocks, core
     data      synthetic task, video/image datasets, ClipDataModule             <- core
     lit       VideoClassifier, callbacks, the training CLI, train()            <- models, data, blocks, core
     analysis  reload runs, attention, query dependence, ERF, notebook runner   <- models, data, blocks, report, core
