@@ -55,6 +55,8 @@ INITS = ("msra", "pytorch")  # model.backbone.init of a fresh backbone: the rele
 PLACEMENTS = (NO_BLOCKS, "1-block", "5-block", "10-block", *STAGES)  # named presets of model.backbone.nonlocal_blocks
 
 # --- data (data.*) ---
+SPLITS = ("train", "val", "test")  # append only: the index seeds the embedded task's clips of a split
+SPLIT_INDEX = {split: i for i, split in enumerate(SPLITS)}  # and picks a split's list / annotation file
 DATASETS = ("synthetic", "kinetics", "ucf101", "hmdb51", "video_folder", "rawframes", "images", "cifar10", "cifar100")
 KINETICS = "kinetics"
 TASKS = ("far", "near", "within")  # the embedded task (data.synthetic.task); append only: the index seeds its clips

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 # --- environment variables (the sweep agent and the tests set them for a run) ---
@@ -20,7 +21,7 @@ PROGRESS_ENV = "NLSTUDY_PROGRESS_FILE"  # a run appends one JSON line per valida
 STOP_ENV = "NLSTUDY_STOP_FILE"  # the agent creates this file to stop the run after the current epoch
 
 
-def runs_root() -> str:
+def default_runs_root() -> str:
     """Where runs go when no folder is given: $NLSTUDY_RUNS_DIR, else ./runs."""
     return os.environ.get(RUNS_ENV) or "runs"
 
@@ -127,7 +128,6 @@ def flatten(tree: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --- finding a run again (`nlstudy fit --resume RUN`, `model.init_from: RUN`, nlstudy.analysis.load_run) ---
-from pathlib import Path  # noqa: E402  (this section was appended; the names above need no paths)
 
 CHECKPOINTS_DIR = "checkpoints"  # under files/: the run's Lightning checkpoint, for `nlstudy fit --resume`
 LAST_CHECKPOINT = "last.ckpt"  # overwritten every epoch (weights, optimiser, lr schedule, loops, best so far)
@@ -144,7 +144,7 @@ def find_run(run: str | os.PathLike, runs_root: str | os.PathLike | None = None)
     path = Path(run)
     if path.is_dir():
         return path.parent if path.name == "files" else path
-    root = Path(runs_root if runs_root is not None else _default_runs_root())
+    root = Path(runs_root if runs_root is not None else default_runs_root())
     found = sorted((root / "wandb").glob(f"*run-*-{run}")) if (root / "wandb").is_dir() else []
     if not found:
         raise FileNotFoundError(f"no run {str(run)!r}: not a run directory, and no {root}/wandb/*-run-*-{run}")
@@ -156,4 +156,12 @@ def run_id(run_dir: str | os.PathLike) -> str:
     return Path(run_dir).name.rsplit("-", 1)[-1]
 
 
-_default_runs_root = runs_root  # find_run's parameter of the same name hides the function inside it
+
+def config_file(run_dir: str | os.PathLike) -> Path:
+    """A run's resolved configuration: `<run dir>/files/nlstudy_config.yaml`."""
+    return Path(run_dir) / "files" / CONFIG_FILE
+
+
+def weights_file(run_dir: str | os.PathLike, which: str = "final") -> Path:
+    """A run's saved weights, `which` of WEIGHTS_FILES: `<run dir>/files/weights/final.pt` or `best.pt`."""
+    return Path(run_dir) / "files" / WEIGHTS_DIR / WEIGHTS_FILES[which]

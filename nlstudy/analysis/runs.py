@@ -9,7 +9,6 @@ Weights are read with `torch.load(weights_only=True)`: tensors and plain values 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,7 +22,7 @@ from nlstudy.registry import lookup
 
 def run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The run's resolved configuration as {dotted key: value}, the keys the CLI and sweep files use."""
-    path = Path(run_dir) / "files" / keys.CONFIG_FILE
+    path = keys.config_file(run_dir)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; is {run_dir} an nlstudy run directory?")
     return keys.flatten(yaml.safe_load(path.read_text()) or {})
@@ -34,14 +33,15 @@ def load_run(run: str | os.PathLike, weights: str = "final", *,
     """(model, config): the run's network in eval mode with its `weights` ("final": the end of training,
     which the test metrics come from; "best": the best validation top-1) on the CPU, and its resolved
     configuration as a flat dict of dotted keys (plus `run_dir` and the saved `weights.*` facts)."""
-    filename = lookup(keys.WEIGHTS_FILES, weights, "weights")
+    lookup(keys.WEIGHTS_FILES, weights, "weights")
     run_dir = find_run(run, runs_root)
-    path = run_dir / "files" / keys.WEIGHTS_DIR / filename
+    path = keys.weights_file(run_dir, weights)
     if not path.is_file():
         raise FileNotFoundError(f"run {run_dir.name} has no saved weights ({path.relative_to(run_dir)} is missing): "
                                 "it ran with save_weights=false, or before nlstudy kept weights; train it again")
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = build_model(as_spec(**saved["backbone"]))
+    # the run's own weights replace the backbone's start: not its ImageNet file again (nor needing it here)
+    model = build_model(as_spec(**{**saved["backbone"], "pretrained": ""}))
     model.load_state_dict(saved["state_dict"])
     config = run_config(run_dir)
     config.update(keys.flatten({"model": {"backbone": saved["backbone"]}}))  # as built: num_classes resolved

@@ -34,12 +34,12 @@ def runs_frame(runs_root: str | os.PathLike, table: str | None = None) -> pd.Dat
         raise FileNotFoundError(f"runs root {root} does not exist")
     base = root / "wandb" if (root / "wandb").is_dir() else root
     rows = []
-    for run_dir in sorted(p for p in base.glob("*run-*") if (p / "files" / keys.CONFIG_FILE).is_file()):
+    for run_dir in sorted(p for p in base.glob("*run-*") if keys.config_file(p).is_file()):
         config = run_config(run_dir)
         if table is not None and str(config.get(keys.TABLE)) != table:
             continue
-        has_weights = (run_dir / "files" / keys.WEIGHTS_DIR / keys.WEIGHTS_FILES["final"]).is_file()
-        rows.append({"run_id": run_dir.name.rsplit("-", 1)[-1], "run_dir": str(run_dir), "has_weights": has_weights,
+        has_weights = keys.weights_file(run_dir, "final").is_file()
+        rows.append({"run_id": keys.run_id(run_dir), "run_dir": str(run_dir), "has_weights": has_weights,
                      **{k: _cell(v) for k, v in config.items()}})
     frame = pd.DataFrame(rows, columns=["run_id", "run_dir", "has_weights"] if not rows else None)
     if frame.empty:

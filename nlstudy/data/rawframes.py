@@ -20,15 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nlstudy.data.video import ClipFiles, Listing, VideoSource, VideoSpec, _root, check_spec, scaled_size
+from nlstudy.choices import SPLIT_INDEX
+from nlstudy.data.video import ClipFiles, Listing, VideoSource, VideoSpec, check_spec, dataset_root, scaled_size
 
-SPLITS = {"train": 0, "val": 1, "test": 2}  # index into data.video.frame_lists
 
 
 def list_file(spec: VideoSpec, split: str) -> Path:
     """The list file of a split: relative to root unless absolute; test falls back to val's."""
     root = Path(spec.root).expanduser()
-    path = root / Path(spec.frame_lists[SPLITS[split]]).expanduser()
+    path = root / Path(spec.frame_lists[SPLIT_INDEX[split]]).expanduser()
     if split == "test" and not path.is_file():
         return list_file(spec, "val")
     return path
@@ -59,7 +59,7 @@ def read_list(spec: VideoSpec, split: str) -> tuple[Path, list[tuple[str, int, i
 
 
 def list_rawframes(spec: VideoSpec, split: str, num_classes: int) -> Listing:
-    root = _root(spec, "rawframes")
+    root = dataset_root(spec, "rawframes")
     path, items = read_list(spec, split)
     folders, counts, labels = zip(*items)
     if max(labels) >= num_classes:

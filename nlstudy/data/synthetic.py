@@ -35,10 +35,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np
 
-from nlstudy.choices import TASKS, Task
+from nlstudy.choices import SPLIT_INDEX, TASKS, Task
 from nlstudy.registry import lookup
 
-SPLITS = {"train": 0, "val": 1, "test": 2}
 NUM_CLASSES = 2  # different, same
 DIGIT = 8  # side of a distractor digit, pixels
 DIGIT_LEVEL = 0.5  # grey level of the distractor digits
@@ -72,7 +71,7 @@ def digit_pools(seed: int) -> dict[str, np.ndarray]:
     images = (load_digits().images / 16.0).astype(np.float32)
     order = np.random.default_rng(seed).permutation(len(images))
     cut = [0, int(0.6 * len(images)), int(0.8 * len(images)), len(images)]
-    return {split: images[order[cut[i] : cut[i + 1]]] for split, i in SPLITS.items()}
+    return {split: images[order[cut[i] : cut[i + 1]]] for split, i in SPLIT_INDEX.items()}
 
 
 def check(spec: SyntheticSpec, frames: int, size: int) -> None:
@@ -103,7 +102,7 @@ def check(spec: SyntheticSpec, frames: int, size: int) -> None:
 
 def make_clips(spec: SyntheticSpec, split: str, frames: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(n, 3, T, S, S) float32 clips and (n,) int64 labels of `split`; deterministic in (spec, split)."""
-    split_id = lookup(SPLITS, split, "split")
+    split_id = lookup(SPLIT_INDEX, split, "split")
     check(spec, frames, size)
     n = {"train": spec.train_samples, "val": spec.val_samples, "test": spec.test_samples}[split]
     digits = digit_pools(spec.seed)[split]

@@ -59,6 +59,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from nlstudy.choices import SPLIT_INDEX
+
 MAX_FAILURES = 10  # consecutive unreadable items before __getitem__ gives up
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
 
@@ -164,7 +166,7 @@ class Listing:
     frames: np.ndarray | None = None  # (n,) int64 frame counts, where the listing gives them (rawframes)
 
 
-def _root(spec: VideoSpec, layout: str) -> Path:
+def dataset_root(spec: VideoSpec, layout: str) -> Path:
     if not spec.root:
         raise ValueError(f"data.video.root is not set (the {layout} dataset folder)")
     root = Path(spec.root).expanduser()
@@ -179,7 +181,7 @@ def _class_dirs(folder: Path) -> list[str]:
 
 def list_folders(spec: VideoSpec, split: str, extensions: tuple[str, ...]) -> Listing:
     """root/<split>/<class>/<file>; test falls back to val; classes from root/train (else this split)."""
-    root = _root(spec, "root/{train,val}/<class>/<file>")
+    root = dataset_root(spec, "root/{train,val}/<class>/<file>")
     folder = root / ("test" if split == "test" and (root / "test").is_dir() else "val" if split != "train" else "train")
     if not folder.is_dir():
         raise ValueError(f"data.video.root: {folder} does not exist (expected root/{{train,val}}/<class>/<file>)")
@@ -224,7 +226,7 @@ def _checked(listing: Listing, source: Path) -> Listing:
 def list_ucf101(spec: VideoSpec, split: str) -> Listing:
     """UCF101: classInd.txt ("1 ApplyEyeMakeup"), trainlist0N.txt ("ApplyEyeMakeup/v_..._g08_c01.avi 1"),
     testlist0N.txt ("ApplyEyeMakeup/v_..._g01_c01.avi"); labels from classInd (0-based here)."""
-    root = _root(spec, "UCF-101")
+    root = dataset_root(spec, "UCF-101")
     folder = _split_dir(spec, root, "ucfTrainTestlist")
     class_file = folder / "classInd.txt"
     numbered = sorted((int(number), name) for number, name in _lines(class_file, "data.video.split_dir"))
@@ -248,7 +250,7 @@ HMDB_SPLIT_IDS = {"train": "1", "val": "2", "test": "2"}  # in the files: 1 trai
 
 def list_hmdb51(spec: VideoSpec, split: str) -> Listing:
     """HMDB51: one `<class>_test_split<N>.txt` per class, lines "<video>.avi <0|1|2>"; classes sorted."""
-    root = _root(spec, "HMDB51")
+    root = dataset_root(spec, "HMDB51")
     folder = _split_dir(spec, root, "testTrainMulti_7030_splits")
     files = {}
     for path in folder.iterdir():
@@ -270,7 +272,6 @@ def list_hmdb51(spec: VideoSpec, split: str) -> Listing:
 # --- kinetics from the official annotation CSVs ------------------------------------------------------------
 
 KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
-KINETICS_SPLITS = {"train": 0, "val": 1, "test": 2}  # index into data.video.annotation_files
 
 
 def kinetics_name(youtube_id: str, start: str, end: str) -> str:
@@ -322,7 +323,7 @@ class KineticsCsv:
     _index: dict[str, str] | None = None
 
     def csv(self, split: str) -> Path:
-        return Path(self.spec.annotations).expanduser() / self.spec.annotation_files[KINETICS_SPLITS[split]]
+        return Path(self.spec.annotations).expanduser() / self.spec.annotation_files[SPLIT_INDEX[split]]
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -351,7 +352,7 @@ class KineticsCsv:
     def listing(self, split: str) -> Listing:
         classes = self.classes
         path = self.test_csv() if split == "test" else self.csv(split)
-        root = _root(self.spec, "folder of the Kinetics clips")
+        root = dataset_root(self.spec, "folder of the Kinetics clips")
         if self._index is None:
             self._index = index_files(root, self.spec.extensions)
         index = {name: i for i, name in enumerate(classes)}

@@ -52,7 +52,7 @@ NOT_LOGGED = ("config", "trainer.logger", "trainer.callbacks", "ckpt_path", "tra
 def default_logger() -> WandbLogger:
     return lazy_instance(
         WandbLogger,
-        save_dir=keys.runs_root(),
+        save_dir=keys.default_runs_root(),
         project=os.environ.get("WANDB_PROJECT", "nlstudy"),
         offline=os.environ.get("WANDB_MODE", "offline") != "online",
         log_model=False,
@@ -179,7 +179,7 @@ def resume_arguments(argv: Sequence[str]) -> list[str]:
         run_dir = keys.find_run(run)
     except FileNotFoundError as e:
         raise UsageError(f"--resume: {e}") from None
-    config = run_dir / "files" / keys.CONFIG_FILE
+    config = keys.config_file(run_dir)
     if not config.is_file():
         raise UsageError(f"--resume: {config} is missing; is {run_dir} an nlstudy run directory?")
     args = [rest[0], "--config", str(config), *rest[1:]]

@@ -89,7 +89,7 @@ def init_from_run(net: nn.Module, run: str) -> dict[str, Any]:
         run_dir = keys.find_run(run)
     except FileNotFoundError as e:
         raise ValueError(f"{keys.INIT_FROM}: {e}") from None
-    path = run_dir / "files" / keys.WEIGHTS_DIR / keys.WEIGHTS_FILES["final"]
+    path = keys.weights_file(run_dir, "final")
     if not path.is_file():
         raise ValueError(f"{keys.INIT_FROM}: run {run_dir.name} has no {path.relative_to(run_dir)} (it ran with "
                          "save_weights=false, or stopped before the end of training)")

@@ -11,11 +11,10 @@ from dataclasses import asdict, dataclass, field
 from torch import nn
 
 from nlstudy.blocks import NonLocalBlock
-from nlstudy.blocks.nonlocal_block import parse_subsample
 from nlstudy.blocks.context import GlobalContextBlock, SqueezeExcitationBlock
 from nlstudy.choices import BASELINE_ARCH, DEFAULT_MODE, DEFAULT_PAIRWISE, NO_BLOCKS, NONLOCAL, Arch, Block, Depth, Init, Mode, Norm, Pairwise, SubsampleOrder, ZeroInit
 from nlstudy.models.placement import PRESETS, resolve_placement
-from nlstudy.models.plugin import TORCHVISION_NETS, TorchvisionClips, build_torchvision, insert_blocks
+from nlstudy.models.plugin import TORCHVISION_NETS, TorchvisionClips, build_torchvision, check_nl, insert_blocks
 from nlstudy.models.pretrained import load_pretrained
 from nlstudy.models.resnet import ARCH_KERNELS, DEPTH_BLOCKS, RESIDUAL_BLOCKS, VideoResNet, build_resnet
 from nlstudy.registry import lookup
@@ -118,20 +117,15 @@ def as_spec(spec: BackboneSpec | None = None, **fields) -> BackboneSpec:
 def build_model(spec: BackboneSpec | None = None, /, **fields) -> VideoResNet | TorchvisionClips:
     """build_model(arch="c2d", depth=50, num_classes=400, nonlocal_blocks="none", width=64, nl={...}, ...)."""
     spec = as_spec(spec, **fields)
+    if not 0.0 <= spec.dropout < 1.0:
+        raise ValueError(f"model.backbone.dropout must be in [0, 1), got {spec.dropout!r}")
     if spec.arch in TORCHVISION_NETS:  # torchvision's network as it is: depth, width, strides, pools do not apply
         return build_torchvision(spec, INSERTABLE)
     lookup({**ARCH_KERNELS, **TORCHVISION_NETS}, spec.arch, "model.backbone.arch")  # the error lists both
     lookup(DEPTH_BLOCKS, spec.depth, "model.backbone.depth")
     placement = resolve_placement(spec.nonlocal_blocks, spec.depth)
     insert = lookup(INSERTABLE, spec.block, "model.backbone.block")(spec.nl)
-    try:  # the nl options are checked even when no block uses them: a typo must not pass silently
-        parse_subsample(spec.nl.subsample, 3, spec.nl.mode)
-    except ValueError as e:
-        raise ValueError(f"model.backbone.nl: {e}") from None
-    if not 0.0 < spec.nl.inter_ratio:
-        raise ValueError(f"model.backbone.nl.inter_ratio must be positive, got {spec.nl.inter_ratio!r}")
-    if not 0.0 <= spec.dropout < 1.0:
-        raise ValueError(f"model.backbone.dropout must be in [0, 1), got {spec.dropout!r}")
+    check_nl(spec.nl, 3)  # even when no block uses them: a typo must not pass silently
     model = build_resnet(
         arch=spec.arch, depth=spec.depth, width=spec.width, num_classes=spec.num_classes,
         placement=placement, insert=insert, insert_kind=spec.block, dropout=spec.dropout,

@@ -19,7 +19,6 @@ changes no output. Nothing here downloads: the networks are built with weights=N
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -29,7 +28,7 @@ from torch import nn
 from nlstudy.blocks.nonlocal_block import parse_subsample
 from nlstudy.choices import BLOCKS, DEFAULT_MODE, RESIDUAL, STAGES
 from nlstudy.models.placement import resolve_placement
-from nlstudy.models.resnet import LOGITS, InsertFn, StagedNetwork
+from nlstudy.models.resnet import LOGITS, InsertFn, StagedNetwork, inserted_children
 from nlstudy.registry import lookup
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")  # torchvision's names of res2..res5
@@ -77,17 +76,11 @@ def stage_sizes(model: nn.Module) -> tuple[int, ...]:
 def inserted_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """[("res4.3", block), ...]: every inserted block with its stage and residual-block index, as
     VideoResNet.inserted_blocks."""
-    found = []
-    for stage, layer in _layers(model).items():
-        for name, child in layer.named_children():
-            inserted = re.fullmatch(r"[a-z_]+(\d+)", name)
-            if inserted:
-                found.append((f"{stage}.{inserted.group(1)}", child))
-    return found
+    return inserted_children(_layers(model))
 
 
 def check_nl(options: Any, dim: int) -> None:
-    """The nl options against a network's dim, checked even where no block uses them (as build_model)."""
+    """The nl options against a network's dim (build_model, insert_blocks), checked even where no block uses them."""
     try:
         if dim != 3 and options.mode != DEFAULT_MODE:
             raise ValueError(f"mode={options.mode!r} needs a video network (T, H, W features); "
@@ -194,8 +187,6 @@ def build_torchvision(spec: Any, insertable: Mapping[str, BlockFactory]) -> Torc
     """
     path, _ = lookup(TORCHVISION_NETS, spec.arch, "model.backbone.arch")
     factory = lookup(insertable, spec.block, "model.backbone.block")
-    if not 0.0 <= spec.dropout < 1.0:
-        raise ValueError(f"model.backbone.dropout must be in [0, 1), got {spec.dropout!r}")
     if getattr(spec, "norm", "bn") != "bn":
         raise ValueError(f"model.backbone.norm={spec.norm!r} applies to our backbones; {spec.arch} keeps "
                          f"torchvision's BatchNorm: valid choice for it: 'bn'")

@@ -179,6 +179,18 @@ def _shortcut(c_in: int, c_out: int, stride: int, norm: NormFn) -> nn.Module:
     return nn.Sequential(conv3d(c_in, c_out, (1, 1, 1), (1, stride, stride)), norm(c_out))
 
 
+def inserted_children(stages: Mapping[str, nn.Module]) -> list[tuple[str, nn.Module]]:
+    """[("res4.4", block), ...]: the inserted blocks among the children of each stage (named kind + the index
+    of the residual block they follow, "nonlocal4"; the residual blocks are "0", "1", ...)."""
+    found = []
+    for stage, layer in stages.items():
+        for name, child in layer.named_children():
+            inserted = re.fullmatch(r"[a-z_]+(\d+)", name)
+            if inserted:
+                found.append((f"{stage}.{inserted.group(1)}", child))
+    return found
+
+
 class StagedNetwork(nn.Module):
     """A clip classifier whose forward pass is `stage_outputs`: ("res2", output) ... ("res5", output), then
     (LOGITS, logits). `features` and `forward` are read off it, so every backbone (ours, a wrapped torchvision
@@ -234,13 +246,7 @@ class VideoResNet(StagedNetwork):
 
     def inserted_blocks(self) -> list[tuple[str, nn.Module]]:
         """[("res4.4", block), ...]: every inserted block with its stage and residual-block index."""
-        found = []
-        for stage in STAGES:
-            for name, child in getattr(self, stage).named_children():
-                inserted = re.fullmatch(r"[a-z_]+(\d+)", name)
-                if inserted:
-                    found.append((f"{stage}.{inserted.group(1)}", child))
-        return found
+        return inserted_children({stage: getattr(self, stage) for stage in STAGES})
 
 
 # builds the block inserted after a residual block: (channels, the stage's inner width, "basic"/"bottleneck")

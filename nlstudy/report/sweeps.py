@@ -15,7 +15,6 @@ import pandas as pd
 import yaml
 
 from nlstudy import keys
-from nlstudy.sweep import engine
 
 MAX_PLANNED_RUNS = 100_000  # a grid larger than this is not expanded
 
@@ -47,6 +46,8 @@ def planned_runs(sweep_file: str | os.PathLike) -> pd.DataFrame:
         return pd.DataFrame()
     if not isinstance(config, Mapping) or config.get("method") != "grid" or not config.get("parameters"):
         return pd.DataFrame()
+    from nlstudy.sweep import engine  # here: the `sweeps` package only matters once a sweep file is read
+
     try:
         if not 0 < engine.grid_size(config) <= MAX_PLANNED_RUNS:
             return pd.DataFrame()

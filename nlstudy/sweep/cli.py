@@ -50,7 +50,7 @@ def parser() -> Parser:
     p.add_argument("--count", type=positive, metavar="N", help="start at most N runs (over all --jobs agents)")
     p.add_argument("--jobs", type=positive, default=1, metavar="J", help="run J runs at a time; the CPU threads are split (default 1)")
     p.add_argument("--online", action="store_true", help="create the sweep on W&B and run W&B's own agents")
-    p.add_argument("--runs-root", default=keys.runs_root(), metavar="DIR",
+    p.add_argument("--runs-root", default=keys.default_runs_root(), metavar="DIR",
                    help="runs and sweep state go here (default: $NLSTUDY_RUNS_DIR or runs/)")
     p.add_argument("--sweep-id", metavar="ID", help="join (or create) the sweep with this id (default: derived from the file)")
     p.add_argument("--project", metavar="P", help="wandb project (default: the file's project, $WANDB_PROJECT or nlstudy)")
