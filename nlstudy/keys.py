@@ -19,6 +19,7 @@ RUNS_ENV = "NLSTUDY_RUNS_DIR"  # where wandb run directories go (default: ./runs
 THREADS_ENV = "NLSTUDY_NUM_THREADS"  # torch threads for this process (the sweep agent splits the cores)
 PROGRESS_ENV = "NLSTUDY_PROGRESS_FILE"  # a run appends one JSON line per validation here (the agent reads it)
 STOP_ENV = "NLSTUDY_STOP_FILE"  # the agent creates this file to stop the run after the current epoch
+RESUME_ENV = "NLSTUDY_RESUME"  # `nlstudy fit` continues this run directory from its checkpoint (the agent's retries)
 
 
 def default_runs_root() -> str:
@@ -145,16 +146,26 @@ def find_run(run: str | os.PathLike, runs_root: str | os.PathLike | None = None)
     if path.is_dir():
         return path.parent if path.name == "files" else path
     root = Path(runs_root if runs_root is not None else default_runs_root())
-    found = sorted((root / "wandb").glob(f"*run-*-{run}")) if (root / "wandb").is_dir() else []
+    found = run_dirs(str(run), root)
     if not found:
         raise FileNotFoundError(f"no run {str(run)!r}: not a run directory, and no {root}/wandb/*-run-*-{run}")
     return found[-1]
+
+
+def run_dirs(run_id: str, runs_root: str | os.PathLike) -> list[Path]:
+    """Every wandb directory of run `run_id` under `runs_root`, oldest first (a resumed run has several)."""
+    wandb_dir = Path(runs_root) / "wandb"
+    return sorted(wandb_dir.glob(f"*run-*-{run_id}")) if wandb_dir.is_dir() else []
 
 
 def run_id(run_dir: str | os.PathLike) -> str:
     """The wandb run id of a run directory (`offline-run-<time>-<id>` or `run-<time>-<id>`)."""
     return Path(run_dir).name.rsplit("-", 1)[-1]
 
+
+def checkpoint_file(run_dir: str | os.PathLike) -> Path:
+    """A run's resumable checkpoint: `<run dir>/files/checkpoints/last.ckpt` (rewritten every epoch)."""
+    return Path(run_dir) / "files" / CHECKPOINTS_DIR / LAST_CHECKPOINT
 
 
 def config_file(run_dir: str | os.PathLike) -> Path:

@@ -146,7 +146,7 @@ def find_checkpoint(run_dir: Path) -> Path | None:
     """The checkpoint a run resumes from: its files/checkpoints/last.ckpt (RunCheckpoint), else the newest
     of a ModelCheckpoint configured without a dirpath, in Lightning's default folder for the WandbLogger
     (`<runs root>/<project>/<run id>/checkpoints/`, last.ckpt first)."""
-    ours = run_dir / "files" / keys.CHECKPOINTS_DIR / keys.LAST_CHECKPOINT
+    ours = keys.checkpoint_file(run_dir)
     if ours.is_file():
         return ours
     for folder in sorted(run_dir.parent.parent.glob(f"*/{keys.run_id(run_dir)}/checkpoints")):
@@ -362,10 +362,14 @@ def _set_threads() -> None:
 
 
 def train_main(argv: list[str]) -> int:
-    """`nlstudy fit|validate|test ...`: 0 on success, 2 on a bad key or value, 1 if the run fails."""
+    """`nlstudy fit|validate|test ...`: 0 on success, 2 on a bad key or value, 1 if the run fails. With
+    $NLSTUDY_RESUME set (the sweep agent's retry of an interrupted run), `fit` is `fit --resume <that run>`."""
     import wandb
 
     _set_threads()
+    resume = os.environ.get(keys.RESUME_ENV)
+    if resume and argv[:1] == ["fit"] and not any(a.startswith("--resume") for a in argv):
+        argv = [*argv, "--resume", resume]
     try:
         cli = NLStudyCLI(args=None if argv == sys.argv[1:] else argv)
     except UsageError as e:

@@ -6,10 +6,18 @@ the next run and recording it as pending happen under one lock, so no two agents
 configuration (a grid engine sees the pending run as taken).
 
 A run's end state: exit code 0 -> finished (stopped, if early termination asked it to stop); an
-exit code > 0 -> failed; killed by a signal the agent did not send -> crashed; interrupted because
-the agent itself was asked to stop (Ctrl-C, SIGTERM) -> killed, and retried when the sweep is run
-again, as are the runs of an agent that died (``SweepState.reap``). A failed run does not stop the
-sweep.
+exit code > 0 -> failed; killed by a signal the agent did not send (SIGKILL, the OOM killer) ->
+crashed, and retried when the sweep is run again; interrupted because the agent itself was asked to
+stop (Ctrl-C, SIGTERM) -> killed, and retried when the sweep is run again, as are the runs of an
+agent that died (``SweepState.reap``), which any agent of the sweep retries. A failed run does not
+stop the sweep, and is not retried (it would fail again).
+
+A retry whose run left a resumable checkpoint (``nlstudy fit``'s files/checkpoints/last.ckpt)
+continues it: the retry logs under the interrupted run's wandb id (its record's ``wandb_id``) and
+gets $NLSTUDY_RESUME (``resumes``: that run directory), which `nlstudy fit` reads as `--resume`. So
+the run ends as one wandb run, counted once by the report, with the metrics of an uninterrupted run.
+A retry without a checkpoint (checkpointing off, or killed in its first epoch) starts afresh under
+its own id.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import ctypes
 import dataclasses
 import datetime as dt
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -190,9 +199,12 @@ class Agent:
                            for _, s in self.suite.items for r in (records if s is state else s.records()))
                 if mine >= self.options.count:
                     return None
-            retry = next((r for r in records if r["state"] in ENDED and r.get("retry") and not r.get("retried_by")), None)
+            retry = next((r for r in records if r["state"] in ENDED and r.get("retry") and not r.get("retried_by")
+                          and r.get("not_retried_by") != self.options.session), None)
+            resumes: Path | None = None
             if retry is not None:
                 config = retry["config"]
+                resumes = resumable(state.runs_root, retry.get("wandb_id") or retry["id"])
             else:
                 originals = [r for r in records if not r.get("retry_of")]
                 if sweep.run_cap is not None and len(originals) >= sweep.run_cap:
@@ -202,10 +214,13 @@ class Agent:
                     return None
                 if sweep.method == "grid" and any(r["config"] == config for r in records):
                     raise RuntimeError(f"{sweep.path}: the grid engine proposed a configuration it already ran: {config}")
+            rec_id = new_id()
             rec = {
-                "id": new_id(), "config": config, "state": "pending", "created_at": now(),
+                "id": rec_id, "config": config, "state": "pending", "created_at": now(),
                 "agent": this_agent(self.options.session), "heartbeat": now(),
                 "retry_of": retry["id"] if retry is not None else None, "retried_by": None, "retry": False,
+                "wandb_id": keys.run_id(resumes) if resumes is not None else rec_id,
+                "resumes": str(resumes) if resumes is not None else None,
             }
             state.write(rec)
             if retry is not None:
@@ -223,7 +238,7 @@ class Agent:
             "WANDB_MODE": "offline",
             "WANDB_SILENT": env.get("WANDB_SILENT", "true"),
             "WANDB_SWEEP_ID": state.id,
-            "WANDB_RUN_ID": rec["id"],
+            "WANDB_RUN_ID": rec.get("wandb_id") or rec["id"],
             "WANDB_SWEEP_PARAM_PATH": str(run_dir / "params.yaml"),
             "WANDB_PROJECT": self.options.project,
             "WANDB_DIR": str(state.runs_root),
@@ -233,12 +248,19 @@ class Agent:
             keys.PROGRESS_ENV: str(run_dir / "progress.jsonl"),
             keys.STOP_ENV: str(run_dir / "stop"),
         })
+        env.pop(keys.RESUME_ENV, None)
+        if rec.get("resumes"):
+            env[keys.RESUME_ENV] = rec["resumes"]
         return env
 
     def command_line(self, sweep: Sweep, state: SweepState, rec: Mapping[str, Any]) -> list[str]:
         """Writes the run's parameter files and returns its command line."""
         run_dir = state.run_dir(rec["id"])
         run_dir.mkdir(parents=True, exist_ok=True)
+        if rec.get("resumes") and rec.get("retry_of"):  # the run goes on: so does its validation history
+            before = state.run_dir(rec["retry_of"]) / "progress.jsonl"
+            if before.is_file():
+                shutil.copyfile(before, run_dir / "progress.jsonl")
         args = cmd.RunArgs(rec["config"], sweep.program, str(run_dir / "args.json"))
         (run_dir / "params.yaml").write_text(cmd.param_file_text(rec["config"]))
         if cmd.uses_args_json_file(sweep.command):
@@ -250,7 +272,7 @@ class Agent:
         argv = self.command_line(sweep, state, rec)
         env = self.environment(sweep, state, rec)
         position = self._position(sweep, state)
-        retry = f" (retry of {rec['retry_of']})" if rec.get("retry_of") else ""
+        retry = f" ({'resuming' if rec.get('resumes') else 'retry of'} {rec['retry_of']})" if rec.get("retry_of") else ""
         self.say(f"[{sweep.name} {position}] run {rec['id']}{retry}: {describe_config(sweep, rec['config'])}")
         started = time.time()
         log = open(run_dir / "output.log", "ab")
@@ -316,8 +338,10 @@ class Agent:
         if note is None and end_state in ("failed", "crashed"):
             note = last_line(run_dir / "output.log") or None
         duration = time.time() - started
+        crashed = end_state == "crashed"  # a signal nobody here sent (SIGKILL, the OOM killer): the next session retries it
         state.update(rec["id"], state=end_state, exitcode=code, ended_at=now(), duration_s=round(duration, 3),
-                     summary=summary, note=note, retry=end_state == "killed")
+                     summary=summary, note=note, retry=end_state == "killed" or crashed,
+                     not_retried_by=self.options.session if crashed else None)
         if end_state in ("failed", "crashed"):
             self.failed += 1
         metric = (sweep.config.get("metric") or {}).get("name")
@@ -327,12 +351,19 @@ class Agent:
                  f"{result} | {self.suite.progress()}")
         if end_state in ("failed", "crashed"):
             self.say(f"  {note or 'no output'}  (log: {run_dir / 'output.log'})")
+        if crashed:
+            self.say("  it is retried (resumed from its last checkpoint, if it has one) when the sweep is run again")
 
     def _position(self, sweep: Sweep, state: SweepState) -> str:
         records = state.records()
         done = sum(r["state"] in ENDED and not r.get("retry") for r in records)
         planned = sweep.planned_count()
         return f"{done}/{planned if planned is not None else '?'}"
+
+
+def resumable(runs_root: Path, wandb_id: str) -> Path | None:
+    """The newest wandb directory of run `wandb_id` that holds a resumable checkpoint, or None."""
+    return next((d for d in reversed(keys.run_dirs(wandb_id, runs_root)) if keys.checkpoint_file(d).is_file()), None)
 
 
 def last_line(path: Path) -> str:

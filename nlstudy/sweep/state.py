@@ -17,7 +17,9 @@ A record: ``id``, ``config`` (W&B form ``{name: {"value": v}}``), ``state`` (:da
 ``created_at`` / ``started_at`` / ``ended_at`` (ISO, UTC), ``duration_s``, ``exitcode``, ``agent``
 (``host``, ``pid``, ``pid_start``, ``session`` of the agent that owns it), ``pid`` / ``pid_start`` of
 the run's process, ``heartbeat``, ``retry_of`` / ``retried_by``, ``retry`` (the run was interrupted
-by its agent and is to be run again), ``summary`` (last values of the progress rows), ``note``.
+or crashed and is to be run again; ``not_retried_by``: a session that leaves that to the next one),
+``wandb_id`` (the wandb run it logs under: its own id, or that of the run it resumes), ``resumes`` (the
+wandb run directory whose checkpoint it continues), ``summary`` (last values of the progress rows), ``note``.
 """
 
 from __future__ import annotations
@@ -189,8 +191,10 @@ class SweepState:
 
 
 def read_progress(path: Path) -> list[dict[str, Any]]:
-    """The rows a run appended to its progress file (a half-written last line is skipped)."""
-    rows = []
+    """The rows a run appended to its progress file (a half-written last line is skipped). A run resumed
+    from a checkpoint logs again the steps after that checkpoint: a row whose ``step`` is not past the
+    rows before it replaces those from that step on, so each validation counts once."""
+    rows: list[dict[str, Any]] = []
     try:
         text = path.read_text()
     except OSError:
@@ -201,6 +205,8 @@ def read_progress(path: Path) -> list[dict[str, Any]]:
         except ValueError:
             continue
         if isinstance(row, dict):
+            if isinstance(row.get("step"), int):
+                rows = [r for r in rows if not (isinstance(r.get("step"), int) and r["step"] >= row["step"])]
             rows.append(row)
     return rows
 
