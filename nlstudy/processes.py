@@ -9,10 +9,12 @@ from pathlib import Path
 
 def process_start(pid: int) -> str | None:
     """A token that tells this process apart from a later one with the same pid (Linux: its start
-    time in clock ticks since boot; "?" where it cannot be read), or None when no such process exists."""
+    time in clock ticks since boot; "?" where it cannot be read), or None when no such process exists.
+    A zombie (dead, not yet waited for by its parent: an agent of `--jobs` killed while its siblings run)
+    is no process: None."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[19]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else fields[19]
     except (OSError, IndexError):
         pass
     try:

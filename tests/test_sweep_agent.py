@@ -2,6 +2,7 @@
 a grid to completion, failed runs, resuming, interrupted and orphaned runs, two agents, --jobs,
 --count, run_cap, random, bayes and hyperband."""
 
+import datetime as dt
 import json
 import os
 import signal
@@ -208,6 +209,56 @@ def test_two_agents_started_separately_never_run_the_same_configuration(tmp_path
     values = [r["params"]["a"] for r in toy_log(tmp_path)]
     assert sorted(values) == list(range(1, 9))
     assert len({r["agent"]["pid"] for r in records(root, path)}) == 2  # both took part
+
+
+@pytest.mark.slow  # starts agent processes (nlstudy sweep), which start toy-run processes
+@pytest.mark.parametrize("how", ["two processes", "--jobs 2"])
+def test_one_of_two_agents_killed_halfway_loses_and_repeats_nothing(tmp_path, how):
+    """Two agents share a sweep; one is SIGKILLed while it runs a configuration, halfway through the grid.
+    The other reaps that run (its agent is gone), retries it and finishes the grid: every configuration
+    finishes exactly once (the run that died with its agent never reached its end)."""
+    path, root = sweep_file(tmp_path, """\
+        method: grid
+        parameters:
+          a: {values: [1, 2, 3, 4, 5, 6, 7, 8]}
+          sleep: {value: 0.5}
+        """), tmp_path / "runs"
+    if how == "two processes":
+        agents = [subprocess.Popen(sweep_cmd(path, "--runs-root", root), stdout=subprocess.DEVNULL) for _ in range(2)]
+    else:
+        agents = [subprocess.Popen(sweep_cmd(path, "--runs-root", root, "--jobs", "2"), stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)]
+    try:
+        def victim():
+            recs = records(root, path) if (root / "sweeps").exists() else []
+            if sum(r["state"] == "finished" for r in recs) < 3:
+                return None
+            # a run that started just now (it sleeps 0.5 s): killed mid-run, not between its exit and its record
+            return next((r for r in recs if r["state"] == "running" and
+                         time.time() - dt.datetime.fromisoformat(r["started_at"]).timestamp() < 0.2), None)
+
+        deadline = time.monotonic() + 60
+        while (killed := victim()) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert killed is not None, "the agents never got halfway"
+        os.kill(killed["agent"]["pid"], signal.SIGKILL)
+        codes = [a.wait(timeout=120) for a in agents]
+    finally:
+        for a in agents:
+            if a.poll() is None:
+                a.kill()
+    recs = {r["id"]: r for r in records(root, path)}
+    finished = sorted(r["config"]["a"]["value"] for r in recs.values() if r["state"] == "finished")
+    assert finished == list(range(1, 9))  # none lost, none finished twice: the total equals the grid
+    dead = recs[killed["id"]]
+    assert dead["state"] == "crashed" and dead["note"] == "its agent died while it ran"
+    assert recs[dead["retried_by"]]["state"] == "finished" and recs[dead["retried_by"]]["config"] == dead["config"]
+    assert sorted(r["params"]["a"] for r in toy_log(tmp_path)) == list(range(1, 9))  # each ran to its end once
+    if how == "two processes":
+        assert sorted(codes) == [-signal.SIGKILL, 0]
+    else:  # the command says that one of its agents died, and fails
+        out = agents[0].stdout.read()
+        assert codes == [1] and "was killed by signal 9" in out, out
 
 
 @pytest.mark.slow  # starts agent processes (nlstudy sweep), which start toy-run processes

@@ -157,4 +157,8 @@ def run_agents(argv: list[str], options: Options) -> int:
         signal.signal(signal.SIGINT, old_int)
     if 130 in codes:
         return 130
-    return max(codes)
+    for i, code in enumerate(codes):
+        if code < 0:  # its runs were taken over: the other agents reap them (SweepState.reap) and retry them
+            print(f"[agent {i + 1}] was killed by signal {-code}; a run it left is retried by the other agents, "
+                  "or when the sweep is run again", flush=True)
+    return 1 if min(codes) < 0 else max(codes)
