@@ -1,7 +1,10 @@
 """A tiny real grid sweep of `nlstudy fit` (experiments/demo.yaml shrunk to one short epoch), offline,
-to completion, read back with the report's reader: the right runs, the right configurations, the
+to completion across a session on a full disk, read back with the report's reader: the right runs, the right configurations, the
 sweep id on every run, and the report's table complete."""
 
+import json
+import os
+import resource
 import subprocess
 import sys
 import time
@@ -35,16 +38,39 @@ parameters:
 """
 
 
+def full_disk() -> None:
+    """preexec_fn: no file may grow past 1 KB (a disk that is full by then; Python gets EFBIG)."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+
 @pytest.mark.slow
 def test_tiny_real_sweep_offline(tmp_path):
+    """Two runs, then a session on a full disk (stops with one clear line, loses nothing), then the rest."""
     path, root = tmp_path / "tiny.yaml", tmp_path / "runs"
     path.write_text(TINY)
+
+    def sweep(*args: str, **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "nlstudy", "sweep", str(path), "--runs-root", str(root),
+                               "--project", "nlstudy-test", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=900, **kwargs)
+
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "nlstudy", "sweep", str(path), "--runs-root", str(root),
-                           "--project", "nlstudy-test"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    first = sweep("--count", "2")
+    assert first.returncode == 0, first.stdout + first.stderr
+    # (no .pyc written there: Python would leave it truncated at 1 KB, breaking later imports)
+    full = sweep(preexec_fn=full_disk, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    stopped = [line for line in full.stdout.splitlines() if line.startswith("stopped:")]
+    assert full.returncode == 1 and len(stopped) == 1 and "File too large" in stopped[0], full.stdout + full.stderr
+    assert "run the same command again" in stopped[0] and "Traceback" not in full.stdout + full.stderr
+    # the state and the two finished runs are intact: every record reads, no half-written file is left
+    sweep_dir = root / "sweeps" / load(path).default_id
+    states = [json.loads(f.read_text())["state"] for f in sweep_dir.glob("runs/*/run.json")]
+    assert states.count("finished") == 2 and not list(sweep_dir.rglob("*.tmp"))
+    assert sorted(read_offline(root).runs["state"]) == ["finished", "finished"]
+    proc = sweep()
     wall = time.monotonic() - start
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    print(f"tiny sweep: 4 runs in {wall:.1f} s\n{proc.stdout}")
+    print(f"tiny sweep: 4 runs in {wall:.1f} s\n{first.stdout}{full.stdout}{proc.stdout}")
     assert "4/4 runs done" in proc.stdout
 
     sweep_id = load(path).default_id
@@ -64,7 +90,8 @@ def test_tiny_real_sweep_offline(tmp_path):
     assert set(runs["trainer.max_epochs"]) == {1.0} and set(runs["data.synthetic.train_samples"]) == {64.0}
     assert runs["val/top1_best"].notna().all() and runs["test/top1"].notna().all()
     # the sweep's own records agree, and each run wrote its progress rows
-    records = list((root / "sweeps" / sweep_id / "runs").glob("*/run.json"))
+    records = [f for f in (root / "sweeps" / sweep_id / "runs").glob("*/run.json")
+               if json.loads(f.read_text())["state"] == "finished"]
     assert len(records) == 4
     assert all((r.parent / "progress.jsonl").read_text().strip() for r in records)
 

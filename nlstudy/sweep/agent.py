@@ -165,16 +165,23 @@ class Agent:
 
     # -- the loop -----------------------------------------------------------------------------------
     def run(self) -> int:
-        """0: every run this agent started finished; 1: some failed or crashed; 130: interrupted."""
+        """0: every run this agent started finished; 1: some failed or crashed, or the runs root could not
+        be written (a full disk); 130: interrupted."""
         with self.interrupt:
-            for sweep, state in self.suite.items:
-                while not self.interrupt.count:
-                    rec = self.claim(sweep, state)
-                    if rec is None:
+            try:
+                for sweep, state in self.suite.items:
+                    while not self.interrupt.count:
+                        rec = self.claim(sweep, state)
+                        if rec is None:
+                            break
+                        self.execute(sweep, state, rec)
+                    if self.interrupt.count or self.count_reached(state):
                         break
-                    self.execute(sweep, state, rec)
-                if self.interrupt.count or self.count_reached(state):
-                    break
+            except OSError as e:  # records are written whole or not at all: what was written stays readable
+                self.say(f"stopped: cannot write {e.filename or self.options.runs_root} ({e.strerror or e}); the "
+                         "sweep's state and its finished runs are intact: free space (or make the runs root "
+                         "writable) and run the same command again to go on")
+                return 1
         if self.interrupt.count:
             self.say(f"interrupted: run the same command again to resume ({self.suite.progress()})")
             return 130
@@ -284,10 +291,14 @@ class Agent:
             log.close()
             self.finish(sweep, state, rec, "failed", 127, started, note=f"cannot start {argv[0]!r}: {e.strerror or e}")
             return
-        state.update(rec["id"], state="running", started_at=now(), pid=proc.pid, pid_start=process_start(proc.pid),
-                     command=argv, heartbeat=now())
         try:
+            state.update(rec["id"], state="running", started_at=now(), pid=proc.pid,
+                         pid_start=process_start(proc.pid), command=argv, heartbeat=now())
             end_state, code = self.watch(sweep, state, rec, proc)
+        except BaseException:  # the record cannot be kept (a full disk): no run goes on unwatched
+            proc.kill()
+            proc.wait()
+            raise
         finally:
             log.close()
         self.finish(sweep, state, rec, end_state, code, started)

@@ -92,8 +92,13 @@ def agent_alive(agent: Mapping[str, Any] | None, heartbeat: str | None) -> bool:
 def write_json(path: Path, data: Any) -> None:
     """Write whole or not at all (readers never see half a file)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: the old file stays as it was, and no half-written copy is left
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 class SweepState:
