@@ -378,3 +378,15 @@ def test_engine_runs_carry_history_and_summary():
     [run] = engine.engine_runs(config, [rec])
     assert run.metric_history("m") == [1.0, 2.0] and run.summary_metric("m") == 2.0
     assert run.state == "finished" and run.stopped
+
+
+def test_an_unwritable_runs_root_is_one_line_before_anything_runs(tmp_path, capsys):
+    """A runs root that cannot be made (here: under a file; read-only mounts and missing permissions fail
+    the same way) is one line naming --runs-root, exit 2, and no run starts."""
+    path = sweep_file(tmp_path, GRID)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    assert cli.main([str(path), "--runs-root", str(blocker / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("nlstudy sweep: --runs-root: cannot create the sweep's state in ")
+    assert "Not a directory" in err and not toy_log(tmp_path)
