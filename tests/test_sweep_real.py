@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 
 from nlstudy.report.collect import read_offline
-from nlstudy.report.sweeps import find_sweep_files, planned
+from nlstudy.report.sweeps import find_sweep_files, planned, with_stand_ins
 from nlstudy.report.tables import build_table
 from nlstudy.sweep.spec import load
+from nlstudy.sweep.state import SweepState
 
 ROOT = Path(__file__).parent.parent
 
@@ -36,6 +37,7 @@ parameters:
       - {nonlocal_blocks: none}
       - {nonlocal_blocks: {res3: [1], res4: [1]}, nl: {pairwise: gaussian}}
 """
+NL_ROW = "      - {nonlocal_blocks: {res3: [1], res4: [1]}, nl: {pairwise: gaussian}}\n"
 
 
 def full_disk() -> None:
@@ -101,3 +103,23 @@ def test_tiny_real_sweep_offline(tmp_path):
     table = build_table(runs, "2a", expected=planned(files))
     assert len(table) == 2 and list(table["n"]) == [2, 2] and list(table["n_missing"]) == [0, 0]
     assert bool(table["baseline"].iloc[0])
+
+    # another table that plans the same baseline runs none again: the finished runs stand in for them
+    other = tmp_path / "baseline.yaml"
+    other.write_text(TINY.replace('table: {value: "2a"}', 'table: {value: "2c"}').replace(NL_ROW, ""))
+    again = subprocess.run([sys.executable, "-m", "nlstudy", "sweep", str(other), "--runs-root", str(root),
+                            "--project", "nlstudy-test"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and again.stdout.count("finished already as run") == 2, again.stdout + again.stderr
+    reused = SweepState(root, load(other).default_id).records()
+    baseline = runs[runs["model.backbone.nonlocal_blocks"] == "none"]
+    assert sorted(r["wandb_id"] for r in reused) == sorted(baseline["run_id"])
+    assert all(r["state"] == "finished" and r["reused_from"] for r in reused)
+    assert len(read_offline(root).runs) == 4  # no new run
+    both = with_stand_ins(read_offline(root), root).runs
+    table_c = build_table(both, "2c", expected=planned(find_sweep_files(root)))
+    assert list(table_c["n"]) == [2] and list(table_c["n_missing"]) == [0]
+    for metric in ("top1", "top1_std"):
+        assert table_c[metric].iloc[0] == table[metric].iloc[0]  # the same runs, the same numbers
+    # --no-reuse runs them
+    assert "--no-reuse" in subprocess.run([sys.executable, "-m", "nlstudy", "sweep", "--help"], capture_output=True,
+                                          text=True).stdout

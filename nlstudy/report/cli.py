@@ -153,7 +153,10 @@ def _check_source(args: argparse.Namespace) -> None:
 
 def _collect(args: argparse.Namespace) -> tuple[collect.Collection, pd.DataFrame | None, str]:
     if args.runs is not None:
-        collection = collect.read_offline(args.runs, sweep=args.sweep)
+        collection = sweeps.with_stand_ins(collect.read_offline(args.runs), args.runs)
+        if args.sweep is not None:  # after the stand-ins, which may come from another sweep
+            runs = collection.runs[collection.runs["sweep_id"] == args.sweep]
+            collection = collect.Collection(runs, collection.history[collection.history["run_id"].isin(runs["run_id"])])
         expected = sweeps.planned(sweeps.find_sweep_files(args.runs), sweep=args.sweep)
         return collection, expected, args.runs
     try:

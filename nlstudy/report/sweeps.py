@@ -1,4 +1,5 @@
-"""What the sweeps planned: the runs a grid sweep will launch, so the report can mark rows that never ran.
+"""What the sweeps planned: the runs a grid sweep will launch, so the report can mark rows that never ran;
+and which finished runs stand in for a sweep's runs that the agent reused rather than ran again.
 
 The local sweep agent keeps each sweep's YAML at ``<runs root>/sweeps/<sweep id>/sweep.yaml``.
 Only grid sweeps are expanded (random / bayes / hyperband sweeps plan no fixed set of runs); a
@@ -15,6 +16,7 @@ import pandas as pd
 import yaml
 
 from nlstudy import keys
+from nlstudy.report.collect import Collection
 
 MAX_PLANNED_RUNS = 100_000  # a grid larger than this is not expanded
 
@@ -71,3 +73,31 @@ def planned(sweep_files: Iterable[str | os.PathLike], *, sweep: str | None = Non
         out[keys.TABLE] = None
     out[keys.TABLE] = out[keys.TABLE].map(lambda v: None if v is None or v != v else str(v))
     return out
+
+
+def with_stand_ins(collection: Collection, runs_root: str | os.PathLike) -> Collection:
+    """`collection` with one more row per reused run of a local sweep: a copy of the run that stands in
+    for it (its ``wandb_id``), filed under the reusing sweep's ``table`` and ``sweep_id``, so that every
+    table that planned the configuration counts that run (the baseline every table plans runs once)."""
+    from nlstudy.sweep.spec import flat_values
+    from nlstudy.sweep.state import SweepState
+
+    runs = collection.runs
+    if runs.empty or "run_id" not in runs.columns:
+        return collection
+    rows = []
+    for rec in SweepState.all_records(runs_root):
+        if not rec.get("reused_from") or rec.get("state") != "finished":
+            continue
+        original = runs[runs["run_id"] == rec.get("wandb_id")]
+        if original.empty:
+            continue
+        row = original.iloc[0].copy()
+        row["sweep_id"] = rec["sweep_id"]
+        row[keys.TABLE] = flat_values(rec.get("config") or {}).get(keys.TABLE, row.get(keys.TABLE))
+        rows.append(row)
+    if not rows:
+        return collection
+    merged = pd.concat([runs, pd.DataFrame(rows)], ignore_index=True)
+    merged.attrs.update(runs.attrs)
+    return Collection(runs=merged, history=collection.history)

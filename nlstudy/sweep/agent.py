@@ -18,6 +18,16 @@ gets $NLSTUDY_RESUME (``resumes``: that run directory), which `nlstudy fit` read
 the run ends as one wandb run, counted once by the report, with the metrics of an uninterrupted run.
 A retry without a checkpoint (checkpointing off, or killed in its first epoch) starts afresh under
 its own id.
+
+A run whose configuration already finished under the same runs root, in this sweep or another, is
+not run again (``Options.reuse``; `nlstudy sweep --no-reuse` turns it off): its record is written
+finished at once, with the summary of the run that stands in for it, ``reused_from`` (that record)
+and ``wandb_id`` (that wandb run); the report counts that run in this sweep's table too. "The same
+configuration" is :func:`reuse_key`: the same command with the same files (by content), the same
+parameter values except ``table`` (which only files the run under a table), and the same thread
+count, i.e. the resolved configuration of a deterministic run (the demo's baseline, which every table
+plans). It does not see a change of nlstudy's own code: after one, run with --no-reuse or a new runs
+root.
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ import contextlib
 import ctypes
 import dataclasses
 import datetime as dt
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -39,7 +51,7 @@ from typing import Any
 from nlstudy import keys
 from nlstudy.sweep import command as cmd
 from nlstudy.sweep import engine
-from nlstudy.sweep.spec import EARLY_TERMINATE, Sweep, compact
+from nlstudy.sweep.spec import EARLY_TERMINATE, Sweep, compact, flat_values
 from nlstudy.processes import process_start
 from nlstudy.sweep.state import ENDED, HEARTBEAT_S, SweepState, new_id, now, read_progress, this_agent
 
@@ -59,6 +71,7 @@ class Options:
     session: str = dataclasses.field(default_factory=new_id)  # shared by the agents of one command
     started: float = dataclasses.field(default_factory=time.time)  # when the command started
     label: str = ""  # "[agent 2] " for the agents of --jobs
+    reuse: bool = True  # a configuration that already finished under the runs root is not run again
 
 
 class Interrupt:
@@ -123,7 +136,7 @@ class Suite:
                 ok = r["state"] in ("finished", "stopped") and r.get("duration_s")
                 if ok:
                     all_durations.append(r["duration_s"])
-                if r.get("agent", {}).get("session") == self.options.session:
+                if r.get("agent", {}).get("session") == self.options.session and not r.get("reused_from"):
                     mine += 1
                     if ok:
                         durations.append(r["duration_s"])
@@ -174,6 +187,11 @@ class Agent:
                         rec = self.claim(sweep, state)
                         if rec is None:
                             break
+                        if rec["state"] == "finished":  # reused: another run stands in for it
+                            self.say(f"[{sweep.name} {self._position(sweep, state)}] run {rec['id']}: "
+                                     f"{describe_config(sweep, rec['config'])} finished already as run "
+                                     f"{rec['wandb_id']}, which stands in for it | {self.suite.progress()}")
+                            continue
                         self.execute(sweep, state, rec)
                     if self.interrupt.count or self.count_reached(state):
                         break
@@ -191,9 +209,12 @@ class Agent:
     def count_reached(self, state: SweepState) -> bool:
         if self.options.count is None:
             return False
-        mine = sum(r.get("agent", {}).get("session") == self.options.session
-                   for _, s in self.suite.items for r in s.records())
-        return mine >= self.options.count
+        return self.started_by_me([r for _, s in self.suite.items for r in s.records()]) >= self.options.count
+
+    def started_by_me(self, records: Sequence[Mapping[str, Any]]) -> int:
+        """Runs this command started (a reused run starts nothing)."""
+        return sum(r.get("agent", {}).get("session") == self.options.session and not r.get("reused_from")
+                   for r in records)
 
     def claim(self, sweep: Sweep, state: SweepState) -> dict[str, Any] | None:
         """Under the sweep's lock: the next run (a retry of an interrupted run first, else the
@@ -202,8 +223,7 @@ class Agent:
             records = state.records()
             state.reap(records)
             if self.options.count is not None:
-                mine = sum(r.get("agent", {}).get("session") == self.options.session
-                           for _, s in self.suite.items for r in (records if s is state else s.records()))
+                mine = self.started_by_me([r for _, s in self.suite.items for r in (records if s is state else s.records())])
                 if mine >= self.options.count:
                     return None
             retry = next((r for r in records if r["state"] in ENDED and r.get("retry") and not r.get("retried_by")
@@ -228,12 +248,26 @@ class Agent:
                 "retry_of": retry["id"] if retry is not None else None, "retried_by": None, "retry": False,
                 "wandb_id": keys.run_id(resumes) if resumes is not None else rec_id,
                 "resumes": str(resumes) if resumes is not None else None,
+                "reuse_key": reuse_key(sweep, config, self.options.threads),
             }
+            stand_in = self.stand_in(state, rec["reuse_key"]) if self.options.reuse and resumes is None else None
+            if stand_in is not None:
+                rec.update(state="finished", exitcode=0, started_at=now(), ended_at=now(), duration_s=0.0,
+                           summary=stand_in.get("summary") or {}, wandb_id=stand_in["wandb_id"],
+                           reused_from=stand_in["id"], note=f"reused run {stand_in['wandb_id']}: the same configuration")
             state.write(rec)
             if retry is not None:
                 retry["retried_by"] = rec["id"]
                 state.write(retry)
         return rec
+
+    def stand_in(self, state: SweepState, key: str) -> dict[str, Any] | None:
+        """A finished record under the runs root with this reuse key whose wandb run is still there."""
+        for rec in SweepState.all_records(state.runs_root):
+            if (rec.get("reuse_key") == key and rec["state"] == "finished" and rec.get("exitcode") == 0
+                    and keys.run_dirs(rec.get("wandb_id") or rec["id"], state.runs_root)):
+                return {**rec, "id": rec.get("reused_from") or rec["id"], "wandb_id": rec.get("wandb_id") or rec["id"]}
+        return None
 
     # -- one run ------------------------------------------------------------------------------------
     def environment(self, sweep: Sweep, state: SweepState, rec: Mapping[str, Any]) -> dict[str, str]:
@@ -370,6 +404,20 @@ class Agent:
         done = sum(r["state"] in ENDED and not r.get("retry") for r in records)
         planned = sweep.planned_count()
         return f"{done}/{planned if planned is not None else '?'}"
+
+
+def reuse_key(sweep: Sweep, config: Mapping[str, Mapping[str, Any]], threads: int) -> str:
+    """What makes two runs the same run: the command (environment macros expanded, every file it names
+    by content), the program, the parameter values other than ``table``, and the torch thread count."""
+    values = {k: v for k, v in flat_values(config).items() if k != keys.TABLE}
+    template = [str(e) for e in cmd.substitute_envvars(sweep.command)]
+    files = {}
+    for name in [*template, sweep.program or ""]:
+        path = Path(name)
+        if name and cmd.macro_name(name) is None and path.is_file():
+            files[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    text = json.dumps([template, sweep.program, files, sorted(values.items()), threads], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def resumable(runs_root: Path, wandb_id: str) -> Path | None:

@@ -48,6 +48,9 @@ def parser() -> Parser:
     p = Parser(prog=PROG, description="Run wandb sweep files with the local agent (offline) or on W&B (--online).")
     p.add_argument("files", nargs="+", metavar="SWEEP.yaml", help="sweep files, run one after the other")
     p.add_argument("--count", type=positive, metavar="N", help="start at most N runs (over all --jobs agents)")
+    p.add_argument("--no-reuse", dest="reuse", action="store_false",
+                   help="run every configuration, even one that already finished under the runs root (by default "
+                        "a finished run of the same configuration, e.g. the baseline every table plans, stands in)")
     p.add_argument("--jobs", type=positive, default=1, metavar="J", help="run J runs at a time; the CPU threads are split (default 1)")
     p.add_argument("--online", action="store_true", help="create the sweep on W&B and run W&B's own agents")
     p.add_argument("--runs-root", default=keys.default_runs_root(), metavar="DIR",
@@ -101,7 +104,7 @@ def main(argv: list[str]) -> int:
                           entity=next(iter(entity), None) or os.environ.get("WANDB_ENTITY"), sweep_id=args.sweep_id,
                           count=args.count, jobs=args.jobs, threads=threads, out=say)
     options = Options(runs_root=Path(args.runs_root), project=projects.pop() if len(projects) == 1 else "nlstudy",
-                      jobs=args.jobs, threads=threads, count=args.count)
+                      jobs=args.jobs, threads=threads, count=args.count, reuse=args.reuse)
     if args.agent_of is not None:
         options.session, options.started = args.agent_of, args.started or time.time()
         options.label = f"[agent {args.agent_index}] "

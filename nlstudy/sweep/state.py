@@ -19,7 +19,9 @@ A record: ``id``, ``config`` (W&B form ``{name: {"value": v}}``), ``state`` (:da
 the run's process, ``heartbeat``, ``retry_of`` / ``retried_by``, ``retry`` (the run was interrupted
 or crashed and is to be run again; ``not_retried_by``: a session that leaves that to the next one),
 ``wandb_id`` (the wandb run it logs under: its own id, or that of the run it resumes), ``resumes`` (the
-wandb run directory whose checkpoint it continues), ``summary`` (last values of the progress rows), ``note``.
+wandb run directory whose checkpoint it continues), ``reuse_key`` / ``reused_from`` (a finished run of the same
+configuration that stands in for this one: ``nlstudy.sweep.agent``), ``summary`` (last values of the progress
+rows), ``note``.
 """
 
 from __future__ import annotations
@@ -165,6 +167,18 @@ class SweepState:
             rec["history"] = read_progress(path.parent / "progress.jsonl")
             out.append(rec)
         out.sort(key=lambda r: (r.get("created_at") or "", r["id"]))
+        return out
+
+    @staticmethod
+    def all_records(runs_root: str | os.PathLike) -> list[dict[str, Any]]:
+        """The records of every sweep under `runs_root` (without their progress rows), each with the
+        ``sweep_id`` of its sweep."""
+        out = []
+        for path in sorted(Path(runs_root).glob("sweeps/*/runs/*/run.json")):
+            try:
+                out.append({**json.loads(path.read_text()), "sweep_id": path.parent.parent.parent.name})
+            except (OSError, ValueError):
+                continue
         return out
 
     def write(self, record: Mapping[str, Any]) -> None:
