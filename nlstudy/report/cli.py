@@ -40,9 +40,9 @@ def parser() -> argparse.ArgumentParser:
                    help=f"comma-separated table ids (default: every table found); registered: {', '.join(specs.TABLES)}")
     p.add_argument("--strict", action="store_true", help="fail when a row has no finished run")
     cache = p.add_mutually_exclusive_group()
+    default_cache = f"${logcache.CACHE_ENV}, else $XDG_CACHE_HOME/nlstudy/report, else ~/.cache/nlstudy/report"
     cache.add_argument("--cache-dir", metavar="DIR",
-                       help=f"with --runs: where to keep what was read of each run's log (default: "
-                            f"${logcache.CACHE_ENV}, else $XDG_CACHE_HOME/nlstudy/report, else ~/.cache/nlstudy/report)")
+                       help=f"with --runs: where to keep what was read of each run's log (default: {default_cache})")
     cache.add_argument("--no-cache", action="store_true", help="with --runs: read every run's log, keep nothing")
     return p
 

@@ -207,13 +207,13 @@ def read_offline(
     How: wandb 0.31 ships no Python reader for its ``.wandb`` transaction log (the old
     ``wandb.sdk.internal.datastore`` is gone; the log is a leveldb-style block format written by the
     Go ``wandb-core``). Its own reader is ``wandb leet inspect``, so :func:`inspect_records` runs it
-    with ``--json`` (wandb-core's inspector, one subprocess per run, `workers` in parallel) and this folds the printed
-    records: the ``run`` record (id, name, project, sweep id, start time, host, initial config),
-    ``config`` updates, ``summary`` updates, ``history`` rows and the ``exit`` record. ``--json``
-    without ``--summary`` is used because only the full record stream carries the sweep id and the
-    history, and it reads logs cut short by a kill. With a `cache`
-    (:class:`~nlstudy.report.logcache.LogCache`), what was folded out of a log is kept, and a log that
-    has not changed since is not read again.
+    with ``--json`` (wandb-core's inspector, one subprocess per run, `workers` in parallel) and
+    :class:`LogContents` folds the printed records: the ``run`` record (id, name, project, sweep id,
+    start time, host, initial config), ``config`` updates, ``summary`` updates, ``history`` rows and
+    the ``exit`` record. ``--json`` without ``--summary`` is used because only the full record stream
+    carries the sweep id and the history, and it reads logs cut short by a kill. With a `cache`
+    (:class:`~nlstudy.report.logcache.LogCache`), what was folded out of a log is kept, and a log
+    that has not changed since is not read again.
 
     State: an ``exit`` record gives finished (exit code 0) or failed. Without one the run either
     still runs or died (SIGKILL, OOM, power): it counts as running while the process that wrote it
