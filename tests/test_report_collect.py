@@ -143,6 +143,17 @@ def test_state_of_a_run_without_exit_record_from_another_host(tmp_path):
     assert not collect._still_writing(log, None, "Configure stats pid to 4194305", stale_after_s=60)
 
 
+def test_a_running_run_whose_log_holds_no_records_yet(tmp_path):
+    run_dir = tmp_path / "wandb" / "offline-run-20261120_100000-live1"
+    (run_dir / "logs").mkdir(parents=True)
+    (run_dir / "run-live1.wandb").write_bytes(b"")  # wandb-core has not written its first block yet
+    (run_dir / "logs" / "debug.log").write_text(
+        f"Configure stats pid to {os.getpid()}\nconfig: {{'table': '2a', 'seed_everything': 3}}\n")
+    got = collect.read_offline(tmp_path).runs.iloc[0]
+    assert (got["run_id"], got["state"], got["table"], got[keys.SEED]) == ("live1", "running", "2a", 3.0)
+    assert got["note"] == "log holds no records yet; config from logs/debug.log"
+
+
 def test_planned_runs_of_a_grid_sweep(tmp_path):
     sweep_dir = tmp_path / "sweeps" / "swp2a"
     sweep_dir.mkdir(parents=True)
