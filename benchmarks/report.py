@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     n = args.n
     old_read_n = old_s / len(subset) * n
     old_report_n = old_read_n + (warm_s - read_warm_s)  # the old reader plus the rest of a report
-    print(f"\n{n} runs (clones of {n_sources} runs of {args.source}), {os.cpu_count()} CPUs\n")
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n{n} runs (clones of {n_sources} runs of {args.source}), {os.cpu_count()} CPUs, load average {load}\n")
     print(f"{'':34} {'nlstudy report':>16} {'reading only':>14}")
     print(f"{'cold (empty cache)':34} {cold_s:>14.1f} s {read_cold_s:>12.1f} s")
     print(f"{'warm (cache from the cold report)':34} {warm_s:>14.1f} s {read_warm_s:>12.1f} s")
