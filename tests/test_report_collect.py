@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -143,6 +142,17 @@ def test_state_of_a_run_without_exit_record_from_another_host(tmp_path):
     assert not collect._still_writing(log, None, "Configure stats pid to 4194305", stale_after_s=60)
 
 
+def test_a_running_run_whose_log_holds_no_records_yet(tmp_path):
+    run_dir = tmp_path / "wandb" / "offline-run-20261120_100000-live1"
+    (run_dir / "logs").mkdir(parents=True)
+    (run_dir / "run-live1.wandb").write_bytes(b"")  # wandb-core has not written its first block yet
+    (run_dir / "logs" / "debug.log").write_text(
+        f"Configure stats pid to {os.getpid()}\nconfig: {{'table': '2a', 'seed_everything': 3}}\n")
+    got = collect.read_offline(tmp_path).runs.iloc[0]
+    assert (got["run_id"], got["state"], got["table"], got[keys.SEED]) == ("live1", "running", "2a", 3.0)
+    assert got["note"] == "log holds no records yet; config from logs/debug.log"
+
+
 def test_planned_runs_of_a_grid_sweep(tmp_path):
     sweep_dir = tmp_path / "sweeps" / "swp2a"
     sweep_dir.mkdir(parents=True)
@@ -165,23 +175,13 @@ def test_planned_runs_of_a_grid_sweep(tmp_path):
 # --------------------------------------------------------------------------------------------------
 
 
-def _launch(spec, root, **popen):
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", WANDB_RUN_ID=spec["id"],
-               WANDB_PROJECT="nlstudy-test")
-    env.pop("WANDB_SWEEP_ID", None)
-    if spec.get("sweep"):
-        env["WANDB_SWEEP_ID"] = spec["sweep"]
-    return subprocess.Popen([sys.executable, str(FIXTURES / "offline_run.py"), json.dumps(spec), str(root)],
-                            env=env, stderr=subprocess.DEVNULL, **popen)
-
-
 @pytest.fixture(scope="module")
-def offline_root(tmp_path_factory):
+def offline_root(tmp_path_factory, launch_run):
     """A runs root with the runs of runs.json (made for real, three at a time) and the sweep's YAML."""
     root = tmp_path_factory.mktemp("runs")
     exit_codes = {"finish": 0, "fail": 1, "kill": -signal.SIGKILL}
     for start in range(0, len(SPECS), 3):
-        batch = [(spec, _launch(spec, root)) for spec in SPECS[start:start + 3]]
+        batch = [(spec, launch_run(spec, root)) for spec in SPECS[start:start + 3]]
         for spec, proc in batch:
             assert proc.wait(timeout=120) == exit_codes[spec["end"]], spec["id"]
     sweep_dir = root / "sweeps" / "swp2a"
@@ -224,11 +224,11 @@ def test_both_readers_give_equal_frames(offline_root, recorded_api):
 
 
 @pytest.mark.slow
-def test_runs_killed_early_or_still_running(tmp_path):
+def test_runs_killed_early_or_still_running(tmp_path, launch_run):
     config = dict(SPECS[0]["config"], seed_everything=7)
-    early = _launch({"id": "early0", "name": "early", "sweep": "swp2a", "end": "kill_early", "config": config},
+    early = launch_run({"id": "early0", "name": "early", "sweep": "swp2a", "end": "kill_early", "config": config},
                     tmp_path / "early")
-    hung = _launch({"id": "live0", "name": "live", "sweep": None, "end": "hang", "config": config},
+    hung = launch_run({"id": "live0", "name": "live", "sweep": None, "end": "hang", "config": config},
                    tmp_path / "live", stdout=subprocess.PIPE, text=True)
     try:
         assert early.wait(timeout=120) == -signal.SIGKILL

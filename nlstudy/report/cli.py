@@ -1,7 +1,10 @@
 """``nlstudy report``: logged runs -> paper-style tables (md, tex, csv), figures and an index.
 
     nlstudy report (--runs DIR | --wandb ENTITY/PROJECT) [--sweep ID] [--out results/]
-                   [--tables 2a,2c] [--strict]
+                   [--tables 2a,2c] [--strict] [--cache-dir DIR | --no-cache]
+
+With --runs, what was read out of each run's log is cached (:mod:`nlstudy.report.logcache`; by
+default under ~/.cache/nlstudy/report): a second report reads only the logs that changed since.
 
 Exit codes: 0 done; 1 ``--strict`` and a row has no finished run (nothing written); 2 bad input
 (missing directory, no runs, unknown table id, bad ENTITY/PROJECT, no W&B credentials), reported
@@ -20,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from nlstudy.errors import UsageError
-from nlstudy.report import collect, specs, sweeps, tables
+from nlstudy.report import collect, logcache, specs, sweeps, tables
 from nlstudy.report import render
 
 PROG = "nlstudy report"
@@ -36,6 +39,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", metavar="IDS",
                    help=f"comma-separated table ids (default: every table found); registered: {', '.join(specs.TABLES)}")
     p.add_argument("--strict", action="store_true", help="fail when a row has no finished run")
+    cache = p.add_mutually_exclusive_group()
+    default_cache = f"${logcache.CACHE_ENV}, else $XDG_CACHE_HOME/nlstudy/report, else ~/.cache/nlstudy/report"
+    cache.add_argument("--cache-dir", metavar="DIR",
+                       help=f"with --runs: where to keep what was read of each run's log (default: {default_cache})")
+    cache.add_argument("--no-cache", action="store_true", help="with --runs: read every run's log, keep nothing")
     return p
 
 
@@ -153,7 +161,8 @@ def _check_source(args: argparse.Namespace) -> None:
 
 def _collect(args: argparse.Namespace) -> tuple[collect.Collection, pd.DataFrame | None, str]:
     if args.runs is not None:
-        collection = sweeps.with_stand_ins(collect.read_offline(args.runs), args.runs)
+        cache = None if args.no_cache else logcache.LogCache(args.cache_dir)
+        collection = sweeps.with_stand_ins(collect.read_offline(args.runs, cache=cache), args.runs)
         if args.sweep is not None:  # after the stand-ins, which may come from another sweep
             runs = collection.runs[collection.runs["sweep_id"] == args.sweep]
             collection = collect.Collection(runs, collection.history[collection.history["run_id"].isin(runs["run_id"])])

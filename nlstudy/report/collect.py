@@ -37,6 +37,7 @@ from __future__ import annotations
 import ast
 import concurrent.futures
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -52,6 +53,7 @@ import pandas as pd
 
 from nlstudy import keys
 from nlstudy.processes import alive
+from nlstudy.report.logcache import LogCache, Stamp
 
 FIXED_COLUMNS = (
     "run_id", "name", "state", "sweep_id", "table", "project", "created_at", "source", "path", "note",
@@ -198,44 +200,51 @@ def read_offline(
     sweep: str | None = None,
     workers: int = 4,
     stale_after_s: float = STALE_AFTER_S,
+    cache: LogCache | None = None,
 ) -> Collection:
     """Read every offline run under `root` (optionally only those of one sweep).
 
     How: wandb 0.31 ships no Python reader for its ``.wandb`` transaction log (the old
     ``wandb.sdk.internal.datastore`` is gone; the log is a leveldb-style block format written by the
-    Go ``wandb-core``). Its own reader is ``wandb leet inspect``, so this runs
-    ``python -m wandb leet inspect --json RUN.wandb`` (one subprocess per run, a few in parallel)
-    and folds the printed records: the ``run`` record (id, name, project, sweep id, start time,
-    host, initial config), ``config`` updates, ``summary`` updates, ``history`` rows and the
-    ``exit`` record. ``--json`` without ``--summary`` is used because only the full record stream
-    carries the sweep id and the history, and it reads logs cut short by a kill.
+    Go ``wandb-core``). Its own reader is ``wandb leet inspect``, so :func:`inspect_records` runs it
+    with ``--json`` (wandb-core's inspector, one subprocess per run, `workers` in parallel) and
+    :class:`LogContents` folds the printed records: the ``run`` record (id, name, project, sweep id,
+    start time, host, initial config), ``config`` updates, ``summary`` updates, ``history`` rows and
+    the ``exit`` record. ``--json`` without ``--summary`` is used because only the full record stream
+    carries the sweep id and the history, and it reads logs cut short by a kill. With a `cache`
+    (:class:`~nlstudy.report.logcache.LogCache`), what was folded out of a log is kept, and a log
+    that has not changed since is not read again.
 
     State: an ``exit`` record gives finished (exit code 0) or failed. Without one the run either
     still runs or died (SIGKILL, OOM, power): it counts as running while the process that wrote it
     is alive on this host (its pid is in the run's ``logs/debug.log``) -- or, for a run from another
     host, while its log was written in the last `stale_after_s` seconds -- and as crashed otherwise.
+    Worked out on every read, never cached.
 
     wandb-core writes the log in 32 KiB blocks, so a run killed early may leave a log with no
     records at all; its config is then recovered from the ``config: {...}`` line wandb.init wrote
     to ``logs/debug.log`` (best effort; the ``note`` column says so).
+
+    Copies: a run id met in several directories is one run (:func:`merge_resumed`).
     """
     files = find_run_files(root)
     if not files:
         raise NoRunsError(f"no wandb runs under {root} (looked for run-*.wandb)")
-    return _read_files(files, sweep=sweep, workers=workers, stale_after_s=stale_after_s)
+    return _read_files(files, sweep=sweep, workers=workers, stale_after_s=stale_after_s, cache=cache)
 
 
 def read_runs(run_dirs: Iterable[str | os.PathLike], *, workers: int = 4,
-              stale_after_s: float = STALE_AFTER_S) -> Collection:
+              stale_after_s: float = STALE_AFTER_S, cache: LogCache | None = None) -> Collection:
     """Like `read_offline`, for the given run directories only (a notebook that needs one table's runs
     need not read every run of the root)."""
     files = [f for run_dir in run_dirs for f in find_run_files(run_dir)]
-    return _read_files(files, sweep=None, workers=workers, stale_after_s=stale_after_s)
+    return _read_files(files, sweep=None, workers=workers, stale_after_s=stale_after_s, cache=cache)
 
 
-def _read_files(files: list[Path], *, sweep: str | None, workers: int, stale_after_s: float) -> Collection:
+def _read_files(files: list[Path], *, sweep: str | None, workers: int, stale_after_s: float,
+                cache: LogCache | None) -> Collection:
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        records = list(pool.map(lambda f: read_offline_run(f, stale_after_s=stale_after_s), files))
+        records = list(pool.map(lambda f: read_offline_run(f, stale_after_s=stale_after_s, cache=cache), files))
     if sweep is not None:
         records = [r for r in records if r.sweep_id == sweep]
     return tidy(merge_resumed(records))
@@ -247,13 +256,17 @@ def merge_resumed(records: Iterable[RunRecord]) -> list[RunRecord]:
     written (their directory names sort by start time), become one record: config and summary merged, a
     later part winning; each part's history up to the global step where the next part starts (the next
     one restarted from a checkpoint and logs those steps again), then the next's; the state, path and note
-    of the last part."""
-    parts: dict[str, list[RunRecord]] = {}
+    of the last part.
+
+    Directories of the same name (a run directory copied elsewhere under the root, perhaps while it was
+    still being written) are copies of one part: the most complete copy counts (:func:`_completeness`),
+    the note names the others."""
+    parts: dict[str, dict[str, list[RunRecord]]] = {}
     for record in records:
-        parts.setdefault(record.run_id, []).append(record)
+        parts.setdefault(record.run_id, {}).setdefault(Path(record.path).name, []).append(record)
     merged = []
-    for group in parts.values():
-        group.sort(key=lambda r: Path(r.path).name)
+    for copies in parts.values():
+        group = sorted((_most_complete(c) for c in copies.values()), key=lambda r: Path(r.path).name)
         last = group[-1]
         history: list[dict[str, Any]] = []
         for part, following in zip(group, [*group[1:], None]):
@@ -270,16 +283,52 @@ def merge_resumed(records: Iterable[RunRecord]) -> list[RunRecord]:
     return merged
 
 
-def inspect_records(run_file: Path) -> list[dict[str, Any]]:
-    """The records of one ``.wandb`` log as wandb's own reader prints them (one dict per record).
+def _most_complete(copies: list[RunRecord]) -> RunRecord:
+    """The copy that counts among copies of one run directory, its note naming the others."""
+    if len(copies) == 1:
+        return copies[0]
+    best = max(sorted(copies, key=lambda r: r.path), key=_completeness)
+    others = sorted(r.path for r in copies if r is not best)
+    note = f"{len(others)} other copy(ies) of this run directory left out (less complete or the same): " \
+           + ", ".join(others)
+    return dataclasses.replace(best, note="; ".join(filter(None, [best.note, note])))
+
+
+def _completeness(record: RunRecord) -> tuple:
+    """How much of a run a copy of its log holds: an exit record first, then the logged rows and keys
+    (a copy taken while the run was being written holds a prefix of the log)."""
+    return (record.state in ("finished", "failed"), len(record.history), len(record.summary), len(record.config))
+
+
+@functools.cache
+def _core_inspect() -> tuple[str, ...]:
+    """What ``wandb leet inspect --json`` starts: wandb-core's inspector, with the flags the CLI passes
+    for an offline read."""
+    from wandb.util import get_core_path  # local import: wandb loads only once there is a log to read
+
+    return (get_core_path(), "leet", "inspect", "--no-observability", "--json")
+
+
+def inspect_command(run_file: Path, *, via_cli: bool = False) -> list[str]:
+    """The command that prints `run_file`'s records: what ``wandb leet inspect --json RUN_FILE`` runs
+    (wandb-core's inspector on the log and the wandb dir it lives in), started directly; or, `via_cli`,
+    that CLI itself (``python -m wandb``, whose start-up costs ~10x the read: the report's reader
+    before issue 11, kept as the reference the fast one is checked against)."""
+    run_file = Path(run_file).resolve()
+    if via_cli:
+        return [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_file)]
+    return [*_core_inspect(), "--run-file", str(run_file), str(run_file.parent.parent)]
+
+
+def inspect_records(run_file: Path, *, via_cli: bool = False) -> list[dict[str, Any]]:
+    """The records of one ``.wandb`` log as wandb's own reader prints them (one dict per record);
+    `via_cli`: see :func:`inspect_command`.
 
     Raises RuntimeError when the reader printed nothing and failed (an unreadable log); a log cut
     short by a kill is not an error (wandb prints the records it could read, then a warning)."""
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
-    proc = subprocess.run(
-        [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_file)],
-        capture_output=True, text=True, env=env, check=False,
-    )
+    proc = subprocess.run(inspect_command(run_file, via_cli=via_cli), capture_output=True, text=True, env=env,
+                          check=False)
     records = []
     for line in proc.stdout.splitlines():
         line = line.strip()
@@ -294,41 +343,90 @@ def inspect_records(run_file: Path) -> list[dict[str, Any]]:
     return records
 
 
-def read_offline_run(run_file: Path, *, stale_after_s: float = STALE_AFTER_S) -> RunRecord:
+RUN_INFO = ("run_id", "display_name", "sweep_id", "project", "start_time", "host")  # what is kept of the run record
+
+
+@dataclasses.dataclass
+class LogContents:
+    """What one run's log holds, folded out of its records; what the cache keeps."""
+
+    info: dict[str, Any]  # the run record (id, name, project, sweep id, start time, host); {} when absent
+    config: dict[str, Any]  # as logged (nested as wandb keeps it)
+    summary: dict[str, Any]
+    history: list[dict[str, Any]]
+    exit_code: int | None  # None: no exit record
+
+    @classmethod
+    def fold(cls, records: Iterable[Mapping[str, Any]]) -> LogContents:
+        contents = cls(info={}, config={}, summary={}, history=[], exit_code=None)
+        for record in records:
+            kind = record.get("type")
+            body = record.get(kind) or {}
+            if kind == "run":
+                contents.info = {k: v for k, v in body.items() if k in RUN_INFO}
+                _apply_update(contents.config, body.get("config") or {})
+            elif kind == "config":
+                _apply_update(contents.config, body)
+            elif kind == "summary":
+                _apply_update(contents.summary, body)
+            elif kind == "history":
+                row = dict(body.get("item") or {})
+                row.setdefault("_step", (body.get("step") or {}).get("num"))
+                contents.history.append(row)
+            elif kind == "exit":
+                contents.exit_code = int(body.get("exit_code") or 0)
+        return contents
+
+    @classmethod
+    def from_cache(cls, stored: Any) -> LogContents | None:
+        """A cache entry back as LogContents; None when it is not one (an old or damaged entry)."""
+        try:
+            contents = cls(**stored)
+        except TypeError:
+            return None
+        shapes_ok = (all(isinstance(getattr(contents, f), dict) for f in ("info", "config", "summary"))
+                     and isinstance(contents.history, list) and all(isinstance(r, dict) for r in contents.history)
+                     and (contents.exit_code is None or type(contents.exit_code) is int))
+        return contents if shapes_ok else None
+
+
+def read_log(run_file: Path, cache: LogCache | None = None) -> LogContents:
+    """What `run_file` holds: from `cache` when the log is unchanged since it was cached, else read with
+    :func:`inspect_records` (and cached). Raises RuntimeError for an unreadable log (never cached)."""
+    stamp = Stamp.of(run_file)
+    if cache is not None and stamp is not None:
+        hit = LogContents.from_cache(cache.get(run_file, stamp))
+        if hit is not None:
+            return hit
+    since = time.time_ns()
+    contents = LogContents.fold(inspect_records(run_file))
+    if cache is not None and stamp is not None:
+        cache.put(run_file, stamp, dataclasses.asdict(contents), read_since_ns=since)
+    return contents
+
+
+def read_offline_run(run_file: Path, *, stale_after_s: float = STALE_AFTER_S,
+                     cache: LogCache | None = None) -> RunRecord:
     """Fold one run's log into a RunRecord (see :func:`read_offline` for the rules)."""
     run_file = Path(run_file)
     run_dir = run_file.parent
-    config: dict[str, Any] = {}
-    summary: dict[str, Any] = {}
-    history: list[dict[str, Any]] = []
-    exit_code = None
-    info: dict[str, Any] = {}
     try:
-        records = inspect_records(run_file)
+        log = read_log(run_file, cache)
         unreadable = None
     except RuntimeError as err:  # one bad log must not sink the report: the run shows up, marked
-        records, unreadable = [], str(err)
-    for record in records:
-        kind = record.get("type")
-        body = record.get(kind) or {}
-        if kind == "run":
-            info = body
-            _apply_update(config, body.get("config") or {})
-        elif kind == "config":
-            _apply_update(config, body)
-        elif kind == "summary":
-            _apply_update(summary, body)
-        elif kind == "history":
-            row = dict(body.get("item") or {})
-            row.setdefault("_step", (body.get("step") or {}).get("num"))
-            history.append(row)
-        elif kind == "exit":
-            exit_code = int(body.get("exit_code") or 0)
+        log, unreadable = LogContents.fold([]), str(err)
+    info, config = log.info, log.config
+
+    debug_log = _read_debug_log(run_dir)
+    if log.exit_code is not None:
+        state = "finished" if log.exit_code == 0 else "failed"
+    else:
+        state = "running" if _still_writing(run_file, info.get("host"), debug_log, stale_after_s) else "crashed"
 
     note = None
-    debug_log = _read_debug_log(run_dir)
     if not info:
-        why = f"unreadable log ({unreadable})" if unreadable else "log holds no records (killed early)"
+        why = (f"unreadable log ({unreadable})" if unreadable
+               else "log holds no records yet" if state == "running" else "log holds no records (killed early)")
         recovered = _config_from_debug_log(debug_log)
         if recovered is not None:
             config = recovered
@@ -336,18 +434,13 @@ def read_offline_run(run_file: Path, *, stale_after_s: float = STALE_AFTER_S) ->
         else:
             note = why
 
-    if exit_code is not None:
-        state = "finished" if exit_code == 0 else "failed"
-    else:
-        state = "running" if _still_writing(run_file, info.get("host"), debug_log, stale_after_s) else "crashed"
-
     run_id = info.get("run_id") or _run_id_from_name(run_file)
     return RunRecord(
         run_id=run_id,
         state=state,
         config=config_from_wandb(config),
-        summary=keys.flatten(summary),
-        history=history,
+        summary=keys.flatten(log.summary),
+        history=log.history,
         source="offline",
         path=str(run_dir),
         name=info.get("display_name") or None,
