@@ -308,3 +308,27 @@ def test_a_resumed_run_written_in_two_directories_is_one_run():
     assert run.created_at == "2026-01-01T00:00:00+00:00"
     frame = collect.tidy(collect.merge_resumed([first, second])).runs
     assert len(frame) == 1 and frame.iloc[0]["state"] == "finished"
+
+
+def test_stand_ins_file_a_reused_run_under_each_table_that_planned_it_once(tmp_path):
+    """The agent reused run a for sweep s2 (table 2b) and for s3, an edited copy of s1 (table 2a again):
+    the report files a under 2b as well, and still once under 2a."""
+    import json
+
+    from nlstudy.report.collect import Collection
+    from nlstudy.report.sweeps import with_stand_ins
+
+    def record(sweep, run_id, table, reused_from=None):
+        folder = tmp_path / "sweeps" / sweep / "runs" / run_id
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({
+            "id": run_id, "state": "finished", "config": {"table": {"value": table}},
+            "reused_from": reused_from, "wandb_id": "a" if reused_from else run_id}))
+
+    record("s1", "a", "2a")
+    record("s2", "b", "2b", reused_from="a")
+    record("s3", "c", "2a", reused_from="a")
+    runs = pd.DataFrame({"run_id": ["a"], "table": ["2a"], "sweep_id": ["s1"], "val/top1_best": [50.0]})
+    out = with_stand_ins(Collection(runs, pd.DataFrame()), tmp_path).runs
+    assert sorted(zip(out["run_id"], out["table"], out["sweep_id"])) == [("a", "2a", "s1"), ("a", "2b", "s2")]
+    assert list(out["val/top1_best"]) == [50.0, 50.0]

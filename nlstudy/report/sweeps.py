@@ -85,7 +85,7 @@ def with_stand_ins(collection: Collection, runs_root: str | os.PathLike) -> Coll
     runs = collection.runs
     if runs.empty or "run_id" not in runs.columns:
         return collection
-    rows = []
+    rows, filed = [], set(zip(runs["run_id"], runs.get(keys.TABLE, pd.Series([None] * len(runs)))))
     for rec in SweepState.all_records(runs_root):
         if not rec.get("reused_from") or rec.get("state") != "finished":
             continue
@@ -95,7 +95,9 @@ def with_stand_ins(collection: Collection, runs_root: str | os.PathLike) -> Coll
         row = original.iloc[0].copy()
         row["sweep_id"] = rec["sweep_id"]
         row[keys.TABLE] = flat_values(rec.get("config") or {}).get(keys.TABLE, row.get(keys.TABLE))
-        rows.append(row)
+        if (row["run_id"], row[keys.TABLE]) not in filed:  # a table counts a run once (an edited sweep reuses its own runs)
+            filed.add((row["run_id"], row[keys.TABLE]))
+            rows.append(row)
     if not rows:
         return collection
     merged = pd.concat([runs, pd.DataFrame(rows)], ignore_index=True)
