@@ -19,6 +19,12 @@ the run ends as one wandb run, counted once by the report, with the metrics of a
 A retry without a checkpoint (checkpointing off, or killed in its first epoch) starts afresh under
 its own id.
 
+A run whose command is `nlstudy fit|validate|test ...` starts warm (``Options.warm``; `--no-warm` turns
+it off): the agent keeps one worker that imported torch, Lightning and wandb once, and the run is forked
+from it (:mod:`nlstudy.warm`), saving the seconds of imports each run would spend. The run is still its
+own process and wandb run, with its own environment, log and exit code; the record's ``command`` is the
+sweep's command, and ``warm`` says it started warm.
+
 A run whose configuration already finished under the same runs root, in this sweep or another, is
 not run again (``Options.reuse``; `nlstudy sweep --no-reuse` turns it off): its record is written
 finished at once, with the summary of the run that stands in for it, ``reused_from`` (that record)
@@ -43,12 +49,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from nlstudy import keys
+from nlstudy.choices import TRAIN_COMMANDS
 from nlstudy.sweep import command as cmd
 from nlstudy.sweep import engine
 from nlstudy.sweep.spec import EARLY_TERMINATE, Sweep, compact, flat_values
@@ -72,6 +80,7 @@ class Options:
     started: float = dataclasses.field(default_factory=time.time)  # when the command started
     label: str = ""  # "[agent 2] " for the agents of --jobs
     reuse: bool = True  # a configuration that already finished under the runs root is not run again
+    warm: bool = True  # `nlstudy fit` runs start warm, forked from a worker that imported torch once (nlstudy.warm)
 
 
 class Interrupt:
@@ -172,6 +181,8 @@ class Agent:
         self.out = out or (lambda line: print(line, flush=True))
         self.interrupt = Interrupt()
         self.failed = 0
+        self.worker: subprocess.Popen | None = None  # the warm-start worker, once a run needs it
+        self.worker_dir: str | None = None
 
     def say(self, line: str) -> None:
         self.out(f"{self.options.label}{line}")
@@ -180,7 +191,8 @@ class Agent:
     def run(self) -> int:
         """0: every run this agent started finished; 1: some failed or crashed, or the runs root could not
         be written (a full disk); 130: interrupted."""
-        with self.interrupt:
+        with self.interrupt, contextlib.ExitStack() as stack:
+            stack.callback(self.stop_worker)
             try:
                 for sweep, state in self.suite.items:
                     while not self.interrupt.count:
@@ -261,6 +273,34 @@ class Agent:
                 state.write(retry)
         return rec
 
+    # -- warm starts --------------------------------------------------------------------------------
+    def warm_command(self, argv: list[str], env: Mapping[str, str]) -> list[str]:
+        """`nlstudy fit ...` (a training command of this nlstudy) as its warm start; others unchanged."""
+        if not (self.options.warm and len(argv) > 1 and Path(argv[0]).name == "nlstudy"
+                and argv[1] in TRAIN_COMMANDS):
+            return argv
+        if self.worker is None or self.worker.poll() is not None:
+            self.stop_worker()
+            self.worker_dir = tempfile.mkdtemp(prefix="nlstudy-warm-")
+            worker_env = {k: v for k, v in env.items() if k in (keys.THREADS_ENV, "OMP_NUM_THREADS", "PATH")}
+            self.worker = subprocess.Popen(
+                [sys.executable, "-m", "nlstudy.lit.worker", str(Path(self.worker_dir, "socket"))],
+                env={**os.environ, **worker_env}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent(os.getpid()))
+        return [sys.executable, "-m", "nlstudy.warm", str(Path(self.worker_dir, "socket")), *argv[1:]]
+
+    def stop_worker(self) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.worker.wait(timeout=10)
+            if self.worker.poll() is None:
+                self.worker.kill()
+        self.worker = None
+        if self.worker_dir is not None:
+            shutil.rmtree(self.worker_dir, ignore_errors=True)
+            self.worker_dir = None
+
     def stand_in(self, state: SweepState, key: str) -> dict[str, Any] | None:
         """A finished record under the runs root with this reuse key whose wandb run is still there."""
         for rec in SweepState.all_records(state.runs_root):
@@ -317,8 +357,9 @@ class Agent:
         self.say(f"[{sweep.name} {position}] run {rec['id']}{retry}: {describe_config(sweep, rec['config'])}")
         started = time.time()
         log = open(run_dir / "output.log", "ab")
+        launch = self.warm_command(argv, env)
         try:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            proc = subprocess.Popen(launch, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                     start_new_session=True, preexec_fn=_die_with_parent(os.getpid()))
         except OSError as e:
             log.write(f"cannot start {argv[0]!r}: {e}\n".encode())
@@ -327,7 +368,7 @@ class Agent:
             return
         try:
             state.update(rec["id"], state="running", started_at=now(), pid=proc.pid,
-                         pid_start=process_start(proc.pid), command=argv, heartbeat=now())
+                         pid_start=process_start(proc.pid), command=argv, warm=launch is not argv, heartbeat=now())
             end_state, code = self.watch(sweep, state, rec, proc)
         except BaseException:  # the record cannot be kept (a full disk): no run goes on unwatched
             proc.kill()
