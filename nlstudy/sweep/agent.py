@@ -218,6 +218,7 @@ class Agent:
         run_dir = state.run_dir(rec["id"])
         threads = str(self.options.threads)
         env = dict(os.environ)
+        env.pop(keys.WANDB_API_KEY, None)  # the run is offline: it has no use for the key, so cannot leak it
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.update({
             "WANDB_MODE": "offline",
