@@ -57,11 +57,11 @@ def crafted(path: Path, marker: Path, legacy: bool = False) -> Path:
     return path
 
 
-def crafted_run(root: Path, marker: Path) -> Path:
+def crafted_run(root: Path, marker: Path, legacy: bool = False) -> Path:
     """A run directory as nlstudy writes one, whose weights and checkpoint are crafted files."""
     run = root / "wandb" / "offline-run-20260101_000000-hostile1"
-    crafted(keys.weights_file(run, "final"), marker)
-    crafted(run / "files" / keys.CHECKPOINTS_DIR / keys.LAST_CHECKPOINT, marker)
+    crafted(keys.weights_file(run, "final"), marker, legacy)
+    crafted(run / "files" / keys.CHECKPOINTS_DIR / keys.LAST_CHECKPOINT, marker, legacy)
     shutil.copyfile(DEMO, keys.config_file(run))
     return run
 
@@ -73,18 +73,23 @@ def refusal(error: pytest.ExceptionInfo, what: str, path: Path) -> str:
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
-def test_weights_files_that_run_code_are_refused_by_every_loader(tmp_path, marker, legacy):
+def test_imagenet_weights_that_run_code_are_refused(tmp_path, marker, legacy):  # model.backbone.pretrained
     evil = crafted(tmp_path / "resnet18.pth", marker, legacy)
     with pytest.raises(ValueError) as error, torch.device("meta"):
         build_model(depth=18, num_classes=3, pretrained=str(evil))
     refusal(error, f"{keys.PRETRAINED}: ", evil)
 
-    run = crafted_run(tmp_path / "runs", marker)
-    if legacy:
-        crafted(keys.weights_file(run, "final"), marker, legacy=True)
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_a_runs_weights_that_run_code_are_refused_by_init_from(tmp_path, marker, legacy):  # model.init_from
+    run = crafted_run(tmp_path / "runs", marker, legacy)
     with pytest.raises(ValueError) as error:
         VideoClassifier(BackboneSpec(width=4, num_classes=2), init_from=str(run))
     refusal(error, f"{keys.INIT_FROM}: ", keys.weights_file(run, "final"))
+
+
+def test_a_runs_weights_that_run_code_are_refused_by_the_analysis(tmp_path, marker):  # nlstudy.analysis.load_run
+    run = crafted_run(tmp_path / "runs", marker)
     with pytest.raises(ValueError) as error:
         load_run(run)
     refusal(error, f"run {run.name}: ", keys.weights_file(run, "final"))
@@ -94,32 +99,49 @@ def test_a_cifar_pickle_that_runs_code_is_refused(tmp_path, marker):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": RunsCode(marker)}, protocol=2))
-    with pytest.raises(ValueError, match=r"batches.meta is not a CIFAR pickle \(UnpicklingError: refusing posix.system"):
+    with pytest.raises(ValueError, match=r"batches.meta is not a CIFAR pickle \(UnpicklingError: refusing posix.sys"):
         cifar.load(folder / "batches.meta")
 
 
-@pytest.mark.slow  # builds the training CLI in this process four times (no training): seconds
-def test_a_checkpoint_that_runs_code_is_refused_before_anything_runs(tmp_path, marker, monkeypatch):
+@pytest.fixture
+def hostile_run(tmp_path, marker, monkeypatch):
+    """(runs root, a run whose checkpoint runs code) with wandb offline."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     runs = tmp_path / "runs"
     run = crafted_run(runs, marker)
-    checkpoint = run / "files" / keys.CHECKPOINTS_DIR / keys.LAST_CHECKPOINT
+    yield runs, run
+    assert [p.name for p in runs.iterdir()] == ["wandb"]  # nothing was logged: no new run directory
+    assert [p.name for p in (runs / "wandb").iterdir()] == [run.name]
+
+
+@pytest.mark.slow  # builds the training CLI in this process (no training): a second or two
+@pytest.mark.parametrize("torch_force_no_weights_only", [False, True])
+def test_resuming_from_a_checkpoint_that_runs_code_is_refused_before_anything_runs(hostile_run, monkeypatch,
+                                                                                   torch_force_no_weights_only):
+    runs, run = hostile_run
+    if torch_force_no_weights_only:  # torch's switch back to full unpickling: nlstudy asks for weights_only itself
+        monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     with pytest.raises(ValueError) as error:  # nlstudy fit --resume RUN
         nlstudy.train(resume=run, runs_dir=runs)
-    refusal(error, "nlstudy.train: ckpt_path: ", checkpoint)
-    # torch's switch back to full unpickling changes nothing: nlstudy asks for weights_only=True itself
-    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    with pytest.raises(ValueError) as error:
-        nlstudy.train(resume=run, runs_dir=runs)
-    refusal(error, "nlstudy.train: ckpt_path: ", checkpoint)
+    refusal(error, "nlstudy.train: ckpt_path: ", run / "files" / keys.CHECKPOINTS_DIR / keys.LAST_CHECKPOINT)
+
+
+@pytest.mark.slow  # builds the training CLI in this process (no training): a second or two
+def test_loading_a_checkpoint_with_weights_only_false_is_refused(hostile_run):
+    runs, run = hostile_run
+    checkpoint = run / "files" / keys.CHECKPOINTS_DIR / keys.LAST_CHECKPOINT
     with pytest.raises(ValueError, match=r"^nlstudy.train: weights_only=false: refused; nlstudy loads checkpoints "):
         nlstudy.train(DEMO, {"ckpt_path": str(checkpoint), "weights_only": False}, runs_dir=runs)
-    with pytest.raises(UsageError) as error:  # nlstudy validate / test --ckpt_path, as `nlstudy check` sees them
+
+
+@pytest.mark.slow  # builds the training CLI in this process (no training): a second or two
+def test_validating_a_checkpoint_that_runs_code_is_refused(hostile_run):  # nlstudy validate / test --ckpt_path
+    _, run = hostile_run
+    checkpoint = run / "files" / keys.CHECKPOINTS_DIR / keys.LAST_CHECKPOINT
+    with pytest.raises(UsageError) as error:  # as `nlstudy check` (and so `nlstudy sweep`) sees it
         CheckCLI(["validate", "--config", str(DEMO), "--ckpt_path", str(checkpoint)])
     refusal(error, "ckpt_path: ", checkpoint)
-    assert sorted(p.name for p in runs.iterdir()) == ["wandb"]  # nothing was logged: no new run directory
-    assert [p.name for p in (runs / "wandb").iterdir()] == [run.name]
 
 
 @pytest.mark.slow  # `nlstudy sweep` in a subprocess: seconds

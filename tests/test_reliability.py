@@ -25,11 +25,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import wandb
 import yaml
 
 import nlstudy
 from nlstudy import keys, provenance
 from nlstudy.lit import cli as lit_cli
+from nlstudy.lit.finite import LossWatch, NonFiniteLossError
 from nlstudy.report import cli as report_cli
 from nlstudy.report.collect import read_offline
 
@@ -72,8 +74,11 @@ def study(tmp_path_factory):
                             keys.THREADS_ENV: "1"}.items():
             patch.setenv(name, value)
         # the same run elsewhere: only its provenance differs
-        patch.setattr(lit_cli, "provenance", lambda: {**provenance.provenance(), **ELSEWHERE})
+        patch.setattr(lit_cli, "provenance", lambda: {**provenance.provenance(), **ELSEWHERE}, raising=False)
         twin = nlstudy.train(ROOT / "experiments" / "demo.yaml", {**SETTINGS, "model.optim.lr": LR}, runs_dir=root)
+        # this process's wandb service stops and its address ($WANDB_SERVICE) leaves the environment: the
+        # processes later tests start (a run they kill, wandb's log reader) must not attach to it
+        wandb.teardown()
         code = report_cli.main(["--runs", str(root), "--out", str(results)])
     torch.set_num_threads(threads)
     assert code == 0
@@ -166,3 +171,27 @@ def test_a_sweep_command_cannot_put_a_credential_on_the_command_line(tmp_path):
     assert not marker.exists()
     leaks = [p for p in tmp_path.rglob("*") if p.is_file() and SECRETS["NLSTUDY_TEST_TOKEN"].encode() in p.read_bytes()]
     assert not leaks
+
+
+def test_the_loss_watch_names_the_step_of_the_first_nonfinite_loss():
+    watch = LossWatch(keys.TRAIN_LOSS)
+    for step, value in enumerate([2.3, 1.7, 0.9]):
+        watch.check(torch.tensor(value, requires_grad=True) * 1, step, 0)
+    for value, word in ((float("nan"), "nan"), (float("inf"), "inf"), (-float("inf"), "-inf")):
+        with pytest.raises(NonFiniteLossError, match=rf"^train/loss became {word} at step 37 \(epoch 2\)$"):
+            watch.check(torch.tensor(value), 37, 2)
+
+
+def test_provenance_without_git_is_unknown_not_an_error(tmp_path, monkeypatch):
+    assert provenance.git_state(tmp_path) == {"git_commit": "unknown", "git_dirty": "unknown"}  # not a checkout
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git program at all
+    record = provenance.provenance()
+    assert record["git_commit"] == record["git_dirty"] == "unknown"
+    assert record["host"] == socket.gethostname()
+    assert record["versions"]["torch"] == importlib.metadata.version("torch")
+
+
+def test_credential_names():
+    assert all(keys.is_secret(name) for name in [*SECRETS, "HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD"])
+    assert not any(keys.is_secret(name)
+                   for name in ("PATH", "HOME", keys.RUNS_ENV, "WANDB_MODE", "TOKENIZERS_PARALLELISM"))

@@ -89,9 +89,8 @@ class LogConfig(SaveConfigCallback):
     """Records the resolved configuration with the run when the Trainer sets up (after the data has been
     read): flattened to dotted keys as the run's config, with the run's provenance (`provenance.*`: git
     commit and dirty flag, package versions, host; see nlstudy.provenance), and as YAML beside the run
-    (`keys.CONFIG_FILE`,
-    synced with it; without what --resume added, see `rerunnable`). Lightning's documented way to send the
-    config to a logger instead of log_dir."""
+    (`keys.CONFIG_FILE`, synced with it; without what --resume added, see `rerunnable`). Lightning's
+    documented way to send the config to a logger instead of log_dir."""
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         logger = trainer.logger
@@ -255,9 +254,9 @@ class NLStudyCLI(LightningCLI):
         """The checkpoint a command starts from (`ckpt_path`, which --resume sets) is read safely: Lightning
         gets weights_only=True (an explicit `weights_only: false` is refused), and a local file is read so
         here first, right after parsing, so a file that would run code when unpickled (or an unreadable
-        one) fails in one line naming it before anything runs or is logged (LightningCLI itself
-        then reads its hyperparameters, with weights_only=True too). What is not a local file (Lightning's
-        keywords last, hpc, registry; a URL) is left to Lightning's own load, with weights_only=True."""
+        one) fails in one line naming it before anything runs or is logged (LightningCLI itself then reads
+        its hyperparameters, with weights_only=True too). What is not a local file (Lightning's keywords
+        last, hpc, registry; a URL) is left to Lightning's own load, with weights_only=True."""
         settings = self.settings()
         if "weights_only" not in settings:  # a subcommand that loads no checkpoint
             return

@@ -9,6 +9,9 @@ val/top5_best per validation; test/top1, test/top5. Test batches may hold severa
 Under DDP each process evaluates its share of the val/test clips; the torchmetrics objects gather the
 counts of all processes when computed, so every process logs the same, whole-set values.
 
+A training loss that becomes NaN or infinite stops the run at once (`nlstudy.lit.finite`): it fails, and
+says so with the step ("train/loss became nan at step 37 (epoch 2)").
+
 `model.init_from: RUN` starts the network from another run's final weights (how the paper trains its
 non-local models from their C2D versions): the tensors both networks have, with equal shapes, are copied;
 the rest (inserted blocks, a classifier of another size) keep their fresh initialisation.

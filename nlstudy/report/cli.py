@@ -24,7 +24,6 @@ from nlstudy.report import collect, specs, sweeps, tables
 from nlstudy.report import render
 
 PROG = "nlstudy report"
-FAILED_STATES = ("failed", "crashed")  # runs the README lists with their reasons
 
 
 def parser() -> argparse.ArgumentParser:
@@ -142,7 +141,7 @@ def _readme(index, runs: pd.DataFrame, command: str, source: str, markdown: dict
 
 def _failed_runs(runs: pd.DataFrame) -> list[str]:
     """The README's list of the runs that failed or crashed, each with its reason (the `note` column)."""
-    failed = runs[runs["state"].isin(FAILED_STATES)].sort_values("run_id") if len(runs) else runs
+    failed = runs[runs["state"].isin(collect.FAILED_STATES)].sort_values("run_id") if len(runs) else runs
     if not len(failed):
         return []
     lines = ["## Failed runs", "", "No number of theirs is in any table.", "", "| run | table | state | reason |",

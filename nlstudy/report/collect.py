@@ -61,6 +61,7 @@ FIXED_COLUMNS = (
 )
 HISTORY_COLUMNS = ("run_id", "step", "epoch", "global_step", "metric", "value")
 RUN_STATES = ("finished", "failed", "crashed", "killed", "running")
+FAILED_STATES = ("failed", "crashed")  # a run that ended without its results: its note says why, where it can
 
 EPOCH = "epoch"
 GLOBAL_STEP = "trainer/global_step"
@@ -151,7 +152,7 @@ def tidy(records: Iterable[RunRecord]) -> Collection:
 def _note(record: RunRecord) -> str | None:
     """The reason a failed run gives (a resumed run that finished keeps its earlier part's in its summary:
     left out), then the reader's own note."""
-    failure = record.summary.get(keys.FAILURE) if record.state in ("failed", "crashed") else None
+    failure = record.summary.get(keys.FAILURE) if record.state in FAILED_STATES else None
     return "; ".join(str(n) for n in (failure, record.note) if n) or None
 
 
