@@ -10,6 +10,7 @@ imports torch.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,15 @@ THREADS_ENV = "NLSTUDY_NUM_THREADS"  # torch threads for this process (the sweep
 PROGRESS_ENV = "NLSTUDY_PROGRESS_FILE"  # a run appends one JSON line per validation here (the agent reads it)
 STOP_ENV = "NLSTUDY_STOP_FILE"  # the agent creates this file to stop the run after the current epoch
 RESUME_ENV = "NLSTUDY_RESUME"  # `nlstudy fit` continues this run directory from its checkpoint (the agent's retries)
+# variables that hold credentials (WANDB_API_KEY, HF_TOKEN, AWS_SECRET_ACCESS_KEY, ...): their values are
+# never written into a run, a sweep's records or a report
+SECRET_NAME = re.compile(r"(^|_)(KEY|TOKEN|SECRET|PASSWORD)$")
+WANDB_API_KEY = "WANDB_API_KEY"
+
+
+def is_secret(name: str) -> bool:
+    """Does environment variable `name` hold a credential (its name ends in KEY, TOKEN, SECRET or PASSWORD)?"""
+    return bool(SECRET_NAME.search(name.upper()))
 
 
 def default_runs_root() -> str:
@@ -44,6 +54,7 @@ TEST_TOP5 = "test/top5"
 WALL_S = "perf/wall_s"  # seconds from fit start to the end of the run (test included)
 TRAIN_CLIPS_PER_S = "perf/train_clips_per_s"  # training throughput, clips per second
 PEAK_MEM_MB = "perf/peak_mem_mb"  # peak GPU memory if on GPU, else peak resident set size of the process
+FAILURE = "failure"  # a failed run's reason, one line ("NonFiniteLossError: train/loss became nan at step 37 ...")
 
 METRIC_KEYS = (
     TRAIN_LOSS, VAL_LOSS, VAL_TOP1, VAL_TOP5, VAL_TOP1_BEST, VAL_TOP5_BEST,
@@ -54,6 +65,7 @@ METRIC_KEYS = (
 TABLE = "table"  # which ablation table a run belongs to (set by the sweep files)
 SEED = "seed_everything"
 DERIVED = "derived."  # prefix of facts computed at the start of a run
+PROVENANCE = "provenance."  # prefix of where the run's numbers come from: git commit, package versions, host
 PARAMS = "derived.params"  # trainable + frozen parameters of the backbone
 FLOPS = "derived.flops_per_clip"  # forward FLOPs for one clip (torch.utils.flop_counter; a multiply-add = 2)
 NL_COUNT = "derived.nl_count"  # number of inserted blocks (non-local or the comparison block)

@@ -110,11 +110,20 @@ def test_write_report_twice_on_shuffled_runs_gives_the_same_bytes(tmp_path, one_
     assert not different
 
 
-def test_readme_run_counts_do_not_depend_on_the_order_of_the_runs():
+def test_readme_run_counts_and_failed_runs_do_not_depend_on_the_order_of_the_runs():
     states = pd.DataFrame({"state": ["crashed", "finished", "failed", "finished", "killed", "failed", "crashed"],
-                           "table": "2a"})
+                           "table": "2a", "run_id": [f"run{i}" for i in range(7)],
+                           "note": ["killed early", None, "NonFiniteLossError: train/loss became nan at step 3 "
+                                    "(epoch 0)", None, None, None, None]})
     orders = ([0, 1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1, 0])
     texts = {cli._readme([], states.iloc[order], cli.PROG, "", {}) for order in orders}
     assert len(texts) == 1
-    assert "From 7 runs (2 finished, 2 failed, 2 crashed, 1 killed)." in texts.pop()
+    text = texts.pop()
+    assert "From 7 runs (2 finished, 2 failed, 2 crashed, 1 killed)." in text
+    assert text.split("## Failed runs")[1].strip().splitlines()[-4:] == [
+        "| run0 | 2a | crashed | killed early |",
+        "| run2 | 2a | failed | NonFiniteLossError: train/loss became nan at step 3 (epoch 0) |",
+        "| run5 | 2a | failed | no reason recorded |",
+        "| run6 | 2a | crashed | no reason recorded |",
+    ]
 

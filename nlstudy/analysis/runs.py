@@ -3,7 +3,8 @@
 A `nlstudy fit` run keeps (unless `save_weights: false`) `files/weights/final.pt` (the weights at the end
 of training, the ones its test metrics come from) and `files/weights/best.pt` (at its best validation
 top-1) in its wandb run directory, beside `files/nlstudy_config.yaml`, the resolved configuration.
-Weights are read with `torch.load(weights_only=True)`: tensors and plain values only, no code runs.
+Weights are read with `torch.load(weights_only=True)` (`nlstudy.models.weights`): tensors and plain values
+only; a file that names other code is refused and nothing in it runs.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import torch
 import yaml
 
 from nlstudy import keys
 from nlstudy.keys import find_run  # torch-free, shared with the training CLI (--resume, model.init_from)
 from nlstudy.models import VideoResNet, as_spec, build_model
+from nlstudy.models.weights import load_weights
 from nlstudy.registry import lookup
 
 
@@ -39,7 +40,7 @@ def load_run(run: str | os.PathLike, weights: str = "final", *,
     if not path.is_file():
         raise FileNotFoundError(f"run {run_dir.name} has no saved weights ({path.relative_to(run_dir)} is missing): "
                                 "it ran with save_weights=false, or before nlstudy kept weights; train it again")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = load_weights(path, f"run {run_dir.name}")
     # the run's own weights replace the backbone's start: not its ImageNet file again (nor needing it here)
     model = build_model(as_spec(**{**saved["backbone"], "pretrained": ""}))
     model.load_state_dict(saved["state_dict"])

@@ -25,6 +25,7 @@ import json
 import os
 import re
 import sys
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,8 @@ from nlstudy.data import ClipDataModule
 from nlstudy.errors import UsageError, one_line
 from nlstudy.lit.callbacks import RunCheckpoint, RunFacts, SaveWeights, SweepBridge
 from nlstudy.lit.module import VideoClassifier
+from nlstudy.models.weights import load_weights
+from nlstudy.provenance import provenance
 
 # trainer/CLI keys that are plumbing, not part of an experiment's identity
 NOT_LOGGED = ("config", "trainer.logger", "trainer.callbacks", "ckpt_path", "trainer.default_root_dir", "optimizer",
@@ -84,15 +87,17 @@ def rerunnable(config: Namespace) -> Namespace:
 
 class LogConfig(SaveConfigCallback):
     """Records the resolved configuration with the run when the Trainer sets up (after the data has been
-    read): flattened to dotted keys as the run's config, and as YAML beside the run (`keys.CONFIG_FILE`,
-    synced with it; without what --resume added, see `rerunnable`). Lightning's documented way to send the
-    config to a logger instead of log_dir."""
+    read): flattened to dotted keys as the run's config, with the run's provenance (`provenance.*`: git
+    commit and dirty flag, package versions, host; see nlstudy.provenance), and as YAML beside the run
+    (`keys.CONFIG_FILE`, synced with it; without what --resume added, see `rerunnable`). Lightning's
+    documented way to send the config to a logger instead of log_dir."""
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         logger = trainer.logger
         if logger is None:
             return
-        logger.log_hyperparams(flat_config(self.config))
+        origin = {f"{keys.PROVENANCE}{k}": v for k, v in keys.flatten(provenance()).items()}
+        logger.log_hyperparams({**flat_config(self.config), **origin})
         if isinstance(logger, WandbLogger):
             Path(logger.experiment.dir, keys.CONFIG_FILE).write_text(
                 self.parser.dump(rerunnable(self.config), skip_unset=False, skip_check=True))
@@ -216,6 +221,7 @@ class NLStudyCLI(LightningCLI):
             super().parse_arguments(parser, args)
         except ArgumentError as e:
             raise UsageError(argument_error_line(e)) from None
+        self.check_checkpoint()  # before LightningCLI reads the checkpoint's hyperparameters
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--table", type=str | None, default=None,
@@ -237,11 +243,33 @@ class NLStudyCLI(LightningCLI):
 
     def settings(self) -> Namespace:
         """The parsed settings of this command (the subcommand's, when there is one)."""
-        return self.config[self.subcommand] if self.subcommand else self.config
+        subcommand = self.config.get("subcommand")
+        return self.config[subcommand] if subcommand else self.config
 
     def check_resume(self) -> None:
         if self.settings().get("resume"):  # resume_arguments takes --resume off the command line before parsing
             raise UsageError("resume: a config file cannot resume a run; use `nlstudy fit --resume RUN`")
+
+    def check_checkpoint(self) -> None:
+        """The checkpoint a command starts from (`ckpt_path`, which --resume sets) is read safely: Lightning
+        gets weights_only=True (an explicit `weights_only: false` is refused), and a local file is read so
+        here first, right after parsing, so a file that would run code when unpickled (or an unreadable
+        one) fails in one line naming it before anything runs or is logged (LightningCLI itself then reads
+        its hyperparameters, with weights_only=True too). What is not a local file (Lightning's keywords
+        last, hpc, registry; a URL) is left to Lightning's own load, with weights_only=True."""
+        settings = self.settings()
+        if "weights_only" not in settings:  # a subcommand that loads no checkpoint
+            return
+        if settings.get("weights_only") is False:
+            raise UsageError("weights_only=false: refused; nlstudy loads checkpoints with weights_only=True only "
+                             "(a checkpoint's pickle can run code; nlstudy's own checkpoints need nothing more)")
+        settings.weights_only = True
+        path = settings.get("ckpt_path")
+        if path and os.path.isfile(path):
+            try:
+                load_weights(path, "ckpt_path", mmap=True)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
 
     def instantiate_classes(self) -> None:
         self.check_resume()
@@ -361,8 +389,22 @@ def _set_threads() -> None:
         torch.set_num_threads(int(os.environ[keys.THREADS_ENV]))
 
 
+def finish_failed(error: BaseException) -> str:
+    """`error` as the one line that says why the run failed ("NonFiniteLossError: train/loss became nan at
+    step 37 (epoch 2)"); the open wandb run, if any, keeps it in its summary (`keys.FAILURE`, which the
+    report shows) and finishes as failed (exit code 1)."""
+    import wandb
+
+    reason = one_line(f"{type(error).__name__}: {error}".rstrip(": "))
+    if wandb.run is not None:
+        wandb.run.summary[keys.FAILURE] = reason
+        wandb.finish(exit_code=1)
+    return reason
+
+
 def train_main(argv: list[str]) -> int:
-    """`nlstudy fit|validate|test ...`: 0 on success, 2 on a bad key or value, 1 if the run fails. With
+    """`nlstudy fit|validate|test ...`: 0 on success, 2 on a bad key or value, 1 if the run fails (a
+    traceback, then `nlstudy fit: failed: <reason>` as the last line, which the sweep agent records). With
     $NLSTUDY_RESUME set (the sweep agent's retry of an interrupted run), `fit` is `fit --resume <that run>`."""
     import wandb
 
@@ -377,9 +419,14 @@ def train_main(argv: list[str]) -> int:
         return 2
     except SystemExit as e:  # --help and --print_config exit 0
         return int(e.code or 0)
-    except BaseException:
-        if wandb.run is not None:  # the run is recorded as failed (or killed on Ctrl-C), not lost
-            wandb.finish(exit_code=1)
+    except Exception as e:  # the run is recorded as failed, with the reason its last line of output repeats
+        traceback.print_exc()  # into the run's own log too, before it finishes
+        reason = finish_failed(e)
+        sys.stdout.flush()
+        print(f"nlstudy {argv[0]}: failed: {reason}", file=sys.stderr, flush=True)
+        return 1
+    except BaseException as e:  # Ctrl-C: recorded as failed too (the sweep agent marks it killed), not lost
+        finish_failed(e)
         raise
     if wandb.run is not None:
         wandb.finish()
@@ -435,9 +482,8 @@ def train(config: str | os.PathLike | Sequence[str | os.PathLike] = (), override
             cli = NLStudyCLI(args=argv)
         except UsageError as e:
             raise ValueError(f"nlstudy.train: {e}") from None
-        except BaseException:
-            if wandb.run is not None:
-                wandb.finish(exit_code=1)
+        except BaseException as e:
+            finish_failed(e)
             raise
         finally:
             if runs_dir is not None:

@@ -9,6 +9,9 @@ val/top5_best per validation; test/top1, test/top5. Test batches may hold severa
 Under DDP each process evaluates its share of the val/test clips; the torchmetrics objects gather the
 counts of all processes when computed, so every process logs the same, whole-set values.
 
+A training loss that becomes NaN or infinite stops the run at once (`nlstudy.lit.finite`): it fails, and
+says so with the step ("train/loss became nan at step 37 (epoch 2)").
+
 `model.init_from: RUN` starts the network from another run's final weights (how the paper trains its
 non-local models from their C2D versions): the tensors both networks have, with equal shapes, are copied;
 the rest (inserted blocks, a classifier of another size) keep their fresh initialisation.
@@ -31,7 +34,9 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from nlstudy import keys
 from nlstudy.choices import Optimizer, Schedule
+from nlstudy.lit.finite import LossWatch
 from nlstudy.models import BackboneSpec, build_model
+from nlstudy.models.weights import load_weights
 from nlstudy.registry import lookup
 
 
@@ -96,7 +101,7 @@ def init_from_run(net: nn.Module, run: str) -> dict[str, Any]:
     facts: dict[str, Any] = {keys.INIT_FROM_RUN: keys.run_id(run_dir)}
     if any(p.is_meta for p in net.parameters()):
         return facts
-    saved = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    saved = load_weights(path, keys.INIT_FROM)["state_dict"]
     own = net.state_dict()
     copied = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
     if not copied:
@@ -186,6 +191,7 @@ class VideoClassifier(pl.LightningModule):
             for split in ("val", "test")
         })
         self.best = {"top1": -1.0, "top5": float("nan")}  # best val top-1 so far, and top-5 at that epoch
+        self.loss_watch = LossWatch(keys.TRAIN_LOSS)  # a NaN or infinite loss stops the run, failed
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         return self.net(clips)
@@ -208,7 +214,11 @@ class VideoClassifier(pl.LightningModule):
         clips, labels = batch
         loss = F.cross_entropy(self.net(clips), labels, label_smoothing=self.label_smoothing)
         self.log(keys.TRAIN_LOSS, loss, on_step=True, on_epoch=False, prog_bar=True)
+        self.loss_watch.check(loss, self.global_step, self.current_epoch)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.loss_watch.drain()
 
     def _eval_step(self, split: str, batch) -> None:
         clips, labels = batch
@@ -217,6 +227,9 @@ class VideoClassifier(pl.LightningModule):
         metrics["loss"].update(F.nll_loss(log_probs, labels), weight=labels.numel())
         metrics["top1"].update(log_probs, labels)
         metrics["top5"].update(log_probs, labels)
+
+    def on_validation_epoch_start(self) -> None:
+        self.loss_watch.drain()  # no validation of weights a non-finite loss has already spoilt
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._eval_step("val", batch)

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nlstudy.errors import one_line
 from nlstudy.keys import PRETRAINED as KEY
 from nlstudy.models.resnet import DEPTH_BLOCKS
+from nlstudy.models.weights import load_weights
 
 TORCHVISION_WIDTH = 64  # torchvision's ResNets: 64 channels after conv1
 # our state-dict name -> torchvision's (None: left as built)
@@ -69,14 +69,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of a torchvision ResNet state_dict file (or of its "state_dict" entry), on the CPU."""
     if not os.path.isfile(path):
         raise ValueError(f"{KEY}={str(path)!r}: no such file (a torch.save'd torchvision ResNet state_dict)")
-    try:
-        try:  # memory-mapped: cheap even where the model is built on the meta device (nlstudy check, model facts)
-            loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # a file in the legacy (non-zip) format cannot be mapped
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the same one-line error
-        raise ValueError(f"{KEY}={str(path)!r}: cannot read it with torch.load(weights_only=True): "
-                         f"{type(e).__name__}: {one_line(e, 200)}") from None
+    # memory-mapped: cheap even where the model is built on the meta device (nlstudy check, model facts)
+    loaded = load_weights(path, KEY, mmap=True)
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, Mapping) or not all(torch.is_tensor(v) for v in loaded.values()):

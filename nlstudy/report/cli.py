@@ -143,7 +143,26 @@ def _readme(index, runs: pd.DataFrame, command: str, source: str, markdown: dict
         lines.append(markdown[table_id])
         lines.extend(f"![{p.stem}](figures/{p.name})" for p in figures)
         lines.append("")
+    lines.extend(_failed_runs(runs))
     return "\n".join(lines)
+
+
+def _failed_runs(runs: pd.DataFrame) -> list[str]:
+    """The README's list of the runs that failed or crashed, each with its reason (the `note` column)."""
+    failed = runs[runs["state"].isin(collect.FAILED_STATES)].sort_values("run_id") if len(runs) else runs
+    if not len(failed):
+        return []
+    lines = ["## Failed runs", "", "No number of theirs is in any table.", "", "| run | table | state | reason |",
+             "|:---|:---|:---|:---|"]
+    for r in failed.to_dict("records"):
+        cells = (r["run_id"], _text(r["table"], ""), r["state"], _text(r["note"], "no reason recorded"))
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    return [*lines, ""]
+
+
+def _text(value: object, empty: str) -> str:
+    """A text cell of the runs frame, or `empty` for None / NaN / ""."""
+    return value if isinstance(value, str) and value else empty
 
 
 def _check_source(args: argparse.Namespace) -> None:

@@ -16,11 +16,14 @@ The runs frame (:data:`FIXED_COLUMNS` first, then the run's config, then its sum
     created_at  datetime64[ns, UTC]
     source      str        "offline" | "wandb"
     path        str        the run directory, or ENTITY/PROJECT/RUN_ID
-    note        str|None   what the reader had to guess (e.g. a log cut short by a kill)
+    note        str|None   why a failed run failed (its ``failure`` summary: "NonFiniteLossError: train/loss
+                           became nan at step 37 (epoch 2)"), and what the reader had to guess (e.g. a log
+                           cut short by a kill)
     <config>    the resolved config, flattened to the dotted keys of ``nlstudy.keys``; lists and
                 dicts stay Python values
     <summary>   the summary (``val/top1_best``, ``test/top1``, ``perf/wall_s``...), flattened; wandb's
-                own "_" keys dropped; a summary key equal to a config key is renamed ``summary/<key>``
+                own "_" keys and ``failure`` (in ``note``) dropped; a summary key equal to a config key
+                is renamed ``summary/<key>``
     Every column that holds only numbers is float64 (JSON does not keep 1 and 1.0 apart).
 
 The list of config columns rides along in ``runs.attrs["config_columns"]``.
@@ -60,6 +63,7 @@ FIXED_COLUMNS = (
 )
 HISTORY_COLUMNS = ("run_id", "step", "epoch", "global_step", "metric", "value")
 RUN_STATES = ("finished", "failed", "crashed", "killed", "running")
+FAILED_STATES = ("failed", "crashed")  # a run that ended without its results: its note says why, where it can
 
 EPOCH = "epoch"
 GLOBAL_STEP = "trainer/global_step"
@@ -124,14 +128,14 @@ def tidy(records: Iterable[RunRecord]) -> Collection:
     """RunRecords -> (runs frame, history frame), the same way for every reader."""
     records = sorted(records, key=lambda r: r.run_id)
     config_keys = sorted({k for r in records for k in r.config} - set(FIXED_COLUMNS))
-    summary_keys = sorted({k for r in records for k in r.summary})
+    summary_keys = sorted({k for r in records for k in r.summary} - {keys.FAILURE})
     rename = {k: (f"summary/{k}" if k in config_keys or k in FIXED_COLUMNS else k) for k in summary_keys}
     rows = []
     for r in records:
         row = {
             "run_id": r.run_id, "name": r.name or None, "state": r.state, "sweep_id": r.sweep_id or None,
             "table": _table_id(r.config.get(keys.TABLE)), "project": r.project or None,
-            "created_at": r.created_at, "source": r.source, "path": r.path, "note": r.note,
+            "created_at": r.created_at, "source": r.source, "path": r.path, "note": _note(r),
         }
         row.update({k: r.config.get(k) for k in config_keys})
         row.update({rename[k]: r.summary.get(k) for k in summary_keys})
@@ -145,6 +149,13 @@ def tidy(records: Iterable[RunRecord]) -> Collection:
     runs.attrs["config_columns"] = config_keys
     history = history_frame((r.run_id, r.history) for r in records)
     return Collection(runs=runs, history=history)
+
+
+def _note(record: RunRecord) -> str | None:
+    """The reason a failed run gives (a resumed run that finished keeps its earlier part's in its summary:
+    left out), then the reader's own note."""
+    failure = record.summary.get(keys.FAILURE) if record.state in FAILED_STATES else None
+    return "; ".join(str(n) for n in (failure, record.note) if n) or None
 
 
 def _all_numbers(column: pd.Series) -> bool:

@@ -314,6 +314,8 @@ class Agent:
         run_dir = state.run_dir(rec["id"])
         threads = str(self.options.threads)
         env = dict(os.environ)
+        env.pop(keys.WANDB_API_KEY, None)  # the run is offline: it has no use for the key, so cannot leak it
+        env.pop("WANDB_SERVICE", None)  # the run starts its own wandb service, not one a wandb.init here left behind
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         env.update({
             "WANDB_MODE": "offline",

@@ -3,9 +3,11 @@
 Order: the file reads and is a YAML mapping; keys the W&B server accepts but the ``sweeps`` schema
 does not know (``run_cap``) are checked here and set aside; the W&B schema
 (``sweeps.schema_violations_from_proposed_config``); the method and early-termination type are ones
-this agent runs; every ``${...}`` in ``command`` is a macro ``wandb agent`` knows; the engine accepts
-the parameters (a grid of continuous values fails here, not after the first run). Whether each
-parameter is a real training-CLI key with an allowed value is checked by ``nlstudy.sweep.check``.
+this agent runs; every ``${...}`` in ``command`` is a macro ``wandb agent`` knows, and no
+``${envvar:NAME}`` names a secret (``keys.is_secret``: its value would be written into the run's
+records); the engine accepts the parameters (a grid of continuous values fails here, not after the
+first run). Whether each parameter is a real training-CLI key with an allowed value is checked by
+``nlstudy.sweep.check``.
 
 Every problem is a :class:`SweepError` whose message is one line naming the file.
 """
@@ -180,6 +182,11 @@ def _check_command(sweep: Sweep) -> None:
         elif "${" in str(element) and not cmd.ENVVAR.search(str(element)):
             raise fail(sweep.path, f"command: {element!r}: wandb agent replaces a macro only as a whole element "
                                    "(or ${envvar:NAME} inside one)")
+        secret = next((m.group(1) for m in cmd.ENVVAR.finditer(str(element)) if keys.is_secret(m.group(1))), None)
+        if secret is not None:
+            raise fail(sweep.path, f"command: ${{envvar:{secret}}} would put a secret on the run's command line, "
+                                   "which the run's records (run.json, wandb's args) and ps show; let the program "
+                                   f"read {secret} from its environment instead")
     if any(cmd.macro_name(e) == "program" for e in template) and not sweep.program:
         raise fail(sweep.path, "command uses ${program} but the sweep sets no program")
 
