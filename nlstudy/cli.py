@@ -40,6 +40,9 @@ def _quiet() -> None:
     os.environ.setdefault("WANDB_SILENT", "true")
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
         lambda record: "litlogger" not in record.getMessage())  # an advert printed by every Trainer
+    # "Seed set to N" (the seed is in the run's config): a bad value found after seeding stays one line on stderr
+    logging.getLogger("lightning_fabric.utilities.seed").addFilter(
+        lambda record: not record.getMessage().startswith("Seed set to"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,9 +9,10 @@ imports torch.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,24 @@ def flatten(tree: Mapping[str, Any]) -> dict[str, Any]:
         if not str(key).startswith("_"):
             walk(str(key), value, 0)
     return {name: value for name, (_, value) in found.items()}
+
+
+def unknown_key(bad: str, valid: Iterable[str]) -> str:
+    """The one-line message for a key that is not one of `valid` (dotted keys): 'BAD: unknown key (did you
+    mean X?); valid keys under PARENT: a, b, c', PARENT being the longest leading part of BAD that has valid
+    keys (the training CLI and the sweep check word it the same way)."""
+    valid = sorted(set(valid))
+    parent = bad.rpartition(".")[0]
+    while parent and not any(k.startswith(parent + ".") for k in valid):
+        parent = parent.rpartition(".")[0]
+    siblings = sorted({k[len(parent) + 1:].split(".")[0] for k in valid if k.startswith(parent + ".")} if parent
+                      else {k.split(".")[0] for k in valid})
+    if parent and bad.rpartition(".")[0] == parent:  # only the last part is wrong: compare it with its siblings
+        close = [f"{parent}.{c}" for c in difflib.get_close_matches(bad.rpartition(".")[2], siblings, n=2, cutoff=0.6)]
+    else:
+        close = difflib.get_close_matches(bad, valid, n=2, cutoff=0.8)
+    guess = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return f"{bad}: unknown key{guess}; valid keys under {parent or 'the top level'}: {', '.join(siblings)}"
 
 
 # --- finding a run again (`nlstudy fit --resume RUN`, `model.init_from: RUN`, nlstudy.analysis.load_run) ---

@@ -20,13 +20,18 @@ epochs after the checkpoint and the final summary.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib
+import inspect
 import json
+import logging
 import os
 import re
 import sys
 import traceback
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,13 +40,18 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from jsonargparse import ArgumentError, Namespace, lazy_instance
+from pytorch_lightning.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator, XLAAccelerator
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.strategies import StrategyRegistry
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from nlstudy import keys
+from nlstudy.choices import TRAIN_COMMANDS
 from nlstudy.data import ClipDataModule
-from nlstudy.errors import UsageError, one_line
+from nlstudy.errors import MAX_LINE, UsageError, one_line, yaml_problem
+from nlstudy.registry import lookup
 from nlstudy.lit.callbacks import RunCheckpoint, RunFacts, SaveWeights, SweepBridge
 from nlstudy.lit.module import VideoClassifier
 from nlstudy.models.weights import load_weights
@@ -213,15 +223,28 @@ class NLStudyCLI(LightningCLI):
         kwargs.setdefault("save_config_callback", LogConfig)
         kwargs.setdefault("save_config_kwargs", {"save_to_log_dir": False})  # the config goes to the wandb run
         kwargs.setdefault("trainer_defaults", {"logger": default_logger()})
-        kwargs.setdefault("parser_kwargs", {"exit_on_error": False})
+        # no abbreviated options: --trainer.max_epoch must not quietly set trainer.max_epochs
+        kwargs.setdefault("parser_kwargs", {"exit_on_error": False, "allow_abbrev": False})
         super().__init__(VideoClassifier, ClipDataModule, *args, **kwargs)
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as e:
-            raise UsageError(argument_error_line(e)) from None
+            raise UsageError(parse_error_line(e, self.valid_keys, sys.argv[1:] if args is None else args)) from None
         self.check_checkpoint()  # before LightningCLI reads the checkpoint's hyperparameters
+
+    def valid_keys(self, subcommand: str) -> list[str]:
+        """The dotted keys `nlstudy <subcommand>` accepts (its defaults, flattened; read once); [] if they
+        cannot be read."""
+        known = self.__dict__.setdefault("_valid_keys", {})
+        if subcommand not in known:
+            try:
+                defaults = self.parser.parse_args([subcommand])[subcommand]
+            except (ArgumentError, SystemExit, KeyError):
+                return []
+            known[subcommand] = sorted(keys.flatten(defaults.as_dict()))
+        return known[subcommand]
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--table", type=str | None, default=None,
@@ -283,6 +306,17 @@ class NLStudyCLI(LightningCLI):
         except (ValueError, TypeError, KeyError) as e:
             raise UsageError(argument_error_line(e)) from None
 
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        """The Trainer, once its settings are known to suit this machine (`check_machine`): a config that asks
+        for a GPU on a machine without one fails in one line here, before the data is read."""
+        trainer = self.settings().get("trainer") or Namespace()
+        check_trainer_names(trainer)
+        check_machine(trainer)
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, ValueError, TypeError, ImportError) as e:
+            raise UsageError(trainer_error_line(e)) from None
+
     def _prepare(self, stage: str) -> None:
         """Read the data (a missing dataset root fails here, in one line) before the run starts logging."""
         try:
@@ -326,9 +360,29 @@ class CheckCLI(NLStudyCLI):
         self.check_resume()
         try:
             with torch.device("meta"):
-                self.parser.instantiate(self.config)
+                built = self.parser.instantiate(self.config)
         except (ValueError, TypeError, KeyError) as e:
             raise UsageError(argument_error_line(e)) from None
+        trainer = self.settings().get("trainer") or Namespace()
+        check_trainer_names(trainer)
+        self.check_trainer_values((built[self.subcommand] if self.subcommand else built).get("trainer") or {})
+
+    _checked_trainer: str | None = None  # the last trainer settings found good (a sweep rarely varies them)
+
+    def check_trainer_values(self, trainer: dict[str, Any]) -> None:
+        """What the Trainer itself rejects and does not depend on the machine (epochs, steps, batch limits,
+        intervals...): a Trainer built from the settings on one CPU device, without logger or callbacks; the
+        accelerator, devices, strategy and precision are left to the machine that runs it (`check_machine`)."""
+        settings = {k: v for k, v in trainer.items() if k not in MACHINE_KEYS}
+        fingerprint = json.dumps(settings, sort_keys=True, default=str)
+        if fingerprint == self._checked_trainer:
+            return
+        try:
+            with quiet_lightning():
+                pl.Trainer(**settings, accelerator="cpu", devices=1, logger=False, callbacks=[])
+        except (MisconfigurationException, ValueError, TypeError) as e:
+            raise UsageError(trainer_error_line(e)) from None
+        self._checked_trainer = fingerprint
 
     def before_fit(self) -> None:
         raise Checked
@@ -349,8 +403,15 @@ def check_main(argv: list[str]) -> int:
         print("usage: nlstudy check FILE  (FILE: a JSON list of argument lists such as [\"fit\", \"--config\", ...])",
               file=sys.stderr)
         return 2
-    candidates = json.loads(Path(argv[0]).read_text())
-    results, cli = [], None
+    results = check_all(json.loads(Path(argv[0]).read_text()))
+    print(json.dumps(results))
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+def check_all(candidates: Sequence[Sequence[str]], cli: CheckCLI | None = None) -> list[dict[str, Any]]:
+    """{"ok": bool, "error": str | None} for each training argument list, all judged by one CheckCLI (`cli`,
+    or one made for the first list)."""
+    results = []
     for args in candidates:
         try:
             if cli is None:
@@ -362,26 +423,213 @@ def check_main(argv: list[str]) -> int:
             results.append({"ok": False, "error": str(e)})
         except SystemExit as e:
             results.append({"ok": False, "error": f"arguments rejected (exit {e.code})"})
-    print(json.dumps(results))
-    return 0 if all(r["ok"] for r in results) else 1
+    return results
 
 
 def argument_error_line(error: BaseException) -> str:
     """A jsonargparse (or our own) error as one line: the first line names the key; the innermost reason
     follows. jsonargparse's errors are text only, so this reads their layout: a Union failure lists its
-    "Subtypes:" and the "Given value:", which become "expected A or B; given value: V". If a later
-    jsonargparse words these differently, the message degrades to the first line plus the last reason line,
-    still one line that names the key (tests/test_cli_hooks.py pins the current layout)."""
+    "Subtypes:" and the "Given value:", which become "expected A or B; given value: V" (a Literal's values
+    listed one by one). If a later jsonargparse words these differently, the message degrades to the first
+    line plus the last reason line, still one line that names the key (tests/test_cli_hooks.py pins the
+    current layout). A message that lists choices is not cut short; where jsonargparse names only a Literal's
+    base type ("Expected a <class 'int'>"), the valid values are added."""
     text = str(error).strip()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     head = lines[0] if lines else type(error).__name__
+    key = re.match(r'Parser key "([^"]+)"', head)
+    choices = LITERAL_CHOICES.get(key.group(1)) if key and "Literal[" not in text else None
+    limit = None if "Literal[" in text or choices else MAX_LINE
     subtypes = next((line for line in lines if line.startswith("Subtypes:")), None)
     if subtypes:  # a Union: name the accepted types and what was given
-        names = [n.rsplit(".", 1)[-1].replace("NoneType", "null") for n in re.findall(r"'([\w.]+)'", subtypes)]
         given = next((line for line in lines if line.startswith("Given value:")), "")
-        return f"{head} expected {' or '.join(names)}; {given[0].lower() + given[1:] if given else ''}".strip("; ")
-    reason = next((l for l in reversed(lines) if l.startswith("- ") or "Expected" in l or "not" in l), "")
-    return one_line(f"{head} {reason}" if reason and reason not in head else head)
+        line = f"{head} expected {' or '.join(type_names(subtypes))}; {given[0].lower() + given[1:] if given else ''}"
+        line = line.strip("; ")
+    else:
+        reason = next((l for l in reversed(lines) if l.startswith("- ") or "Expected" in l or "not" in l), "")
+        line = f"{head} {reason}" if reason and reason not in head else head
+    if choices:
+        line += f"; valid choices: {', '.join(repr(c) for c in choices)}"
+    return one_line(line, limit)
+
+
+def literal_choices() -> dict[str, tuple[Any, ...]]:
+    """{dotted key: its valid values} for every model.* and data.* setting typed as a Literal (the specs'
+    nlstudy.choices types), for the errors where jsonargparse names only the Literal's base type."""
+    found: dict[str, tuple[Any, ...]] = {}
+
+    def walk(prefix: str, hints: dict[str, Any]) -> None:
+        for name, hint in hints.items():
+            if typing.get_origin(hint) is typing.Literal:
+                found[f"{prefix}.{name}"] = typing.get_args(hint)
+            elif dataclasses.is_dataclass(hint):
+                walk(f"{prefix}.{name}", typing.get_type_hints(hint))
+
+    walk("model", typing.get_type_hints(VideoClassifier.__init__))
+    walk("data", typing.get_type_hints(ClipDataModule.__init__))
+    return found
+
+
+LITERAL_CHOICES = literal_choices()
+
+
+def type_names(subtypes: str) -> list[str]:
+    """jsonargparse's "Subtypes: [typing.Literal['a', 'b'], <class 'int'>, <class 'NoneType'>]" -> the
+    accepted values and types: ["'a'", "'b'", 'int', 'null'] (other types as written)."""
+    body = subtypes.partition("[")[2].rpartition("]")[0]
+    items, depth, start = [], 0, 0
+    for i, char in enumerate(body + ","):  # split at the commas outside brackets
+        if char in "[(":
+            depth += 1
+        elif char in "])":
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append(body[start:i].strip())
+            start = i + 1
+    names = []
+    for item in filter(None, items):
+        literal = re.fullmatch(r"typing\.Literal\[(.*)\]", item)
+        cls = re.fullmatch(r"<class '([\w.]+)'>", item)
+        if literal:
+            names += [v.strip() for v in literal.group(1).split(",")]
+        else:
+            names.append(cls.group(1).rsplit(".", 1)[-1].replace("NoneType", "null") if cls else item)
+    return list(dict.fromkeys(names))
+
+
+# jsonargparse's words for a key it does not know: on the command line, and in a config file
+UNKNOWN_ARGUMENT = re.compile(r"unrecognized arguments: --([^\s=]+)")
+UNKNOWN_OPTION = re.compile(r"does not accept option '([^']+)'")
+
+
+def parse_error_line(error: BaseException, valid_keys: Callable[[str], list[str]], args: Any) -> str:
+    """`argument_error_line`, plus what jsonargparse's text leaves out: for an unknown key, the closest and
+    the valid keys beside it (`keys.unknown_key`, from `valid_keys(subcommand)`); for a config file that does
+    not read, which file and where."""
+    text = str(error)
+    argv = [str(a) for a in args] if isinstance(args, (list, tuple)) else []
+    unknown = UNKNOWN_ARGUMENT.search(text) or UNKNOWN_OPTION.search(text)
+    if unknown and argv and argv[0] in TRAIN_COMMANDS:
+        valid = valid_keys(argv[0])
+        if valid:
+            return one_line(keys.unknown_key(unknown.group(1), valid), None)
+    if text.startswith(("Problems parsing config", "Unexpected config")):
+        for path in config_files(argv):
+            problem = config_file_problem(path)
+            if problem:
+                return f"config {path}: {problem}"
+    return argument_error_line(error)
+
+
+def config_files(argv: Sequence[str]) -> list[str]:
+    """The --config files of an argument list, in order."""
+    files = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
+    return files + [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+
+
+def config_file_problem(path: str) -> str | None:
+    """Why a config file cannot be a config (not YAML, not a mapping of keys), or None when it can."""
+    try:
+        tree = yaml.safe_load(Path(path).read_text())
+    except OSError:
+        return None  # jsonargparse reports a missing file itself, naming the key
+    except yaml.YAMLError as e:
+        return yaml_problem(e)
+    if tree is not None and not isinstance(tree, dict):
+        return f"a config file is a YAML mapping of keys (model:, data:, trainer:, ...), got a {type(tree).__name__}"
+    return None
+
+
+# --- the Trainer's settings ---------------------------------------------------------------------------------
+
+TRAINER_KEYS = tuple(p for p in inspect.signature(pl.Trainer.__init__).parameters if p != "self")
+# the Trainer settings whose validity depends on the machine that runs it (nlstudy check leaves them to it)
+MACHINE_KEYS = ("accelerator", "devices", "strategy", "precision", "plugins", "sync_batchnorm", "logger", "callbacks")
+GPU_ACCELERATORS = {"gpu": (CUDAAccelerator, MPSAccelerator), "cuda": (CUDAAccelerator,), "mps": (MPSAccelerator,)}
+FULL_PRECISION = (None, 32, 64, "32", "64", "32-true", "64-true")
+
+
+def trainer_error_line(error: BaseException) -> str:
+    """A Lightning error about the Trainer's settings as one line naming the key (`trainer.<the Trainer argument
+    the message names first>`, else `trainer`)."""
+    text = one_line(error, None)
+    found = [(m.start(), k) for k in TRAINER_KEYS for m in [re.search(rf"\b{k}\b", text)] if m]
+    return one_line(f"trainer.{min(found)[1]}: {text}" if found else f"trainer: {text}")
+
+
+def check_trainer_names(trainer: Namespace) -> None:
+    """trainer.accelerator and trainer.strategy, when given by name, are names Lightning knows."""
+    accelerator, strategy = trainer.get("accelerator"), trainer.get("strategy")
+    try:
+        if isinstance(accelerator, str):
+            lookup(dict.fromkeys(["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]),
+                   accelerator.lower(), "trainer.accelerator")
+        if isinstance(strategy, str):
+            lookup(dict.fromkeys(["auto", *StrategyRegistry.available_strategies()]), strategy.lower(),
+                   "trainer.strategy")
+    except ValueError as e:
+        raise UsageError(one_line(e, None)) from None
+
+
+def requested_devices(devices: Any) -> tuple[int, int] | None:
+    """(how many devices, the highest device index + 1) that trainer.devices asks for; None for "auto" / -1."""
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text in ("auto", "-1"):
+            return None
+        devices = int(text) if text.lstrip("-").isdigit() else [int(d) for d in text.split(",") if d.strip().isdigit()]
+    if isinstance(devices, int):
+        return None if devices == -1 else (devices, devices)
+    indices = [int(d) for d in devices or []]
+    return (len(indices), max(indices) + 1) if indices else None
+
+
+def cpu_arguments(trainer: Namespace) -> str:
+    """The arguments that run these settings on the CPU."""
+    args = ["--trainer.accelerator=cpu"]
+    if trainer.get("precision") not in FULL_PRECISION:
+        args.append("--trainer.precision=32-true")  # half precision is for GPUs (fp16 AMP does not run on CPUs)
+    if (requested_devices(trainer.get("devices")) or (1, 1))[0] > 1:
+        args.append("--trainer.devices=1")
+    return " ".join(args)
+
+
+def check_machine(trainer: Namespace) -> None:
+    """The accelerator and devices the settings ask for, against this machine: a GPU the machine lacks, or
+    more GPUs than it has, fail in one line saying what the machine has and how to run on the CPU."""
+    accelerator = trainer.get("accelerator")
+    if not isinstance(accelerator, str):
+        return  # "auto", an Accelerator object: Lightning picks what there is
+    name = accelerator.lower()
+    cores = os.cpu_count() or 1
+    if name == "tpu" and not XLAAccelerator.is_available():
+        raise UsageError(f"trainer.accelerator: the config asks for {accelerator!r}, but this machine has no TPU "
+                         f"(torch_xla finds none; it has {cores} CPU cores); to run on the CPU: {cpu_arguments(trainer)}")
+    if name not in GPU_ACCELERATORS:
+        return
+    count = max(kind.auto_device_count() if kind.is_available() else 0 for kind in GPU_ACCELERATORS[name])
+    if count == 0:
+        kinds = " or ".join(kind.__name__.removesuffix("Accelerator") for kind in GPU_ACCELERATORS[name])
+        raise UsageError(f"trainer.accelerator: the config asks for {accelerator!r}, but this machine has no GPU "
+                         f"(torch finds no {kinds} device; it has {cores} CPU cores); to run on the CPU: "
+                         f"{cpu_arguments(trainer)}")
+    wanted = requested_devices(trainer.get("devices"))
+    if wanted and wanted[1] > count:
+        raise UsageError(f"trainer.devices: the config asks for {trainer.get('devices')!r} ({wanted[0]} GPU(s)), but "
+                         f"this machine has {count} GPU(s): --trainer.devices={count} (or auto), or run on the CPU: "
+                         f"{cpu_arguments(trainer)}")
+
+
+@contextlib.contextmanager
+def quiet_lightning():
+    """Lightning's INFO lines (GPU available: ..., and the like) left out while a Trainer is built to be checked."""
+    logger = logging.getLogger("pytorch_lightning")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _set_threads() -> None:

@@ -139,6 +139,12 @@ def check_optim(spec: OptimSpec) -> None:
     lookup(SCHEDULES, spec.schedule, "model.optim.schedule")
     if spec.lr <= 0:
         raise ValueError(f"model.optim.lr must be positive, got {spec.lr!r}")
+    if not 0 <= spec.momentum < 1:
+        raise ValueError(f"model.optim.momentum must be in [0, 1), got {spec.momentum!r}")
+    if spec.weight_decay < 0:
+        raise ValueError(f"model.optim.weight_decay must be >= 0, got {spec.weight_decay!r}")
+    if spec.gamma <= 0:
+        raise ValueError(f"model.optim.gamma (the step schedule's lr factor) must be positive, got {spec.gamma!r}")
     if not 0 <= spec.warmup < 1:
         raise ValueError(f"model.optim.warmup is a fraction of the steps in [0, 1), got {spec.warmup!r}")
     if any(not 0 < m < 1 for m in spec.milestones) or list(spec.milestones) != sorted(spec.milestones):
@@ -171,6 +177,8 @@ class VideoClassifier(pl.LightningModule):
                  label_smoothing: float = 0.0, init_from: str = "", channels_last: bool = False):
         super().__init__()
         check_optim(optim)
+        if not 0 <= label_smoothing <= 1:
+            raise ValueError(f"model.label_smoothing must be in [0, 1], got {label_smoothing!r}")
         self.save_hyperparameters(logger=False)  # the CLI logs the whole flattened config itself
         self.backbone_spec, self.optim_spec, self.label_smoothing = backbone, optim, label_smoothing
         self.net = build_model(backbone)

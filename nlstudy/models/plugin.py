@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from nlstudy.blocks.nonlocal_block import parse_subsample
-from nlstudy.choices import BLOCKS, DEFAULT_MODE, RESIDUAL, STAGES
+from nlstudy.choices import BLOCKS, DEFAULT_MODE, RESIDUAL, SOFTMAX_PAIRWISE, STAGES
 from nlstudy.models.placement import resolve_placement
 from nlstudy.models.resnet import LOGITS, InsertFn, StagedNetwork, inserted_children
 from nlstudy.registry import lookup
@@ -86,6 +86,9 @@ def check_nl(options: Any, dim: int) -> None:
             raise ValueError(f"mode={options.mode!r} needs a video network (T, H, W features); "
                              f"a 2-d network's blocks attend over the whole image: mode={DEFAULT_MODE!r}")
         parse_subsample(options.subsample, dim, options.mode)
+        if options.scale and options.pairwise not in SOFTMAX_PAIRWISE:
+            raise ValueError(f"scale=True applies to the softmax forms {', '.join(SOFTMAX_PAIRWISE)}, "
+                             f"not pairwise={options.pairwise!r}")
     except ValueError as e:
         raise ValueError(f"model.backbone.nl: {e}") from None
     if not 0.0 < options.inter_ratio:

@@ -280,7 +280,7 @@ def build_resnet(
     if width < 1:
         raise ValueError(f"model.backbone.width must be a positive integer, got {width!r}")
     if len(conv1_stride) != 3 or min(conv1_stride) < 1:
-        raise ValueError(f"conv1_stride must be three positive integers (t, h, w), got {list(conv1_stride)}")
+        raise ValueError(f"model.backbone.conv1_stride must be three positive integers (t, h, w), got {list(conv1_stride)}")
     inflated = inflated_blocks(blocks_per_stage)
     residual = RESIDUAL_BLOCKS[kind]
     expansion = EXPANSION[kind]

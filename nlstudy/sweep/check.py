@@ -9,7 +9,6 @@ values, and this process never imports torch. A command that does not call nlstu
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
@@ -20,15 +19,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from nlstudy import keys
 from nlstudy.sweep import command as cmd
 from nlstudy.sweep.spec import Sweep, SweepError, candidates, compact, flat_values
 
 CHECK_TIMEOUT_S = 900
-# an unknown option, as jsonargparse words it
-UNKNOWN_OPTION = re.compile(r"does not accept option '([^']+)'")
 DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.\w+)+|seed_everything|table")
 
 
@@ -70,7 +64,7 @@ def check_sweeps(sweeps: Sequence[Sweep]) -> list[str]:
     line, the first problem found) or return notes (sweeps whose command does not call nlstudy)."""
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="nlstudy-sweep-") as tmp:
-        jobs: list[tuple[Sweep, dict[str, Any], str, list[str]]] = []
+        jobs: list[tuple[Sweep, dict[str, Any], list[str]]] = []
         for s_index, sweep in enumerate(sweeps):
             uses_file = cmd.uses_args_json_file(sweep.command)
             found = False
@@ -83,7 +77,7 @@ def check_sweeps(sweeps: Sequence[Sweep]) -> list[str]:
                 if argv is None:
                     break
                 found = True
-                jobs.append((sweep, config, json_file, argv))
+                jobs.append((sweep, config, argv))
             if not found:
                 notes.append(f"{sweep.path}: the command does not call nlstudy; its parameters are not checked "
                              "against the training CLI")
@@ -92,9 +86,9 @@ def check_sweeps(sweeps: Sequence[Sweep]) -> list[str]:
         results = run_nlstudy_check([argv for *_, argv in jobs])
         bad = [(job, r["error"]) for job, r in zip(jobs, results) if not r.get("ok")]
         if bad:
-            (sweep, config, json_file, argv), error = bad[0]
+            (sweep, config, _), error = bad[0]
             more = f" ({len(bad) - 1} more run(s) rejected)" if len(bad) > 1 else ""
-            raise SweepError(f"{sweep.path}: {describe(config, error)}{hint(error, argv, json_file)}{more}")
+            raise SweepError(f"{sweep.path}: {describe(config, error)}{more}")
     return notes
 
 
@@ -107,42 +101,8 @@ def describe(config: Mapping[str, Mapping[str, Any]], error: str) -> str:
                 value = flat.get(key, spec["value"])
                 where = name if key == name else f"{name} ({key}={compact(value)})"
                 return f"parameter {where}: {error}"
+    for name in config:  # a parameter named as it is (an unknown top-level key has no dot)
+        if re.search(rf"(?<![\w.]){re.escape(name)}(?![\w.])", error or ""):
+            return f"parameter {name}: {error}"
     values = ", ".join(f"{k}={compact(v['value'])}" for k, v in config.items())
     return f"run with {values}: {error}"
-
-
-def hint(error: str, argv: list[str], json_file: str) -> str:
-    """For an unknown key: the closest valid keys and the valid keys beside it, read from
-    ``nlstudy <subcommand> --print_config`` of the base configs (one more subprocess)."""
-    m = UNKNOWN_OPTION.search(error or "")
-    if not m:
-        return ""
-    valid = valid_keys([a for i, a in enumerate(argv) if a != json_file and not (a == "--config" and i + 1 < len(argv)
-                                                                                  and argv[i + 1] == json_file)])
-    if not valid:
-        return ""
-    bad = m.group(1)
-    parent = bad.rpartition(".")[0]
-    while parent and not any(k.startswith(parent + ".") for k in valid):
-        parent = parent.rpartition(".")[0]
-    siblings = sorted({k[len(parent) + 1:].split(".")[0] for k in valid if k.startswith(parent + ".")} if parent
-                      else {k.split(".")[0] for k in valid})
-    if parent and bad.rpartition(".")[0] == parent:  # only the last part is wrong: compare it with its siblings
-        close = [f"{parent}.{c}" for c in difflib.get_close_matches(bad.rpartition(".")[2], siblings, n=2, cutoff=0.6)]
-    else:
-        close = difflib.get_close_matches(bad, valid, n=2, cutoff=0.8)
-    out = f" (did you mean {' or '.join(close)}?)" if close else ""
-    return out + f"; valid keys under {parent or 'the top level'}: {', '.join(siblings)}"
-
-
-def valid_keys(argv: list[str]) -> list[str]:
-    try:
-        proc = subprocess.run([sys.executable, "-m", "nlstudy", *argv, "--print_config"], capture_output=True,
-                              text=True, stdin=subprocess.DEVNULL, timeout=300,
-                              env=dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true"))
-        tree = yaml.safe_load(proc.stdout)
-    except (subprocess.TimeoutExpired, yaml.YAMLError):
-        return []
-    if proc.returncode != 0 or not isinstance(tree, dict):
-        return []
-    return sorted(keys.flatten(tree))

@@ -160,4 +160,7 @@ def to_stop(config: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> 
 
 
 def schema_violations(config: Mapping[str, Any]) -> list[str]:
-    return list(sweeps.schema_violations_from_proposed_config(dict(config)))
+    try:
+        return list(sweeps.schema_violations_from_proposed_config(dict(config)))
+    except ValueError as e:  # raised, not listed, for a parameter that is not a mapping
+        return [str(e)]

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from nlstudy import keys
-from nlstudy.errors import one_line
+from nlstudy.errors import one_line, yaml_problem
 from nlstudy.registry import lookup
 from nlstudy.sweep import command as cmd
 from nlstudy.sweep import engine
@@ -133,10 +133,7 @@ def load(path: str | os.PathLike) -> Sweep:
     try:
         config = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
-        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise fail(path, f"not valid YAML{at}: {problem}") from None
+        raise fail(path, yaml_problem(e)) from None
     if not isinstance(config, dict):
         raise fail(path, f"a sweep file is a YAML mapping (method, metric, parameters, ...), got {type(config).__name__}")
     sweep = Sweep(path, text, config)
@@ -152,18 +149,40 @@ def validate(sweep: Sweep) -> None:
                 check(config[key])
             except ValueError as e:
                 raise fail(path, str(e)) from None
-    violations = engine.schema_violations(sweep.engine_config)
-    if violations:
-        more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
-        raise fail(path, f"not a valid W&B sweep config: {one_line(violations[0])}{more}")
-    try:
-        lookup(METHODS, config["method"], "method")
-        if config.get("early_terminate"):
+    try:  # before the schema, whose messages list W&B's choices (custom), not the ones run here
+        if isinstance(config.get("method"), str):
+            lookup(METHODS, config["method"], "method")
+        if isinstance(config.get("early_terminate"), dict):
             lookup(EARLY_TERMINATE, config["early_terminate"].get("type"), "early_terminate type")
     except ValueError as e:
         raise fail(path, str(e)) from None
+    violations = engine.schema_violations(sweep.engine_config)
+    if violations:
+        more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+        where = violation_key(config, violations[0])
+        raise fail(path, f"not a valid W&B sweep config: {where + ': ' if where else ''}"
+                         f"{one_line(violations[0])}{more}")
+    lookup(METHODS, config["method"], "method")  # the schema requires one
     _check_command(sweep)
     _check_engine(sweep)
+
+
+def violation_key(config: Mapping[str, Any], message: str) -> str | None:
+    """The dotted key a schema message is about: the key whose value (or name) the message quotes, the longest
+    quote winning (jsonschema's messages quote the value, "'maximise' is not one of [...]", not its path)."""
+    found: list[tuple[int, str]] = []
+
+    def walk(prefix: str, tree: Mapping[str, Any]) -> None:
+        for key, value in tree.items():
+            name = f"{prefix}{key}"
+            for quoted in (repr(value), repr(key)):
+                if quoted in message:
+                    found.append((len(quoted), name))
+            if isinstance(value, Mapping):
+                walk(name + ".", value)
+
+    walk("", config)
+    return max(found)[1] if found else None
 
 
 def _check_command(sweep: Sweep) -> None:
