@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import runpy
 import selectors
 import signal
 import socket
@@ -41,7 +42,8 @@ def read_request(conn: socket.socket) -> tuple[dict, list[int]]:
 
 
 def run_child(req: dict, fds: list[int], closing: list[socket.socket]) -> None:
-    """In the forked child: become the run, then exit with its code. Never returns."""
+    """In the forked child: become the run (`python -m nlstudy <argv>`, in the client's directory, environment and
+    streams), then exit with its code. Never returns."""
     code = 1
     try:
         for sock in closing:
@@ -56,9 +58,8 @@ def run_child(req: dict, fds: list[int], closing: list[socket.socket]) -> None:
         os.environ.clear()
         os.environ.update(req["env"])
         sys.argv = ["nlstudy", *req["argv"]]
-        from nlstudy.cli import main
-
-        code = main(req["argv"])
+        runpy.run_module("nlstudy", run_name="__main__", alter_sys=True)  # as `python -m nlstudy ...`: exits
+        code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except BaseException:
