@@ -32,6 +32,8 @@ image between train/val/test): the same arguments give the same clips on any mac
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 import numpy as np
 
@@ -64,11 +66,19 @@ class SyntheticSpec:
     seed: int = 0  # data seed: the same clips for every run of a study, whatever seed_everything is
 
 
-def digit_pools(seed: int) -> dict[str, np.ndarray]:
-    """Per split, (n, 8, 8) float digit images in [0, 1]; disjoint images between splits."""
+@functools.cache
+def digit_images() -> np.ndarray:
+    """scikit-learn's 1797 (8, 8) digit images as float32 in [0, 1], read once per process (read-only)."""
     from sklearn.datasets import load_digits  # the images ship inside scikit-learn: no download
 
     images = (load_digits().images / 16.0).astype(np.float32)
+    images.flags.writeable = False
+    return images
+
+
+def digit_pools(seed: int) -> dict[str, np.ndarray]:
+    """Per split, (n, 8, 8) float digit images in [0, 1]; disjoint images between splits."""
+    images = digit_images()
     order = np.random.default_rng(seed).permutation(len(images))
     cut = [0, int(0.6 * len(images)), int(0.8 * len(images)), len(images)]
     return {split: images[order[cut[i] : cut[i + 1]]] for split, i in SPLIT_INDEX.items()}

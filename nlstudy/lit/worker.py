@@ -80,9 +80,12 @@ def serve(path: str, preload: bool = True) -> None:
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)  # first, so that clients can connect (and queue) while the imports run
     server.listen(16)
-    if preload:
-        import nlstudy.lit.cli  # noqa: F401  the warm part: torch, torchvision, Lightning, torchmetrics
-        import wandb  # noqa: F401
+    if preload:  # the warm part, measured: each of these took a second or more in every run
+        import nlstudy.lit.cli  # noqa: F401  torch, torchvision, Lightning, torchmetrics
+        import wandb.sdk.launch.inputs.internal  # noqa: F401  wandb.init imports it (pydantic models) every run
+        from nlstudy.data.synthetic import digit_images
+
+        digit_images()  # scikit-learn and its digits, for the embedded task (numpy only: no torch state)
 
     parent = os.getppid()
     selector = selectors.DefaultSelector()
