@@ -10,6 +10,8 @@
    is expected to run out of memory where ours must not.
 3. The training loop: the LightningModule (VideoClassifier under a Trainer, bf16-mixed, channels_last) against
    a plain PyTorch loop over the same model, batches and optimiser schedule: seconds per step and the ratio.
+4. Where the blocks' time goes: the GPU kernels that the 5 blocks add to one training step (profiler), fp32
+   and bf16 + channels_last_3d.
 Each configuration is warmed up first and timed over several steps with CUDA events.
 
     python benchmarks/gpu.py                  # everything (about 3 minutes on one H100)
@@ -258,6 +260,55 @@ def lightning_vs_plain(args, device: str) -> None:
           f"s/step: x{times['lightning'] / times['plain']:.3f}")
 
 
+# --- 4. where the non-local blocks' time goes ---------------------------------------------------------------
+
+def profile_blocks(args, device: str) -> None:
+    """The GPU kernels of one training step of NL C2D R50 5-block minus those of C2D R50 (same clips), fp32 and
+    bf16 + channels_last_3d: which kernels the five blocks add, by total time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from nlstudy.models import build_model
+
+    frames = args.frames[0]
+    print(f"\n== 4. kernels the 5 blocks add to one training step ({args.batch}x3x{frames}x{args.size}x{args.size}) ==")
+    for label, (dtype, channels_last) in (("fp32", PRECISIONS["fp32"]), ("bf16+cl3d", PRECISIONS["bf16+cl3d"])):
+        totals = {}
+        for name in ("C2D R50", "NL C2D R50 5-block"):
+            torch.manual_seed(0)
+            model = build_model(**MODELS[name], num_classes=400).to(device).train()
+            clips = torch.randn(args.batch, 3, frames, args.size, args.size, device=device)
+            if channels_last:
+                model = model.to(memory_format=torch.channels_last_3d)
+                clips = clips.contiguous(memory_format=torch.channels_last_3d)
+
+            def step():
+                with autocast(device, dtype):
+                    loss = model(clips).float().logsumexp(-1).mean()
+                loss.backward()
+
+            for _ in range(3):
+                step()
+            activity = ProfilerActivity.CUDA if device == "cuda" else ProfilerActivity.CPU
+            with profile(activities=[activity]) as prof:
+                for _ in range(3):
+                    step()
+                if device == "cuda":
+                    torch.cuda.synchronize()
+            kernels = {}
+            for event in prof.key_averages():
+                us = event.device_time_total if device == "cuda" else event.self_cpu_time_total
+                if us > 0:
+                    kernels[event.key] = us / 3 / 1000  # ms per step
+            totals[name] = kernels
+        base, nl = totals["C2D R50"], totals["NL C2D R50 5-block"]
+        extra = sorted(((nl[k] - base.get(k, 0.0), k) for k in nl), reverse=True)[:12]
+        print(f"  {label}: all kernels {sum(base.values()):.1f} ms (C2D) vs {sum(nl.values()):.1f} ms (NL) per step; "
+              "the largest additions:")
+        for ms, key in extra:
+            print(f"    {ms:8.2f} ms  {key[:110]}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=8, help="clips per step (the paper: 8 per GPU)")
@@ -265,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--steps", type=int, default=10, help="timed steps per configuration")
     p.add_argument("--block-shape", type=int, nargs=5, default=[8, 256, 16, 56, 56], metavar=("B", "C", "T", "H", "W"))
-    p.add_argument("--parts", default="123", help="which parts to run (default all: 123)")
+    p.add_argument("--parts", default="1234", help="which parts to run (default all: 1234)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, to check the script itself")
     args = p.parse_args(argv)
     import torch
@@ -287,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         code = block_at_res2(args, device)
     if "3" in args.parts:
         lightning_vs_plain(args, device)
+    if "4" in args.parts:
+        profile_blocks(args, device)
     return code
 
 
