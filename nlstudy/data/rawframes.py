@@ -92,7 +92,8 @@ class RawFrames(ClipFiles):
         clips = self.frame_indices(int(self.listing.frames[index]))
         short, size, images = self.short_side(), None, {}
         for i in sorted(set(np.concatenate(clips).tolist())):
-            with Image.open(regular_file(str(folder / self.spec.frame_template.format(i + self.spec.frame_start)))) as image:
+            path = regular_file(str(folder / self.spec.frame_template.format(i + self.spec.frame_start)))
+            with Image.open(path) as image:
                 size = size or scaled_size(*image.size, short)
                 image.draft("RGB", size)  # JPEG: decode at a reduced scale no smaller than the target
                 images[i] = np.asarray(image.convert("RGB").resize(size, Image.Resampling.BILINEAR))

@@ -218,7 +218,8 @@ def list_folders(spec: VideoSpec, split: str, extensions: tuple[str, ...]) -> Li
     class_root = root / "train" if (root / "train").is_dir() else folder
     classes = _class_dirs(class_root)
     if not classes:
-        raise ValueError(f"data.video.root: {class_root} has no class folders (expected root/{{train,val}}/<class>/<file>)")
+        raise ValueError(f"data.video.root: {class_root} has no class folders "
+                         f"(expected root/{{train,val}}/<class>/<file>)")
     index = {name: i for i, name in enumerate(classes)}
     suffixes = {"." + e.lower().lstrip(".") for e in extensions}
     ending = ", ".join(sorted(suffixes))
