@@ -10,6 +10,7 @@ be checked on a machine without the dataset.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -133,6 +134,13 @@ class ClipDataModule(pl.LightningDataModule):
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}[stage]
         for name in wanted:
             self.split(name)
+
+    def teardown(self, stage: str) -> None:
+        """At the end of a stage: one warning per split on the files found unreadable and skipped since the last."""
+        for data in self._splits.values():
+            line = data.skip_report() if hasattr(data, "skip_report") else None
+            if line:
+                warnings.warn(line, RuntimeWarning, stacklevel=2)
 
     def _loader(self, name: str, shuffle: bool, batch_size: int) -> DataLoader:
         return DataLoader(

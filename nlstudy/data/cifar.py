@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.nn.functional import pad
 
-from nlstudy.data.video import ClipFiles, Listing, VideoSpec, check_spec
+from nlstudy.data.video import ClipFiles, Listing, VideoSpec, check_spec, dataset_root
 
 SIDE = 32  # CIFAR images are 32 x 32
 
@@ -75,7 +75,7 @@ def folder(spec: VideoSpec, layout: Layout) -> Path:
     """root itself when it holds the files, else root/<the extracted folder>."""
     if not spec.root:
         raise ValueError(f"data.video.root is not set (the {layout.folder} folder or the folder holding it)")
-    root = Path(spec.root).expanduser()
+    root = dataset_root(spec, layout.folder)
     for candidate in (root, root / layout.folder):
         if (candidate / layout.meta).is_file():
             return candidate

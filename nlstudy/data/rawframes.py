@@ -21,7 +21,17 @@ import numpy as np
 import torch
 
 from nlstudy.choices import SPLIT_INDEX
-from nlstudy.data.video import ClipFiles, Listing, VideoSource, VideoSpec, check_spec, dataset_root, scaled_size
+from nlstudy.data.video import (
+    ClipFiles,
+    Listing,
+    VideoSource,
+    VideoSpec,
+    check_spec,
+    dataset_root,
+    read_lines,
+    regular_file,
+    scaled_size,
+)
 
 
 
@@ -40,7 +50,7 @@ def read_list(spec: VideoSpec, split: str) -> tuple[Path, list[tuple[str, int, i
     if not path.is_file():
         raise ValueError(f"data.video.frame_lists: {path} does not exist (lines: <folder> <num_frames> <label>)")
     items = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(read_lines(path, "data.video.frame_lists"), 1):
         if not line.strip():
             continue
         fields = line.rsplit(maxsplit=2)  # the folder may hold spaces
@@ -82,7 +92,8 @@ class RawFrames(ClipFiles):
         clips = self.frame_indices(int(self.listing.frames[index]))
         short, size, images = self.short_side(), None, {}
         for i in sorted(set(np.concatenate(clips).tolist())):
-            with Image.open(folder / self.spec.frame_template.format(i + self.spec.frame_start)) as image:
+            path = regular_file(str(folder / self.spec.frame_template.format(i + self.spec.frame_start)))
+            with Image.open(path) as image:
                 size = size or scaled_size(*image.size, short)
                 image.draft("RGB", size)  # JPEG: decode at a reduced scale no smaller than the target
                 images[i] = np.asarray(image.convert("RGB").resize(size, Image.Resampling.BILINEAR))
@@ -101,8 +112,7 @@ class RawFramesSource(VideoSource):
 def build(dm) -> RawFramesSource:
     """The rawframes source; its class count reads the train list."""
     check_spec(dm.video, dm.frames, dm.size, "rawframes")
-    if not dm.video.root:
-        raise ValueError("data.video.root is not set (the rawframes folder)")
+    dataset_root(dm.video, "rawframes")
     _, items = read_list(dm.video, "train")
     num_classes = max(label for _, _, label in items) + 1
     return RawFramesSource("rawframes", "rawframes", dm.video, dm.frames, dm.size, num_classes)

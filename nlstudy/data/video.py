@@ -34,9 +34,19 @@ video's frame floor(k * fps / target_fps), fps being the stream's average rate).
 - Pixels: RGB in [0, 1], then (x - mean) / std per channel (ImageNet statistics by default).
 
 Decoding seeks to the keyframe before the clip and decodes only up to its last frame, resizing in
-FFmpeg's swscale; containers are opened in `__getitem__` (DataLoader workers each open their own). A
-video that cannot be read is skipped with a warning (train: another random video; val/test: the next
-one) and counted in the dataset's `skipped` list (per worker process); 10 failures in a row raise.
+FFmpeg's swscale; containers are opened in `__getitem__` (DataLoader workers each open their own).
+
+Faults on disk (the files are not probed when listed: opening Kinetics' 240k videos would take longer
+than an epoch of a small run):
+- a file that cannot be read (corrupt, truncated: its stream ends well before the frames its header
+  promises, not a regular file: a folder, a dangling link, a pipe, which is never opened) is skipped when
+  read: train draws another random video, val/test take the next one. The first in a split warns (per
+  process); all are counted across DataLoader workers (`skipped_count`) and `ClipDataModule.teardown`
+  warns once per split with the count and an example. Every file tried in a row unreadable (10 at most)
+  raises one line.
+- entries named like videos that are not regular files, and class folders without videos, are found
+  when a split is listed: one warning per split each (an empty class keeps its label, so that all splits
+  and runs number the classes alike); a split with no videos, a missing root: one-line ValueError.
 
 Nothing here touches the disk before `dataset()` (called by `ClipDataModule.setup`), except the class
 count of video_folder / images, which counts the class folders of root/train, and of kinetics with
@@ -49,6 +59,7 @@ import csv
 import math
 import os
 import re
+import stat
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,6 +73,7 @@ from torch.utils.data import Dataset
 from nlstudy.choices import SPLIT_INDEX
 
 MAX_FAILURES = 10  # consecutive unreadable items before __getitem__ gives up
+TRUNCATED = 0.1  # a stream ending more than this share of its header's frame count early is truncated
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
 
 
@@ -171,8 +183,26 @@ def dataset_root(spec: VideoSpec, layout: str) -> Path:
         raise ValueError(f"data.video.root is not set (the {layout} dataset folder)")
     root = Path(spec.root).expanduser()
     if not root.is_dir():
-        raise ValueError(f"data.video.root: {root} does not exist")
+        raise ValueError(f"data.video.root: {root} {'is not a folder' if root.exists() else 'does not exist'}")
     return root
+
+
+def read_lines(path: Path, key: str) -> list[str]:
+    """The lines of a text file listing the data (split files, frame lists); missing or binary: one line."""
+    if not path.is_file():
+        raise ValueError(f"{key}: {path} does not exist")
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{key}: {path} is not a text file ({error})") from None
+
+
+def regular_file(path: str) -> str:
+    """`path`, checked to be a regular file before a decoder opens it: opening a pipe would block for good
+    (a folder or a dangling link fail here too, in words)."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError(f"{path} is not a regular file")
+    return path
 
 
 def _class_dirs(folder: Path) -> list[str]:
@@ -187,18 +217,36 @@ def list_folders(spec: VideoSpec, split: str, extensions: tuple[str, ...]) -> Li
         raise ValueError(f"data.video.root: {folder} does not exist (expected root/{{train,val}}/<class>/<file>)")
     class_root = root / "train" if (root / "train").is_dir() else folder
     classes = _class_dirs(class_root)
+    if not classes:
+        raise ValueError(f"data.video.root: {class_root} has no class folders "
+                         f"(expected root/{{train,val}}/<class>/<file>)")
     index = {name: i for i, name in enumerate(classes)}
     suffixes = {"." + e.lower().lstrip(".") for e in extensions}
-    paths, labels = [], []
-    for name in _class_dirs(folder):
+    ending = ", ".join(sorted(suffixes))
+    paths, labels, odd, empty = [], [], [], []
+    split_classes = _class_dirs(folder)
+    for name in split_classes:
         if name not in index:
             raise ValueError(f"data.video.root: {folder / name} is not a class folder of {class_root}")
-        with os.scandir(folder / name) as entries:  # no stat per file: Kinetics has 240k of them
-            files = sorted(e.path for e in entries if os.path.splitext(e.name)[1].lower() in suffixes and e.is_file())
+        with os.scandir(folder / name) as entries:  # no stat per regular file (d_type): Kinetics has 240k of them
+            named = [e for e in entries if os.path.splitext(e.name)[1].lower() in suffixes]
+        files = sorted(e.path for e in named if e.is_file())
+        odd += sorted(e.path for e in named if not e.is_file())  # a folder, a dangling link, a pipe
+        if not files:
+            empty.append(folder / name)
         paths += files
         labels += [index[name]] * len(files)
     if not paths:
-        raise ValueError(f"data.video.root: no files ending in {', '.join(sorted(suffixes))} under {folder}/<class>/")
+        raise ValueError(f"data.video.root: no files ending in {ending} under {folder}/<class>/")
+    if odd:
+        warnings.warn(f"{split}: {len(odd)} of {len(odd) + len(paths)} entries under {folder} ending in {ending} are "
+                      f"not regular files (e.g. {odd[0]}: a folder, a dangling link or a pipe); left out",
+                      RuntimeWarning, stacklevel=2)
+    if empty:
+        warnings.warn(f"{split}: {len(empty)} of {len(split_classes)} class folders "
+                      f"{'has' if len(empty) == 1 else 'have'} no files ending in {ending} (e.g. {empty[0]}); "
+                      f"kept as {'a class' if len(empty) == 1 else 'classes'}, so labels stay those of {class_root}",
+                      RuntimeWarning, stacklevel=2)
     return Listing(np.array(paths), np.array(labels, dtype=np.int64), tuple(classes))
 
 
@@ -210,9 +258,7 @@ def _split_dir(spec: VideoSpec, root: Path, default: str) -> Path:
 
 
 def _lines(path: Path, key: str) -> list[list[str]]:
-    if not path.is_file():
-        raise ValueError(f"{key}: {path} does not exist")
-    return [line.split() for line in path.read_text().splitlines() if line.strip()]
+    return [line.split() for line in read_lines(path, key) if line.strip()]
 
 
 def _checked(listing: Listing, source: Path) -> Listing:
@@ -449,6 +495,9 @@ class ClipFiles(Dataset):
         self.mean = torch.tensor(spec.mean).view(3, 1, 1, 1) * 255
         self.std = torch.tensor(spec.std).view(3, 1, 1, 1) * 255
         self.skipped: list[str] = []  # files skipped as unreadable, in this process
+        # which items were found unreadable, seen by every DataLoader worker and the main process (shared memory)
+        self._unreadable = torch.zeros(len(listing.paths), dtype=torch.bool).share_memory_()
+        self._reported = 0  # skipped_count when skip_report last spoke (main process)
 
     def __len__(self) -> int:
         return len(self.listing.paths)
@@ -487,16 +536,40 @@ class ClipFiles(Dataset):
         return x[0] if len(crops) == 1 else x
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        for _ in range(MAX_FAILURES):
+        tries = MAX_FAILURES if self.train else min(MAX_FAILURES, len(self))  # train draws at random
+        for _ in range(tries):
             path = str(self.listing.paths[index])
             try:
                 return self.clip(index), int(self.listing.labels[index])
-            except Exception as error:  # noqa: BLE001 - any unreadable file: skip it, loudly
-                self.skipped.append(path)
-                warnings.warn(f"skipping unreadable {path} ({type(error).__name__}: {error}); "
-                              f"{len(self.skipped)} skipped in this process", RuntimeWarning, stacklevel=2)
+            except Exception as error:  # noqa: BLE001 - any unreadable file: skip it, count it
+                reason = f"{type(error).__name__}: {error}".replace("\n", " ")
+                self.skip(index, reason)
                 index = int(torch.randint(len(self), ())) if self.train else (index + 1) % len(self)
-        raise RuntimeError(f"{MAX_FAILURES} unreadable files in a row (last: {path}); see the warnings above")
+        raise RuntimeError(f"{self.split}: {tries} files read in a row were all unreadable (last: {path}: "
+                           f"{reason}); is data.video.root the dataset?")
+
+    def skip(self, index: int, reason: str) -> None:
+        """Count an unreadable file; the first of this split in this process warns."""
+        path = str(self.listing.paths[index])
+        self.skipped.append(path)
+        self._unreadable[index] = True
+        if len(self.skipped) == 1:
+            warnings.warn(f"{self.split}: skipping unreadable {path} ({reason}); the split's further unreadable "
+                          f"files are counted and reported at the end of the stage", RuntimeWarning, stacklevel=3)
+
+    @property
+    def skipped_count(self) -> int:
+        """Files found unreadable so far, by this process and its DataLoader workers."""
+        return int(self._unreadable.sum())
+
+    def skip_report(self) -> str | None:
+        """One line on the files skipped since the last report (None: none)."""
+        count = self.skipped_count
+        if count == self._reported:
+            return None
+        self._reported = count
+        example = self.listing.paths[int(self._unreadable.nonzero()[0, 0])]
+        return f"{self.split}: {count} of {len(self)} files unreadable and skipped (e.g. {example})"
 
 
 class VideoClips(ClipFiles):
@@ -505,7 +578,7 @@ class VideoClips(ClipFiles):
     def read(self, index: int) -> list[torch.Tensor]:
         import av
 
-        with av.open(str(self.listing.paths[index]), metadata_errors="ignore") as container:
+        with av.open(regular_file(str(self.listing.paths[index])), metadata_errors="ignore") as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             n = frame_count(container, stream)
@@ -515,7 +588,7 @@ class VideoClips(ClipFiles):
                 clips = [resampled(c, fps, target, n) for c in self.frame_indices(resampled_count(n, fps, target))]
             else:
                 clips = self.frame_indices(n)
-            decoded = decode_frames(container, stream, set(np.concatenate(clips).tolist()), self.short_side())
+            decoded = decode_frames(container, stream, set(np.concatenate(clips).tolist()), self.short_side(), n)
         return [torch.from_numpy(np.stack([decoded[int(i)] for i in idx])) for idx in clips]
 
 
@@ -558,19 +631,26 @@ def _indexed(container, stream, first: int):
     yield from enumerate(container.decode(stream))
 
 
-def decode_frames(container, stream, wanted: set[int], short: int) -> dict[int, np.ndarray]:
+def decode_frames(container, stream, wanted: set[int], short: int, count: int = 0) -> dict[int, np.ndarray]:
     """{index: (H', W', 3) uint8 RGB} for each wanted frame index, short side resized to `short`.
-    An index past the last decodable frame (the header over-counted) gets the nearest earlier frame."""
+    An index past the last decodable frame (the header over-counted) gets the nearest earlier frame; a stream
+    that ends more than 10% (at least 3 frames) short of the `count` frames its header promises is truncated:
+    ValueError."""
     first, last = min(wanted), max(wanted)
     got: dict[int, np.ndarray] = {}
     previous = None
     size = None
+    end = -1  # the last index decoded
     for index, frame in _indexed(container, stream, first):
         if index > last:
             break
+        end = index
         if index in wanted and index not in got:
             size = size or scaled_size(frame.width, frame.height, short)
             got[index] = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+    else:  # the stream ended before the clip's last frame
+        if count and count - (end + 1) > max(2, TRUNCATED * count):
+            raise ValueError(f"truncated: the stream ends after frame {end + 1} of the {count} its header counts")
     if not got:
         raise ValueError(f"no frame decoded in [{first}, {last}]")
     for index in sorted(wanted):  # missing frames: the nearest earlier decoded one (or the first)
@@ -591,7 +671,7 @@ class ImageClips(ClipFiles):
     def read(self, index: int) -> list[torch.Tensor]:
         from PIL import Image
 
-        with Image.open(str(self.listing.paths[index])) as image:
+        with Image.open(regular_file(str(self.listing.paths[index]))) as image:
             image = image.convert("RGB")
             image = image.resize(scaled_size(*image.size, self.short_side()), Image.Resampling.BILINEAR)
             return [torch.from_numpy(np.asarray(image).copy())[None]]  # (1, H', W', 3)
@@ -652,11 +732,17 @@ def _counted(name: str, layout: str):
         check_spec(dm.video, dm.frames, dm.size, name)
         if layout == "images" and dm.frames != 1:
             raise ValueError(f"data.frames must be 1 for data.dataset: images (1-frame clips), got {dm.frames}")
-        train = Path(dm.video.root).expanduser() / "train"
+        root = Path(dm.video.root).expanduser()
+        if dm.video.root and root.exists():
+            dataset_root(dm.video, name)  # a file: "is not a folder"
+        train = root / "train"
         if not dm.video.root or not train.is_dir():
             raise ValueError(f"data.video.root: {train if dm.video.root else '(not set)'} does not exist "
                              f"({name} counts its class folders in root/train)")
-        return VideoSource(name, layout, dm.video, dm.frames, dm.size, len(_class_dirs(train)))
+        classes = _class_dirs(train)
+        if not classes:
+            raise ValueError(f"data.video.root: {train} has no class folders ({name} reads root/train/<class>/<file>)")
+        return VideoSource(name, layout, dm.video, dm.frames, dm.size, len(classes))
     return build
 
 
