@@ -8,10 +8,11 @@ of the two explicit ports), with the same weights and input, in one process:
 
   time x     median time of the block / median time of the explicit formulation, the two run
              alternately. With one thread (the default) the clock is the process's CPU time, which
-             the other jobs of a shared machine do not inflate; with more, wall time.
+             the other jobs of a shared machine inflate far less than wall time; with more, wall time.
   memory x   peak bytes the CPU allocator holds during one forward+backward beyond what it held
              before, block / explicit: torch.profiler with profile_memory=True records every
-             allocation and free in order, and the peak is the maximum of their running sum.
+             allocation and free (its trace's "[memory]" events), and the peak is the maximum of
+             their running sum in time order.
 
 A row misses when its time ratio is above 1.0; then the script prints MISSED and exits 1.
 
@@ -23,13 +24,16 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -72,9 +76,12 @@ def peak_bytes(step: Callable[[], None]) -> int:
     """Peak of the bytes the CPU allocator holds during `step` beyond what it held when `step` began."""
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]  # + alloc, - free
-    events.sort(key=lambda e: e.start_ns())
-    return max(itertools.accumulate((e.nbytes() for e in events), initial=0))
+    with tempfile.TemporaryDirectory() as tmp:  # the profiler's trace: one "[memory]" event per alloc/free
+        trace = Path(tmp) / "trace.json"
+        prof.export_chrome_trace(str(trace))
+        events = [e for e in json.loads(trace.read_text())["traceEvents"] if e.get("name") == "[memory]"]
+    events.sort(key=lambda e: e["ts"])
+    return max(itertools.accumulate((e["args"]["Bytes"] for e in events), initial=0))  # + alloc, - free
 
 
 def measure(case: Case, shape: tuple[int, ...], reps: int, clock: Callable[[], float] = time.process_time) -> dict:

@@ -264,10 +264,7 @@ class NonLocalBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
-        grids = self.project(x)
-        q, k, v = (self.to_groups(t) for t in grids)  # (G, d, N), (G, d, N'), (G, C', N')
-        if grids[1] is grids[0]:  # gaussian without subsampling: the keys are the queries
-            k = q
+        q, k, v = (self.to_groups(t) for t in self.project(x))  # (G, d, N), (G, d, N'), (G, C', N')
         attend, _ = FORMS[self.pairwise]
         y = self.from_groups(attend(self, q, k, v), x.shape)  # (G, C', N) -> (B, C', *S)
         return x + self.out_norm(self.out_proj(y))
@@ -282,11 +279,12 @@ class NonLocalBlock(nn.Module):
         d, cv = q.shape[1], v.shape[1]
         scale = self._logit_scale(d)
         pairs = q.shape[0] * q.shape[2] * k.shape[2]  # G N N'
+        symmetric = self.theta is None and self.subsample_kernel is None  # gaussian, unpooled: keys = queries
         # the fused kernel: seven products at width max(d, C') (q.k twice); explicit: q.k and q's and k's
-        # gradients at d (two when k is q), p.v, dp and v's gradient at C'
-        explicit_macs = ((2 if k is q else 3) * d + 3 * cv) * pairs
+        # gradients at d (one product for both when symmetric), p.v, dp and v's gradient at C'
+        explicit_macs = ((2 if symmetric else 3) * d + 3 * cv) * pairs
         if q.is_cpu and self._explicit_pays(q, k, 7 * max(d, cv) * pairs, explicit_macs):
-            return ExplicitSoftmaxAttention.apply(q, k, v, scale)
+            return ExplicitSoftmaxAttention.apply(q, q if symmetric else k, v, scale)
         # the fused CPU kernel wants (N, width) rows with stride 1 and one width for q, k and v:
         # zero-pad the narrower side (zeros change neither q.k nor the kept output channels)
         width = max(d, cv)
