@@ -88,6 +88,13 @@ def randomised(block: NonLocalBlock) -> NonLocalBlock:
     return block.eval()
 
 
+def forced(block: NonLocalBlock, explicit: bool) -> NonLocalBlock:
+    """The block with its explicit (G, N, N') weights path forced on or off, whatever the sizes."""
+    block.explicit_min_saving = -math.inf if explicit else math.inf
+    block.explicit_max_bytes = math.inf
+    return block
+
+
 CASES = [
     (pw, dim, sub, mode, order, scale)
     for pw in PAIRWISE
@@ -106,9 +113,10 @@ def test_forward_and_attention_match_the_paper(pairwise, dim, subsample, mode, o
     block = randomised(NonLocalBlock(6, dim, pairwise, 4, subsample, mode, subsample_order=order, scale=scale))
     x = torch.randn(*SHAPES[dim])
     want_z, want_att = naive(block, x)
-    with torch.no_grad():
-        got_z = block(x)
-    torch.testing.assert_close(got_z, want_z, atol=2e-5, rtol=1e-4)
+    for explicit in (False, True):  # the default path, and the explicit weights where the form has them
+        with torch.no_grad():
+            got_z = forced(block, explicit)(x)
+        torch.testing.assert_close(got_z, want_z, atol=2e-5, rtol=1e-4)
     torch.testing.assert_close(block.attention(x), want_att, atol=2e-6, rtol=1e-4)
     # the explicit formulations used by the benchmark agree too
     torch.testing.assert_close(explicit_forward(block, x, concat="broadcast").detach(), want_z, atol=2e-5, rtol=1e-4)
@@ -122,9 +130,19 @@ def test_concatenation_repeat_formulation_matches():
         torch.testing.assert_close(block(x), explicit_forward(block, x, concat="repeat"), atol=2e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("pairwise", PAIRWISE)
-def test_fast_paths_have_the_explicit_gradients(pairwise):
-    block = randomised(NonLocalBlock(6, 3, pairwise, 4, True)).train()
+GRADIENT_CASES = [  # (pairwise, subsample, mode, scale): every backward the block has
+    *[(pairwise, True, "spacetime", False) for pairwise in PAIRWISE],
+    ("gaussian", False, "spacetime", False),  # k is q: the explicit backward's one product for both
+    ("embedded_gaussian", False, "space", True),
+    ("dot_product", False, "time", False),
+]
+
+
+@pytest.mark.parametrize("explicit", [False, True], ids=["default", "explicit"])
+@pytest.mark.parametrize("pairwise,subsample,mode,scale", GRADIENT_CASES)
+def test_fast_paths_have_the_explicit_gradients(pairwise, subsample, mode, scale, explicit):
+    block = randomised(NonLocalBlock(6, 3, pairwise, 4, subsample, mode, scale=scale)).train()
+    forced(block, explicit)
     x = torch.randn(*SHAPES[3], requires_grad=True)
     grads = []
     for run in (block, lambda inp: explicit_forward(block, inp, concat="broadcast")):
@@ -178,17 +196,38 @@ class LargestTensor(TorchDispatchMode):
         return out
 
 
-@pytest.mark.parametrize("pairwise", PAIRWISE)
-def test_forward_and_backward_never_build_the_pairwise_matrix(pairwise):
-    block = NonLocalBlock(8, 3, pairwise, subsample=False).train()
-    x = torch.randn(1, 8, 4, 16, 16, requires_grad=True)  # N = N' = 1024
-    n = 4 * 16 * 16
+def largest_tensor(block: NonLocalBlock, x: torch.Tensor) -> int:
+    """Elements of the largest tensor one forward+backward of the block produces."""
     with LargestTensor() as seen:
         block(x).sum().backward()
-    assert seen.numel < n * n // 8, f"{pairwise}: a tensor of {seen.numel} elements (N x N = {n * n})"
+    return seen.numel
+
+
+@pytest.mark.parametrize("pairwise", PAIRWISE)
+def test_forward_and_backward_build_the_pairwise_matrix_only_where_it_pays(pairwise):
+    block = NonLocalBlock(8, 3, pairwise, subsample=False).train()
+    x = torch.randn(1, 8, 4, 8, 8, requires_grad=True)  # N = N' = 256
+    n = 4 * 8 * 8
+    seen = largest_tensor(block, x)  # the explicit weights would save too little work here
+    assert seen < n * n // 8, f"{pairwise}: a tensor of {seen} elements (N x N = {n * n})"
+    block.explicit_min_saving = -math.inf  # they would pay, but take a byte more than the cap
+    block.explicit_max_bytes = 4 * n * n - 1
+    assert largest_tensor(block, x) < n * n // 8
+    block.explicit_max_bytes = 4 * n * n  # within the cap: the forms that have them build them
+    assert (largest_tensor(block, x) >= n * n) == (pairwise != "concatenation")
     with LargestTensor() as seen:
         block.attention(x)
     assert seen.numel >= n * n  # the analysis path does build it
+
+
+@pytest.mark.parametrize("pairwise", ["gaussian", "embedded_gaussian", "dot_product"])  # those with weights
+def test_demo_sized_blocks_keep_their_default_path(pairwise):
+    # the demo's largest block (res2 of its ResNet-18 at width 16: C = 16 on 4 x 8 x 8, keys pooled to
+    # 4 x 4 x 4) in the attention notebook's 64-clip batches: its numbers were published from the
+    # default paths, so the explicit weights must not pay there
+    block = NonLocalBlock(16, 3, pairwise).train()
+    x = torch.randn(64, 16, 4, 8, 8, requires_grad=True)
+    assert largest_tensor(block, x) < 64 * 256 * 64  # G N N'
 
 
 def test_modes_group_positions_as_the_paper_says():

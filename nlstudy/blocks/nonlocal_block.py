@@ -12,13 +12,18 @@ with four pairwise functions f (the paper's Table 2a):
 N is the number of positions attended to (after subsampling; per frame in space mode, per pixel in
 time mode). theta, phi and g are 1x1(x1) convolutions to `inter_channels` (C/2 by default).
 
-The forward pass never builds the N x N matrix:
+By default the forward pass never builds the N x N matrix:
     softmax forms   fused scaled-dot-product attention (memory linear in N on the CPU and GPU kernels);
     dot product     associativity, y = theta (phi^T g) / N, linear in N;
     concatenation   ReLU(a_i + b_j) with a = w_theta . theta, b = w_phi . phi splits into the keys with
                     b_j > -a_i; sorting b once turns sum_j ReLU(a_i + b_j) g_j into two gathered prefix
                     sums, a_i * sum g_j + sum b_j g_j, so neither the (B, 2C', N, N') tensor of the common
                     ports nor the N x N matrix is built.
+The softmax forms (on the CPU) and the dot product take the explicit (G, N, N') weights instead where
+that saves real work and the weights stay small (`_explicit_pays`): the CPU's fused kernel recomputes
+q.k in the backward and pads the gaussian's values to the width of x, which the explicit product on
+BLAS does not; the dot product's d x C' summary per group costs more than the weights when a group
+holds few positions (time mode: the T frames of a pixel).
 `attention(x)` builds the explicit normalised matrix f(x_i, x_j) / C(x), for analysis only.
 `nlstudy.blocks.reference` holds the explicit formulations the tests and the benchmark compare against.
 """
@@ -75,6 +80,46 @@ def parse_subsample(subsample: bool | str | Sequence[int] | None, dim: int, mode
     return None if all(k == 1 for k in kernel) else kernel
 
 
+class ExplicitSoftmaxAttention(torch.autograd.Function):
+    """softmax(s q^T k) per group applied to v, the (G, N, N') weights kept for the backward.
+
+    Forward q.k and p.v, backward four products and no recomputation (the fused kernel recomputes q.k).
+    When k is q (the gaussian form without subsampling: q.k = x^T x is symmetric) the two products of the
+    backward that give q's and k's gradients are one: x (dS + dS^T).
+    """
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu")  # the backward runs under the forward's autocast state
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+        # (G, d, N), (G, d, N'), (G, C', N') -> (G, C', N)
+        logits = torch.bmm(q.transpose(1, 2), k)  # (G, N, N')
+        p = torch.softmax(logits * scale if scale != 1.0 else logits, dim=-1)
+        y = torch.bmm(v, p.transpose(1, 2))  # (G, C', N') @ (G, N', N) -> (G, C', N)
+        ctx.scale, ctx.symmetric = scale, k is q
+        ctx.save_for_backward(q, k, v, p, y)
+        return y
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx, dy: torch.Tensor):  # (G, C', N)
+        q, k, v, p, y = ctx.saved_tensors
+        # softmax backward: ds_ij = p_ij (dp_ij - sum_j' p_ij' dp_ij'), with sum_j' p_ij' dp_ij' = dy_i . y_i
+        ds = torch.bmm(dy.transpose(1, 2), v)  # dp: (G, N, C') @ (G, C', N') -> (G, N, N')
+        ds.sub_((dy * y).sum(1).unsqueeze(2)).mul_(p)
+        if ctx.scale != 1.0:
+            ds.mul_(ctx.scale)
+        if ctx.symmetric:  # k is q, one tensor: its gradient is q (dS + dS^T), (G, d, N) @ (G, N, N)
+            n = ds.shape[2]
+            # dS^T of every group through one 2-d transpose, (G N, N) -> (N, G N): ATen blocks that copy,
+            # which makes it 2x faster than a batched strided one at N = 3136
+            ds_t = ds.reshape(-1, n).t().contiguous().view(n, -1, n).transpose(0, 1)  # (G, N, N)
+            ds = ds_t.add_(ds)  # the old ds is freed here: at most three N x N at a time
+            dq, dk = torch.bmm(q, ds), None
+        else:
+            dq, dk = torch.bmm(k, ds.transpose(1, 2)), torch.bmm(q, ds)  # (G, d, N), (G, d, N')
+        return dq, dk, torch.bmm(dy, p), None  # v's: (G, C', N) @ (G, N, N') -> (G, C', N')
+
+
 class NonLocalBlock(nn.Module):
     """Residual non-local block; a freshly built block is exactly the identity.
 
@@ -93,6 +138,15 @@ class NonLocalBlock(nn.Module):
             uses no norm (the paper's frozen-BN 128-frame runs).
         init_std: std of the Gaussian init of every 1x1 conv (the released code: 0.01).
     """
+
+    # When the explicit (G, N, N') weights replace the default path (_explicit_pays): they must save at least
+    # this many multiply-adds per forward+backward, which keeps small blocks on the default path: the demo's
+    # blocks (at most 4.2e7, res2's gaussian on the attention notebook's 64 clips) keep the exact numbers
+    # they were published with ...
+    explicit_min_saving = 2**27
+    # ... and take at most this many bytes (res3 of a ResNet-50 in float32, 2 x 512 x 4 x 28 x 28: 79 MB;
+    # beyond, memory linear in N is worth the fused kernel's recomputation)
+    explicit_max_bytes = 2**28
 
     def __init__(
         self,
@@ -215,9 +269,22 @@ class NonLocalBlock(nn.Module):
         y = self.from_groups(attend(self, q, k, v), x.shape)  # (G, C', N) -> (B, C', *S)
         return x + self.out_norm(self.out_proj(y))
 
+    def _explicit_pays(self, q: torch.Tensor, k: torch.Tensor, default_macs: int, explicit_macs: int) -> bool:
+        """Whether the explicit (G, N, N') weights save `explicit_min_saving` multiply-adds over the default
+        path and take at most `explicit_max_bytes`; the costs are per forward+backward."""
+        weights = q.shape[0] * q.shape[2] * k.shape[2] * q.element_size()
+        return default_macs - explicit_macs >= self.explicit_min_saving and weights <= self.explicit_max_bytes
+
     def _softmax_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         d, cv = q.shape[1], v.shape[1]
         scale = self._logit_scale(d)
+        pairs = q.shape[0] * q.shape[2] * k.shape[2]  # G N N'
+        symmetric = self.theta is None and self.subsample_kernel is None  # gaussian, unpooled: keys = queries
+        # the fused kernel: seven products at width max(d, C') (q.k twice); explicit: q.k and q's and k's
+        # gradients at d (one product for both when symmetric), p.v, dp and v's gradient at C'
+        explicit_macs = ((2 if symmetric else 3) * d + 3 * cv) * pairs
+        if q.is_cpu and self._explicit_pays(q, k, 7 * max(d, cv) * pairs, explicit_macs):
+            return ExplicitSoftmaxAttention.apply(q, q if symmetric else k, v, scale)
         # the fused CPU kernel wants (N, width) rows with stride 1 and one width for q, k and v:
         # zero-pad the narrower side (zeros change neither q.k nor the kept output channels)
         width = max(d, cv)
@@ -226,8 +293,13 @@ class NonLocalBlock(nn.Module):
         return y.squeeze(1)[..., :cv].transpose(1, 2)  # (G, C', N)
 
     def _dot_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        (g, d, n), n_keys, cv = q.shape, k.shape[2], v.shape[1]
+        # three products each way (forward, and two gradients per product): at d x C' per position
+        # associatively, at N' (d + C') per query explicitly
+        if self._explicit_pays(q, k, 3 * g * d * cv * (n + n_keys), 3 * g * n * n_keys * (d + cv)):
+            return v @ (k.transpose(1, 2) @ q) / n_keys  # (G, C', N') @ ((G, N', d) @ (G, d, N)) -> (G, C', N)
         # associativity: y = g (phi^T theta) / N', never the N x N' matrix
-        return (v @ k.transpose(1, 2)) @ q / k.shape[2]  # ((G, C', N') @ (G, N', d)) @ (G, d, N) -> (G, C', N)
+        return (v @ k.transpose(1, 2)) @ q / n_keys  # ((G, C', N') @ (G, N', d)) @ (G, d, N) -> (G, C', N)
 
     def _logit_scale(self, d: int) -> float:
         return 1.0 / math.sqrt(d) if self.scale else 1.0
