@@ -27,11 +27,21 @@ $(ANALYSIS_STAMP): $(STAMP)
 
 venv-analysis: $(ANALYSIS_STAMP)  ## add Jupyter to .venv (make analysis does it)
 
-test: venv  ## run every test, the slow (training, sweeping) ones included
-	$(BIN)/python -m pytest -q
+# The tests run on TEST_WORKERS processes (pytest-xdist), 2 by default: the machines this targets have 2 cores,
+# and `-n auto` counts physical cores (1 on a 2-vCPU VM whose vCPUs are hyperthreads) or every CPU of the host
+# inside a CPU-limited container. --dist loadfile gives each test file to one worker, whole and in order: a
+# module-scoped fixture (real runs, a LightningCLI parser) is built once, and a file's tests never compete
+# with each other. `make test TEST_WORKERS=0` runs the tests one after another in one process (so does a plain
+# `.venv/bin/python -m pytest`); PYTEST_ARGS adds pytest options, e.g. PYTEST_ARGS="--durations=25".
+TEST_WORKERS ?= 2
+PYTEST_ARGS ?=
+PYTEST := $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+test: venv  ## run every test, the slow (training, sweeping) ones included, on 2 processes
+	$(PYTEST)
 
 test-fast: venv  ## run the tests not marked slow
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 DEMO_RUNS ?= runs/demo
 # sweeps/demo/*.yaml is the demo suite, except the analysis sweeps, which `make analysis` adds

@@ -1,4 +1,9 @@
-"""Shared by the tests: real offline wandb runs made in subprocesses, and a report cache of their own."""
+"""Shared by the tests: real offline wandb runs made in subprocesses, and a report cache of their own.
+
+`make test` runs the tests on 2 pytest-xdist worker processes, each test file whole on one worker
+(--dist loadfile), while the other worker runs other files: a test writes only under its tmp_path (or a
+tmp_path_factory folder, which is per worker), never into the repository or the user's home, picks no fixed
+port, and bounds waits, not speed (two workers and their subprocesses share the cores)."""
 
 import json
 import os
@@ -23,6 +28,19 @@ def launch_offline_run(spec, root, **popen):
             env["WANDB_SWEEP_ID"] = spec["sweep"]
     return subprocess.Popen([sys.executable, str(OFFLINE_RUN), json.dumps(spec), str(root)],
                             env=env, stderr=subprocess.DEVNULL, **popen)
+
+
+def pytest_configure(config):
+    """Each pytest-xdist worker keeps torch to its share of the cores for the work done in its own process
+    (two workers with two threads each on two cores wait on each other's threads; the runs the tests start
+    in subprocesses set their threads themselves)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        from nlstudy.sweep.cli import cores
+
+        torch.set_num_threads(max(1, cores() // workers))
 
 
 @pytest.fixture(scope="session")

@@ -51,6 +51,11 @@ def wandb_expansion(template, args, program, tmp_path, monkeypatch):
     monkeypatch.setattr(wandb_agent, "AgentProcess", Recorder)
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SWEEP_ID", "swp12345")
+    # wandb's agent sets these two in this process's environment too: monkeypatch takes them back after the
+    # test (left set, every later wandb run this test process started took the param file's keys into its
+    # config: under pytest-xdist, test_report_faults' runs did)
+    for name in ("WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
     Recorder.calls.clear()
     agent = wandb_agent.Agent(api=None, queue=None, sweep_id="swp12345")
     agent._sweep_command = list(template) if template is not None else []

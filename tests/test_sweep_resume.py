@@ -35,7 +35,10 @@ SWEEP = {
 COMPARED = (keys.VAL_LOSS, keys.VAL_TOP1, keys.VAL_TOP1_BEST, keys.TEST_TOP1, keys.TEST_TOP5, "epoch")
 
 
-def wait_for(condition, what: str, timeout: float = 120.0):
+# a bound on waiting, not on speed: each wait ends as soon as its condition holds. A run and its agent start
+# python, torch and Lightning first; with the other test worker and other users on the two cores the resumed
+# run's first checkpoint took more than 120 s (make test -n 2 at load average 7)
+def wait_for(condition, what: str, timeout: float = 300.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = condition()
