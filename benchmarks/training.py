@@ -15,7 +15,7 @@ test. (b) Plain: forward, cross-entropy, zero_grad, backward, optimiser step and
 same DataLoader, with `make_optimizer` and `lr_factor` over the same total of steps. (c) Loading: the
 training DataLoader iterated alone. Each side times `--steps` consecutive steps after `--warmup` ones,
 from the start of one batch to the start of the batch `--steps` later (so the fetching of the batches is
-in it); the table holds the median over `--repeats` repeats, the sides interleaved within a repeat, by
+in it); the table holds the median over `--repeats` repeats (the training sides take turns going first), by
 two clocks: wall time (what a run waits) and this process's CPU time (what the code costs: on a shared,
 loaded machine the wall time also holds what other processes took, which varies more than the gap).
 Both training sides must end with the same weights, bit for bit (the same batches, in the same order,
@@ -191,13 +191,14 @@ def measure(setting: Setting, threads: int, repeats: int) -> list[Result]:
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        for _ in range(repeats):
-            seconds, lit_weights = lightning_steps(setting)
-            times["lightning"].append(seconds)
-            seconds, plain_weights = plain_steps(setting)
-            times["plain"].append(seconds)
+        for repeat in range(repeats):
+            sides = {"lightning": lightning_steps, "plain": plain_steps}
+            weights = {}
+            for side in sorted(sides, reverse=repeat % 2 == 1):  # each side goes first in every other repeat
+                seconds, weights[side] = sides[side](setting)
+                times[side].append(seconds)
             times["load"].append(load_batches(setting))
-            same &= equal_weights(lit_weights, plain_weights)
+            same &= equal_weights(weights["lightning"], weights["plain"])
     finally:
         torch.set_num_threads(previous)
     return [Result(threads, clock, *(statistics.median(t[i] for t in times[side]) for side in times), same)
