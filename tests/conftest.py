@@ -20,8 +20,8 @@ def launch_offline_run(spec, root, **popen):
     """Start tests/fixtures/report/offline_run.py on `spec` (one spec, or a list written by one process)
     under the runs root `root`; returns the Popen."""
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", WANDB_PROJECT="nlstudy-test")
-    env.pop("WANDB_SWEEP_ID", None)
-    env.pop("WANDB_RUN_ID", None)
+    for name in ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SERVICE", "WANDB_SWEEP_PARAM_PATH"):
+        env.pop(name, None)  # left by wandb in this process (an in-process run, wandb's agent): not this run's
     if isinstance(spec, dict):
         env["WANDB_RUN_ID"] = spec["id"]
         if spec.get("sweep"):
@@ -58,3 +58,10 @@ def private_report_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("report-cache")))
         yield
+
+
+@pytest.fixture(autouse=True)
+def no_inherited_wandb_service(monkeypatch):
+    """An in-process `nlstudy.train` leaves $WANDB_SERVICE set in this process after wandb.finish(); a wandb
+    run started later from a subprocess would attach to that service instead of starting its own."""
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)

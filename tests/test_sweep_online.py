@@ -61,4 +61,4 @@ def test_online_validates_first(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("method: gird\nparameters: {a: {values: [1]}}\n")
     assert cli.main([str(bad), "--online"]) == 2
-    assert "not a valid W&B sweep config" in capsys.readouterr().err
+    assert "unknown method 'gird'; valid choices: 'grid', 'random', 'bayes'" in capsys.readouterr().err

@@ -85,7 +85,7 @@ def test_every_experiment_config_is_valid(tmp_path):
     ("--model.backbone.arch=c3d", "model.backbone.arch"),
     ("--model.backbone.nonlocal_blocks=7-block", "model.backbone.nonlocal_blocks preset '7-block'; valid choices"),
     ("--model.backbone.depth=20", "model.backbone.depth"),
-    ("--model.bogus=1", "--model.bogus"),
+    ("--model.bogus=1", "model.bogus: unknown key; valid keys under model: backbone, channels_last"),
     ("--data.dataset=kinetix", "data.dataset 'kinetix'; valid choices"),
     ("--data.dataset=kinetics --data.video.root=/no/such/dir", "data.video.root: /no/such/dir does not exist"),
     ("--model.backbone.nl.subsample=[2,2]", "model.backbone.nl: subsample='[2,2]': expected true, false or a 3-d"),
