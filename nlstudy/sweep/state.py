@@ -160,12 +160,10 @@ class SweepState:
         if not runs.is_dir():
             return out
         for path in runs.glob("*/run.json"):
-            try:
-                rec = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            rec["history"] = read_progress(path.parent / "progress.jsonl")
-            out.append(rec)
+            rec = read_record(path)
+            if rec is not None:
+                rec["history"] = read_progress(path.parent / "progress.jsonl")
+                out.append(rec)
         out.sort(key=lambda r: (r.get("created_at") or "", r["id"]))
         return out
 
@@ -173,13 +171,8 @@ class SweepState:
     def all_records(runs_root: str | os.PathLike) -> list[dict[str, Any]]:
         """The records of every sweep under `runs_root` (without their progress rows), each with the
         ``sweep_id`` of its sweep."""
-        out = []
-        for path in sorted(Path(runs_root).glob("sweeps/*/runs/*/run.json")):
-            try:
-                out.append({**json.loads(path.read_text()), "sweep_id": path.parent.parent.parent.name})
-            except (OSError, ValueError):
-                continue
-        return out
+        found = ((path, read_record(path)) for path in sorted(Path(runs_root).glob("sweeps/*/runs/*/run.json")))
+        return [{**rec, "sweep_id": path.parent.parent.parent.name} for path, rec in found if rec is not None]
 
     def write(self, record: Mapping[str, Any]) -> None:
         rec = {k: v for k, v in record.items() if k != "history"}
@@ -207,6 +200,15 @@ class SweepState:
             self.write(rec)
             changed.append(rec)
         return changed
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """A run.json record, or None where it cannot be read (records are written whole, so only a vanished
+    or foreign file fails)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def read_progress(path: Path) -> list[dict[str, Any]]:
