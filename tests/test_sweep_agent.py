@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -16,8 +17,9 @@ import pytest
 import yaml
 
 from nlstudy.sweep import cli, engine
+from nlstudy.sweep.agent import reuse_key
 from nlstudy.sweep.spec import load
-from nlstudy.sweep.state import SweepState, read_progress
+from nlstudy.sweep.state import SweepState, now, read_progress, this_agent
 
 TOY = Path(__file__).parent / "fixtures" / "sweep" / "toy_run.py"
 
@@ -390,3 +392,48 @@ def test_an_unwritable_runs_root_is_one_line_before_anything_runs(tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("nlstudy sweep: --runs-root: cannot create the sweep's state in ")
     assert "Not a directory" in err and not toy_log(tmp_path)
+
+
+SHARED = """\
+method: grid
+metric: {name: val/top1_best, goal: maximize}
+parameters:
+  table: {value: NAME}
+  a: {values: [1, 2]}
+"""
+
+
+@pytest.mark.slow  # the agent starts a toy-run process
+def test_a_config_running_in_another_sweep_is_not_run_twice(tmp_path, capsys):
+    """Two sweeps plan a=1. When an agent reaches the second sweep, a=1 is still running in the first (under
+    another agent, alive): it runs a=2 first, then waits, and when the first sweep's run finishes, that run
+    stands in for a=1 here instead of the same run training twice."""
+    first, second = (sweep_file(tmp_path, SHARED.replace("NAME", t), f"{t}.yaml") for t in ("t1", "t2"))
+    root = tmp_path / "runs"
+    sweep1 = load(first)
+    state1 = SweepState(root, sweep1.default_id)
+    state1.create(sweep1.text, {"source": str(first), "fingerprint": sweep1.fingerprint})
+    config = engine.grid_points(sweep1.engine_config)[0]
+    assert config["a"] == {"value": 1}
+    state1.write({"id": "twin0001", "config": config, "state": "running", "created_at": now(), "heartbeat": now(),
+                  "agent": this_agent("another-session"), "wandb_id": "twin0001",
+                  "reuse_key": reuse_key(sweep1, config, cli.cores())})
+
+    def finish_twin():  # the other agent's run ends 3 s later, as any run would
+        time.sleep(3.0)
+        (root / "wandb" / "offline-run-20261126_000000-twin0001").mkdir(parents=True)
+        state1.update("twin0001", state="finished", exitcode=0, ended_at=now(), summary={"val/top1_best": 42.0})
+
+    finisher = threading.Thread(target=finish_twin)
+    finisher.start()
+    try:
+        assert cli.main([str(second), "--runs-root", str(root)]) == 0
+    finally:
+        finisher.join()
+    out = capsys.readouterr().out
+    assert [r["params"]["a"] for r in toy_log(tmp_path)] == [2]  # a=1 never ran here
+    assert "waiting: what is left of" in out and "finished already as run twin0001" in out
+    recs = {r["config"]["a"]["value"]: r for r in records(root, second)}
+    assert recs[1]["state"] == "finished" and recs[1]["reused_from"] == "twin0001"
+    assert recs[1]["wandb_id"] == "twin0001" and recs[1]["summary"] == {"val/top1_best": 42.0}
+    assert recs[2]["state"] == "finished" and not recs[2].get("reused_from")

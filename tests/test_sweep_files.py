@@ -17,8 +17,10 @@ from nlstudy.report.sweeps import planned_runs
 from nlstudy.report.tables import build_table
 from nlstudy.sweep import command as cmd
 from nlstudy.sweep import engine
-from nlstudy.sweep.check import run_nlstudy_check, training_args
-from nlstudy.sweep.spec import candidates, load
+from nlstudy.sweep.agent import reuse_key
+from nlstudy.sweep.check import check_sweeps, config_key, run_nlstudy_check, training_args
+from nlstudy.sweep.engine import grid_points
+from nlstudy.sweep.spec import candidates, flat_values, load
 
 ROOT = Path(__file__).parent.parent
 PAPER = sorted((ROOT / "sweeps").glob("*.yaml"))
@@ -125,3 +127,45 @@ def test_demo_suite_size():
     assert {load(f).config["parameters"]["table"]["value"] for f in DEMO_SUITE} == {
         "2a", "2b", "2c", "2d", "2e", "control", "locality"}
     assert sum(load(f).planned_count() for f in DEMO_SUITE) == 90
+
+
+@pytest.mark.slow  # one `nlstudy check` subprocess over the 90 runs
+def test_the_demo_suite_resolves_to_57_distinct_runs():
+    """The check resolves every run the demo plans (`resolved_key`), and the agent's reuse key follows it: the
+    baseline every table plans is 3 runs (one per seed), the 1-block model of 2a (its default pairwise function
+    spelled out) is 2c's, and 2c's res3+res4 model is 2d's spacetime row; 57 distinct runs of the 90 planned."""
+    sweeps = [load(f) for f in DEMO_SUITE]
+    checked = check_sweeps(sweeps)
+    assert checked.notes == []
+    by_table = {}
+    for sweep, resolved in zip(sweeps, checked.resolved):
+        points = grid_points(sweep.engine_config)  # in the order the agent's engine proposes them
+        assert len(resolved) == len(points) and all(config_key(p) in resolved for p in points)
+        table = sweep.config["parameters"]["table"]["value"]
+        by_table[table] = [(flat_values(p), reuse_key(sweep, p, 1, resolved)) for p in points]
+    every = [key for rows in by_table.values() for _, key in rows]
+    assert len(every) == 90 and len(set(every)) == 57
+
+    def key(table, seed, task="far", **values):  # the reuse key of one planned run (demo.yaml's task: far)
+        found = [k for flat, k in by_table[table] if flat["seed_everything"] == seed
+                 and flat.get("data.synthetic.task", "far") == task
+                 and all(flat.get(f"model.backbone.{name}") == v for name, v in values.items())]
+        assert len(found) == 1, (table, seed, values)
+        return found[0]
+
+    for seed in (0, 1, 2):
+        baseline = key("2a", seed, nonlocal_blocks="none")
+        assert all(key(t, seed, nonlocal_blocks="none") == baseline for t in ("2b", "2c", "2d", "control", "locality"))
+        assert key("2e", seed, arch="c2d", nonlocal_blocks="none") == baseline
+        assert key("2a", seed, **{"nl.pairwise": "embedded_gaussian"}) == key("2c", seed, nonlocal_blocks="1-block")
+        assert key("locality", seed, nonlocal_blocks="1-block") == key("2c", seed, nonlocal_blocks="1-block")
+        two = {"nonlocal_blocks": {"res3": [1], "res4": [1]}}
+        assert key("2c", seed, **two) == key("2d", seed, **{"nl.mode": "spacetime"}) == key("2e", seed, arch="c2d", **two)
+        assert key("2d", seed, **{"nl.mode": "space"}) != key("2d", seed, **{"nl.mode": "spacetime"})
+        assert key("locality", seed, task="near", nonlocal_blocks="none") != baseline
+        assert key("2a", seed, **{"nl.pairwise": "gaussian"}) != key("2a", seed, **{"nl.pairwise": "embedded_gaussian"})
+    assert len({key("2a", seed, nonlocal_blocks="none") for seed in (0, 1, 2)}) == 3
+    # the thread count is part of a run's identity
+    sweep, resolved = sweeps[0], checked.resolved[0]
+    point = grid_points(sweep.engine_config)[0]
+    assert reuse_key(sweep, point, 1, resolved) != reuse_key(sweep, point, 2, resolved)

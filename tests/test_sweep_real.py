@@ -104,9 +104,11 @@ def test_tiny_real_sweep_offline(tmp_path):
     assert len(table) == 2 and list(table["n"]) == [2, 2] and list(table["n_missing"]) == [0, 0]
     assert bool(table["baseline"].iloc[0])
 
-    # another table that plans the same baseline runs none again: the finished runs stand in for them
+    # another table that plans the same baseline runs none again, even spelled otherwise (the depth demo.yaml
+    # sets anyway: the same resolved configuration): the finished runs stand in for them
     other = tmp_path / "baseline.yaml"
-    other.write_text(TINY.replace('table: {value: "2a"}', 'table: {value: "2c"}').replace(NL_ROW, ""))
+    other.write_text(TINY.replace('table: {value: "2a"}', 'table: {value: "2c"}').replace(NL_ROW, "")
+                     .replace("{nonlocal_blocks: none}", "{nonlocal_blocks: none, depth: 18}"))
     again = subprocess.run([sys.executable, "-m", "nlstudy", "sweep", str(other), "--runs-root", str(root),
                             "--project", "nlstudy-test"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and again.stdout.count("finished already as run") == 2, again.stdout + again.stderr

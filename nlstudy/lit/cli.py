@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import importlib
 import inspect
 import json
@@ -79,6 +80,17 @@ def flat_config(config: Namespace) -> dict[str, Any]:
         if any(key == p or key.startswith(p + ".") for p in NOT_LOGGED):
             del flat[key]
     return flat
+
+
+def resolved_key(subcommand: str | None, settings: Namespace) -> str:
+    """What makes two runs of this CLI the same run: the subcommand and every resolved setting (defaults,
+    config files and arguments merged: `flat_config`) except ``table``, which only files a run under a table.
+    `{nonlocal_blocks: 1-block}` and `{nonlocal_blocks: 1-block, nl: {pairwise: embedded_gaussian}}` (the
+    default) give one key; any setting that differs, the seed included, gives another. `nlstudy check`
+    reports it for every run a sweep plans (``nlstudy.sweep.agent.reuse_key``)."""
+    flat = {k: v for k, v in flat_config(settings).items() if k != keys.TABLE}
+    text = json.dumps([subcommand, flat], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 # what `nlstudy fit --resume` adds to a run's configuration: left out of the YAML a run keeps, so that
@@ -356,8 +368,11 @@ class CheckCLI(NLStudyCLI):
         except Checked:
             pass
 
+    key: str | None = None  # the resolved_key of the last command checked
+
     def instantiate_classes(self) -> None:
         self.check_resume()
+        self.key = resolved_key(self.subcommand, self.settings())
         try:
             with torch.device("meta"):
                 built = self.parser.instantiate(self.config)
@@ -398,7 +413,8 @@ class CheckCLI(NLStudyCLI):
 
 def check_main(argv: list[str]) -> int:
     """`nlstudy check FILE`: FILE holds a JSON list of training argument lists (each starting with fit,
-    validate or test). Prints a JSON list of {"ok": bool, "error": str | None}; exit 0 when all are ok."""
+    validate or test). Prints a JSON list of {"ok": bool, "error": str | None, "key": str | None} (key: the
+    run's `resolved_key` when ok); exit 0 when all are ok."""
     if len(argv) != 1 or not Path(argv[0]).is_file():
         print("usage: nlstudy check FILE  (FILE: a JSON list of argument lists such as [\"fit\", \"--config\", ...])",
               file=sys.stderr)
@@ -409,8 +425,8 @@ def check_main(argv: list[str]) -> int:
 
 
 def check_all(candidates: Sequence[Sequence[str]], cli: CheckCLI | None = None) -> list[dict[str, Any]]:
-    """{"ok": bool, "error": str | None} for each training argument list, all judged by one CheckCLI (`cli`,
-    or one made for the first list)."""
+    """{"ok": bool, "error": str | None, "key": str | None} for each training argument list, all judged by one
+    CheckCLI (`cli`, or one made for the first list); key: the run's `resolved_key`, when ok."""
     results = []
     for args in candidates:
         try:
@@ -418,11 +434,11 @@ def check_all(candidates: Sequence[Sequence[str]], cli: CheckCLI | None = None) 
                 cli = CheckCLI(list(args))
             else:
                 cli.check(list(args))
-            results.append({"ok": True, "error": None})
+            results.append({"ok": True, "error": None, "key": cli.key})
         except UsageError as e:
-            results.append({"ok": False, "error": str(e)})
+            results.append({"ok": False, "error": str(e), "key": None})
         except SystemExit as e:
-            results.append({"ok": False, "error": f"arguments rejected (exit {e.code})"})
+            results.append({"ok": False, "error": f"arguments rejected (exit {e.code})", "key": None})
     return results
 
 

@@ -29,11 +29,18 @@ A run whose configuration already finished under the same runs root, in this swe
 not run again (``Options.reuse``; `nlstudy sweep --no-reuse` turns it off): its record is written
 finished at once, with the summary of the run that stands in for it, ``reused_from`` (that record)
 and ``wandb_id`` (that wandb run); the report counts that run in this sweep's table too. "The same
-configuration" is :func:`reuse_key`: the same command with the same files (by content), the same
-parameter values except ``table`` (which only files the run under a table), and the same thread
-count, i.e. the resolved configuration of a deterministic run (the demo's baseline, which every table
-plans). It does not see a change of nlstudy's own code: after one, run with --no-reuse or a new runs
-root.
+configuration" is :func:`reuse_key`: the same resolved configuration as the training CLI resolves it
+(defaults, config files and arguments merged, ``table`` left out: ``nlstudy.lit.cli.resolved_key``, which
+the sweep's check reports for every grid point) and the same thread count. So the demo's baseline, which
+every table plans, runs once, and so does `{nonlocal_blocks: 1-block}` in one table and the same block
+spelled out with its default pairwise function in another. A config the check did not see (a random or
+bayes proposal, a command that does not call nlstudy) compares the command, its files by content and its
+parameter values instead. Deterministic runs make this exact. It does not see a change of nlstudy's own
+code: after one, run with --no-reuse or a new runs root.
+
+When the engine's next config is running in another sweep (the agents reach a shared config together),
+the agent takes the engine's next config instead, or goes on with the other sweeps and comes back: the
+run that finishes then stands in for it, rather than the same run training twice.
 """
 
 from __future__ import annotations
@@ -59,14 +66,17 @@ from nlstudy import keys
 from nlstudy.choices import TRAIN_COMMANDS
 from nlstudy.sweep import command as cmd
 from nlstudy.sweep import engine
+from nlstudy.sweep.check import config_key
 from nlstudy.sweep.spec import EARLY_TERMINATE, Sweep, compact, flat_values
 from nlstudy.processes import process_start
-from nlstudy.sweep.state import ENDED, HEARTBEAT_S, SweepState, new_id, now, read_progress, this_agent
+from nlstudy.sweep.state import (ENDED, HEARTBEAT_S, LIVE, SweepState, agent_alive, new_id, now, read_progress,
+                                 this_agent)
 
 # environment variables the run reads (names owned by nlstudy.cli and nlstudy.lit.callbacks)
 
 KILL_DELAY_S = 30.0  # after asking a run to stop (Ctrl-C), how long before it is killed
 POLL_S = 0.5
+BLOCKED = "blocked"  # Agent.claim: every config left in this sweep is running in another sweep for now
 
 
 @dataclasses.dataclass
@@ -194,19 +204,7 @@ class Agent:
         with self.interrupt, contextlib.ExitStack() as stack:
             stack.callback(self.stop_worker)
             try:
-                for sweep, state in self.suite.items:
-                    while not self.interrupt.count:
-                        rec = self.claim(sweep, state)
-                        if rec is None:
-                            break
-                        if rec["state"] == "finished":  # reused: another run stands in for it
-                            self.say(f"[{sweep.name} {self._position(sweep, state)}] run {rec['id']}: "
-                                     f"{describe_config(sweep, rec['config'])} finished already as run "
-                                     f"{rec['wandb_id']}, which stands in for it | {self.suite.progress()}")
-                            continue
-                        self.execute(sweep, state, rec)
-                    if self.interrupt.count or self.count_reached(state):
-                        break
+                self.work()
             except OSError as e:  # records are written whole or not at all: what was written stays readable
                 self.say(f"stopped: cannot write {e.filename or self.options.runs_root} ({e.strerror or e}); the "
                          "sweep's state and its finished runs are intact: free space (or make the runs root "
@@ -218,7 +216,37 @@ class Agent:
         self.say(f"agent done: {self.suite.progress()}")
         return 1 if self.failed else 0
 
-    def count_reached(self, state: SweepState) -> bool:
+    def work(self) -> None:
+        """The sweeps in order, each until it has no config left; a sweep whose configs left are all running
+        elsewhere for now (BLOCKED) is come back to after the others, waiting only when nothing else is left."""
+        blocked: list[tuple[Sweep, SweepState]] = []
+        for sweep, state in self.suite.items:
+            if self.work_on(sweep, state) == BLOCKED:
+                blocked.append((sweep, state))
+            if self.interrupt.count or self.count_reached():
+                return
+        if blocked:
+            self.say(f"waiting: what is left of {', '.join(sweep.name for sweep, _ in blocked)} is running in "
+                     "another sweep, whose runs will stand in for it")
+        while blocked and not self.interrupt.count and not self.count_reached():
+            time.sleep(POLL_S)
+            blocked = [(sweep, state) for sweep, state in blocked if self.work_on(sweep, state) == BLOCKED]
+
+    def work_on(self, sweep: Sweep, state: SweepState) -> str | None:
+        """Run the sweep's runs until it has none left (None) or those left are running elsewhere (BLOCKED)."""
+        while not self.interrupt.count:
+            rec = self.claim(sweep, state)
+            if rec is None or rec == BLOCKED:
+                return rec
+            if rec["state"] == "finished":  # reused: another run stands in for it
+                self.say(f"[{sweep.name} {self._position(sweep, state)}] run {rec['id']}: "
+                         f"{describe_config(sweep, rec['config'])} finished already as run "
+                         f"{rec['wandb_id']}, which stands in for it | {self.suite.progress()}")
+                continue
+            self.execute(sweep, state, rec)
+        return None
+
+    def count_reached(self) -> bool:
         if self.options.count is None:
             return False
         return self.started_by_me([r for _, s in self.suite.items for r in s.records()]) >= self.options.count
@@ -228,9 +256,10 @@ class Agent:
         return sum(r.get("agent", {}).get("session") == self.options.session and not r.get("reused_from")
                    for r in records)
 
-    def claim(self, sweep: Sweep, state: SweepState) -> dict[str, Any] | None:
+    def claim(self, sweep: Sweep, state: SweepState) -> dict[str, Any] | str | None:
         """Under the sweep's lock: the next run (a retry of an interrupted run first, else the
-        engine's proposal), recorded as pending and owned by this agent; None when there is none."""
+        engine's proposal), recorded as pending and owned by this agent; None when there is none, BLOCKED
+        when the configs left are running in other sweeps for now (their runs will stand in for them)."""
         with state.lock():
             records = state.records()
             state.reap(records)
@@ -240,6 +269,8 @@ class Agent:
                     return None
             retry = next((r for r in records if r["state"] in ENDED and r.get("retry") and not r.get("retried_by")
                           and r.get("not_retried_by") != self.options.session), None)
+            resolved = state.resolved()
+            elsewhere = SweepState.all_records(state.runs_root) if self.options.reuse else []
             resumes: Path | None = None
             if retry is not None:
                 config = retry["config"]
@@ -248,11 +279,9 @@ class Agent:
                 originals = [r for r in records if not r.get("retry_of")]
                 if sweep.run_cap is not None and len(originals) >= sweep.run_cap:
                     return None
-                config = engine.propose(sweep.engine_config, records)
-                if config is None:
-                    return None
-                if sweep.method == "grid" and any(r["config"] == config for r in records):
-                    raise RuntimeError(f"{sweep.path}: the grid engine proposed a configuration it already ran: {config}")
+                config = self.propose(sweep, records, resolved, elsewhere)
+                if config is None or config == BLOCKED:
+                    return config
             rec_id = new_id()
             rec = {
                 "id": rec_id, "config": config, "state": "pending", "created_at": now(),
@@ -260,9 +289,9 @@ class Agent:
                 "retry_of": retry["id"] if retry is not None else None, "retried_by": None, "retry": False,
                 "wandb_id": keys.run_id(resumes) if resumes is not None else rec_id,
                 "resumes": str(resumes) if resumes is not None else None,
-                "reuse_key": reuse_key(sweep, config, self.options.threads),
+                "reuse_key": reuse_key(sweep, config, self.options.threads, resolved),
             }
-            stand_in = self.stand_in(state, rec["reuse_key"]) if self.options.reuse and resumes is None else None
+            stand_in = stand_in_for(rec["reuse_key"], elsewhere, state.runs_root) if resumes is None else None
             if stand_in is not None:
                 rec.update(state="finished", exitcode=0, started_at=now(), ended_at=now(), duration_s=0.0,
                            summary=stand_in.get("summary") or {}, wandb_id=stand_in["wandb_id"],
@@ -301,13 +330,24 @@ class Agent:
             shutil.rmtree(self.worker_dir, ignore_errors=True)
             self.worker_dir = None
 
-    def stand_in(self, state: SweepState, key: str) -> dict[str, Any] | None:
-        """A finished record under the runs root with this reuse key whose wandb run is still there."""
-        for rec in SweepState.all_records(state.runs_root):
-            if (rec.get("reuse_key") == key and rec["state"] == "finished" and rec.get("exitcode") == 0
-                    and keys.run_dirs(rec.get("wandb_id") or rec["id"], state.runs_root)):
-                return {**rec, "id": rec.get("reused_from") or rec["id"], "wandb_id": rec.get("wandb_id") or rec["id"]}
-        return None
+    def propose(self, sweep: Sweep, records: list[dict[str, Any]], resolved: Mapping[str, str],
+                elsewhere: Sequence[Mapping[str, Any]]) -> dict[str, Any] | str | None:
+        """The engine's next config that is not running in another sweep under the runs root (`elsewhere`:
+        their records; empty without reuse); BLOCKED when each config left is, None when none is left."""
+        running = {r.get("reuse_key") for r in elsewhere
+                   if r["state"] in LIVE and agent_alive(r.get("agent"), r.get("heartbeat"))}
+        deferred: list[dict[str, Any]] = []  # taken, as far as the engine is told, until their twins end
+        while True:
+            config = engine.propose(sweep.engine_config, records + deferred)
+            if config is None:
+                return BLOCKED if deferred else None
+            if sweep.method == "grid" and any(r["config"] == config for r in records):
+                raise RuntimeError(f"{sweep.path}: the grid engine proposed a configuration it already ran: {config}")
+            if reuse_key(sweep, config, self.options.threads, resolved) not in running:
+                return config
+            if sweep.method != "grid":  # another draw may differ; this one waits for its twin
+                return BLOCKED
+            deferred.append({"id": f"deferred-{len(deferred)}", "config": config, "state": "pending"})
 
     # -- one run ------------------------------------------------------------------------------------
     def environment(self, sweep: Sweep, state: SweepState, rec: Mapping[str, Any]) -> dict[str, str]:
@@ -449,9 +489,25 @@ class Agent:
         return f"{done}/{planned if planned is not None else '?'}"
 
 
-def reuse_key(sweep: Sweep, config: Mapping[str, Mapping[str, Any]], threads: int) -> str:
-    """What makes two runs the same run: the command (environment macros expanded, every file it names
-    by content), the program, the parameter values other than ``table``, and the torch thread count."""
+def stand_in_for(key: str, records: Sequence[Mapping[str, Any]], runs_root: Path) -> dict[str, Any] | None:
+    """Among `records` (every sweep's under the runs root), a finished one with this reuse key whose wandb run
+    is still there, as the record that stands in (its ``id`` and ``wandb_id`` those of the run itself)."""
+    for rec in records:
+        if (rec.get("reuse_key") == key and rec["state"] == "finished" and rec.get("exitcode") == 0
+                and keys.run_dirs(rec.get("wandb_id") or rec["id"], runs_root)):
+            return {**rec, "id": rec.get("reused_from") or rec["id"], "wandb_id": rec.get("wandb_id") or rec["id"]}
+    return None
+
+
+def reuse_key(sweep: Sweep, config: Mapping[str, Mapping[str, Any]], threads: int,
+              resolved: Mapping[str, str] | None = None) -> str:
+    """What makes two runs the same run: the resolved configuration (`resolved`: {config text: key} from the
+    sweep's check, ``nlstudy.lit.cli.resolved_key``) and the torch thread count; for a config the check did
+    not resolve, the command (environment macros expanded, every file it names by content), the program,
+    the parameter values other than ``table``, and the thread count."""
+    found = (resolved or {}).get(config_key(config))
+    if found:
+        return hashlib.sha256(json.dumps(["resolved", found, threads]).encode()).hexdigest()[:32]
     values = {k: v for k, v in flat_values(config).items() if k != keys.TABLE}
     template = [str(e) for e in cmd.substitute_envvars(sweep.command)]
     files = {}

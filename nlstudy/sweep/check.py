@@ -5,6 +5,8 @@ is expanded into its command line exactly as it will run, and the training part 
 ``nlstudy`` or ``-m nlstudy``) is handed to ``nlstudy check`` -- one subprocess for every file and
 every candidate, so the training CLI's own parser and model builder (on the meta device) judge the
 values, and this process never imports torch. A command that does not call nlstudy is not checked.
+The check also hands back each checked run's resolved key (``nlstudy.lit.cli.resolved_key``): the agent
+reuses a finished run whose resolved configuration is the same (``nlstudy.sweep.agent.reuse_key``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +62,27 @@ def run_nlstudy_check(arg_lists: list[list[str]]) -> list[dict[str, Any]]:
     raise SweepError(f"nlstudy check failed: {last.strip()}")
 
 
-def check_sweeps(sweeps: Sequence[Sweep]) -> list[str]:
+@dataclass
+class Checked:
+    """What checking the sweeps found: notes (sweeps whose command does not call nlstudy) and, per sweep, the
+    resolved key of each checked run config (``config_key(config)`` -> ``nlstudy.lit.cli.resolved_key``)."""
+
+    notes: list[str]
+    resolved: list[dict[str, str]]
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """A run config (W&B form) as text, the same for equal configs: what ``Checked.resolved`` is keyed by."""
+    return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def check_sweeps(sweeps: Sequence[Sweep]) -> Checked:
     """Check every candidate run of every sweep in one ``nlstudy check``; raise a SweepError (one
-    line, the first problem found) or return notes (sweeps whose command does not call nlstudy)."""
+    line, the first problem found) or return what was found (`Checked`)."""
     notes: list[str] = []
+    resolved: list[dict[str, str]] = [{} for _ in sweeps]
     with tempfile.TemporaryDirectory(prefix="nlstudy-sweep-") as tmp:
-        jobs: list[tuple[Sweep, dict[str, Any], list[str]]] = []
+        jobs: list[tuple[int, Sweep, dict[str, Any], list[str]]] = []
         for s_index, sweep in enumerate(sweeps):
             uses_file = cmd.uses_args_json_file(sweep.command)
             found = False
@@ -77,19 +95,22 @@ def check_sweeps(sweeps: Sequence[Sweep]) -> list[str]:
                 if argv is None:
                     break
                 found = True
-                jobs.append((sweep, config, argv))
+                jobs.append((s_index, sweep, config, argv))
             if not found:
                 notes.append(f"{sweep.path}: the command does not call nlstudy; its parameters are not checked "
                              "against the training CLI")
         if not jobs:
-            return notes
+            return Checked(notes, resolved)
         results = run_nlstudy_check([argv for *_, argv in jobs])
         bad = [(job, r["error"]) for job, r in zip(jobs, results) if not r.get("ok")]
         if bad:
-            (sweep, config, _), error = bad[0]
+            (_, sweep, config, _), error = bad[0]
             more = f" ({len(bad) - 1} more run(s) rejected)" if len(bad) > 1 else ""
             raise SweepError(f"{sweep.path}: {describe(config, error)}{more}")
-    return notes
+        for (s_index, _, config, _), result in zip(jobs, results):
+            if result.get("key"):
+                resolved[s_index][config_key(config)] = result["key"]
+    return Checked(notes, resolved)
 
 
 def describe(config: Mapping[str, Mapping[str, Any]], error: str) -> str:

@@ -87,10 +87,15 @@ def main(argv: list[str]) -> int:
             raise SweepError("--sweep-id: give one sweep file with a sweep id")
         sweeps = [load(f) for f in args.files]
         projects = {project_of(args, s) for s in sweeps}
+        checked = None
         if args.agent_of is None:  # the agents of --jobs were started after this check
-            for note in check_sweeps(sweeps):
+            checked = check_sweeps(sweeps)
+            for note in checked.notes:
                 say(f"{PROG}: note: {note}")
         states = [] if args.online else [joined(args, s) for s in sweeps]
+        if checked is not None and not args.check:
+            for state, resolved in zip(states, checked.resolved):
+                state.write_resolved(resolved)  # for the agents' reuse keys
     except SweepError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@
     <runs root>/sweeps/<sweep id>/
         sweep.yaml            the sweep file as given (the report reads it: nlstudy.report.sweeps)
         sweep.json            id, source file, project, creation time, fingerprint of the config
+        resolved.json         each planned run config's resolved key, from the check (written by every command)
         lock                  flock'ed around "ask the engine + record the new run" and every record write
         runs/<run id>/
             run.json          the run's record (below); written whole, atomically
@@ -120,8 +121,30 @@ class SweepState:
     def info_file(self) -> Path:
         return self.dir / "sweep.json"
 
+    @property
+    def resolved_file(self) -> Path:
+        return self.dir / "resolved.json"
+
     def exists(self) -> bool:
         return self.info_file.is_file()
+
+    def write_resolved(self, resolved: Mapping[str, str]) -> None:
+        """Keep what the check resolved ({config text: resolved key}, ``nlstudy.sweep.check.Checked``) for
+        the agents of this command. Where it cannot be written (a full disk), an older file is removed: the
+        agents then compare parameter values (``nlstudy.sweep.agent.reuse_key``), never stale keys."""
+        try:
+            write_json(self.resolved_file, dict(resolved))
+        except OSError:
+            with contextlib.suppress(OSError):
+                self.resolved_file.unlink()
+
+    def resolved(self) -> dict[str, str]:
+        """{config text: resolved key} as the last check wrote it ({} when there is none)."""
+        try:
+            found = json.loads(self.resolved_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return found if isinstance(found, dict) else {}
 
     def info(self) -> dict[str, Any]:
         return json.loads(self.info_file.read_text())
