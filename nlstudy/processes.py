@@ -32,3 +32,11 @@ def alive(pid: int | None, start: str | None = None) -> bool:
         return False
     token = process_start(pid)
     return token is not None and (start in (None, "?") or token in ("?", start))
+
+
+def cores() -> int:
+    """The CPUs this process may run on (its affinity; os.cpu_count() where that is unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1

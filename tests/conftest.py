@@ -38,7 +38,7 @@ def pytest_configure(config):
     if workers > 1:
         import torch
 
-        from nlstudy.sweep.cli import cores
+        from nlstudy.processes import cores
 
         torch.set_num_threads(max(1, cores() // workers))
 

@@ -128,3 +128,31 @@ def test_the_config_is_logged_flat_without_plumbing_keys(checked):
     assert logged[keys.NONLOCAL_BLOCKS] == {"res3": [1], "res4": [0, 1]} and logged[keys.TABLE] == "t1"
     assert logged[keys.ARCH] == "c2d" and keys.SEED in logged and "trainer.max_epochs" in logged
     assert not [k for k in logged if k == "config" or k.startswith(("trainer.logger", "trainer.callbacks", "ckpt_path"))]
+
+
+def test_a_run_builds_the_parser_of_its_own_subcommand_only(monkeypatch):
+    """A run's CLI builds its own subcommand's parser only (each of LightningCLI's four introspects the Trainer,
+    model and data anew); the check's CLI keeps every one, since one parser judges fit, validate and test
+    commands; the warm-up a worker does before forking runs parses without instantiating anything."""
+    from pytorch_lightning.cli import LightningCLI
+
+    from nlstudy.lit import cli as lit_cli
+
+    every = set(LightningCLI.subcommands())
+    built = []
+
+    def parsed(self):  # the command parsed: stop before anything is instantiated
+        built.append(set(self.subcommands()))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(lit_cli.NLStudyCLI, "instantiate_classes", parsed)
+    for subcommand in ("fit", "validate", "test"):
+        with pytest.raises(SystemExit):
+            lit_cli.NLStudyCLI(args=[subcommand, "--config", DEMO])
+    assert built == [{"fit"}, {"validate"}, {"test"}]
+    monkeypatch.undo()
+    check = CheckCLI(["fit", "--config", DEMO])
+    assert set(check.subcommands()) == every
+    check.check(["validate", "--config", DEMO])  # the same parser judges another subcommand
+    lit_cli.warm_up()
+    lit_cli.warm_up("test")

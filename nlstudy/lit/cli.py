@@ -232,12 +232,20 @@ class NLStudyCLI(LightningCLI):
         argv = sys.argv[1:] if kwargs.get("args") is None else kwargs["args"]
         if isinstance(argv, (list, tuple)) and any(str(a).startswith("--resume") for a in argv):
             kwargs["args"] = resume_arguments(argv)  # a UsageError before anything is parsed
+        self.only_subcommand = str(argv[0]) if isinstance(argv, (list, tuple)) and argv else None
         kwargs.setdefault("save_config_callback", LogConfig)
         kwargs.setdefault("save_config_kwargs", {"save_to_log_dir": False})  # the config goes to the wandb run
         kwargs.setdefault("trainer_defaults", {"logger": default_logger()})
         # no abbreviated options: --trainer.max_epoch must not quietly set trainer.max_epochs
         kwargs.setdefault("parser_kwargs", {"exit_on_error": False, "allow_abbrev": False})
         super().__init__(VideoClassifier, ClipDataModule, *args, **kwargs)
+
+    def subcommands(self) -> dict[str, set[str]]:
+        """LightningCLI's subcommands; when the command line starts with one, only that one: each subcommand's
+        parser introspects the Trainer, model and data anew, and building all four was most of a run's start-up."""
+        every = LightningCLI.subcommands()
+        only = getattr(self, "only_subcommand", None)
+        return {only: every[only]} if only in every else every
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         try:
@@ -353,6 +361,26 @@ class NLStudyCLI(LightningCLI):
         self.trainer.test(self.model, datamodule=self.datamodule)
 
 
+class _Parsed(Exception):
+    """Raised by `warm_up`'s CLI once its command is parsed."""
+
+
+def warm_up(subcommand: str = "fit") -> None:
+    """Build and use a `subcommand` parser once, and drop it: the caches this fills (jsonargparse's class
+    signatures, typing's hints, the docstrings' help) are what the first CLI of a process pays again, about
+    half a second. The warm-start worker (nlstudy.lit.worker) calls it before it forks any run; nothing is
+    instantiated, read or logged."""
+
+    class Parse(NLStudyCLI):
+        def instantiate_classes(self) -> None:
+            raise _Parsed
+
+    try:
+        Parse(args=[subcommand])
+    except _Parsed:
+        pass
+
+
 class Checked(Exception):
     """Raised by CheckCLI's before_<subcommand> hooks: the command parsed and built; nothing runs."""
 
@@ -367,6 +395,9 @@ class CheckCLI(NLStudyCLI):
             super().__init__(args=args)
         except Checked:
             pass
+
+    def subcommands(self) -> dict[str, set[str]]:
+        return LightningCLI.subcommands()  # every one: check() reuses this parser for any training command
 
     key: str | None = None  # the resolved_key of the last command checked
 

@@ -81,11 +81,12 @@ def serve(path: str, preload: bool = True) -> None:
     server.bind(path)  # first, so that clients can connect (and queue) while the imports run
     server.listen(16)
     if preload:  # the warm part, measured: each of these took a second or more in every run
-        import nlstudy.lit.cli  # noqa: F401  torch, torchvision, Lightning, torchmetrics
         import wandb.sdk.launch.inputs.internal  # noqa: F401  wandb.init imports it (pydantic models) every run
         from nlstudy.data.synthetic import digit_images
+        from nlstudy.lit.cli import warm_up  # torch, torchvision, Lightning, torchmetrics
 
         digit_images()  # scikit-learn and its digits, for the embedded task (numpy only: no torch state)
+        warm_up()  # the parser's caches (no torch operation, nothing instantiated)
 
     parent = os.getppid()
     selector = selectors.DefaultSelector()

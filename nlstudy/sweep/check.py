@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nlstudy.processes import cores
 from nlstudy.sweep import command as cmd
 from nlstudy.sweep.spec import Sweep, SweepError, candidates, compact, flat_values
 
 CHECK_TIMEOUT_S = 900
+PER_PROCESS = 24  # argument lists a check process gets at least (its imports take seconds)
 DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.\w+)+|seed_everything|table")
 
 
@@ -40,25 +42,45 @@ def training_args(command: Sequence[str]) -> list[str] | None:
     return None
 
 
-def run_nlstudy_check(arg_lists: list[list[str]]) -> list[dict[str, Any]]:
-    """``nlstudy check`` on many argument lists in one subprocess: one {"ok", "error"} per list."""
+def run_nlstudy_check(arg_lists: list[list[str]], processes: int | None = None) -> list[dict[str, Any]]:
+    """``nlstudy check`` on many argument lists: one {"ok", "error", "key"} per list, in order. The lists are
+    shared out over `processes` subprocesses run side by side (default: one per core, each with at least
+    PER_PROCESS lists: a process spends seconds importing before it checks anything)."""
+    if processes is None:
+        processes = min(cores(), max(1, len(arg_lists) // PER_PROCESS))
+    size = -(-len(arg_lists) // max(1, processes))
+    chunks = [arg_lists[i:i + size] for i in range(0, len(arg_lists), size)] or [[]]
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
     with tempfile.TemporaryDirectory(prefix="nlstudy-check-") as tmp:
-        request = Path(tmp, "check.json")
-        request.write_text(json.dumps(arg_lists))
-        env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
+        procs = []
+        for i, chunk in enumerate(chunks):
+            request = Path(tmp, f"check-{i}.json")
+            request.write_text(json.dumps(chunk))
+            procs.append(subprocess.Popen([sys.executable, "-m", "nlstudy", "check", str(request)], env=env, text=True,
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         try:
-            proc = subprocess.run([sys.executable, "-m", "nlstudy", "check", str(request)], capture_output=True,
-                                  text=True, env=env, stdin=subprocess.DEVNULL, timeout=CHECK_TIMEOUT_S)
+            outputs = [proc.communicate(timeout=CHECK_TIMEOUT_S) for proc in procs]
         except subprocess.TimeoutExpired:
             raise SweepError(f"nlstudy check did not answer within {CHECK_TIMEOUT_S} s") from None
-    for line in reversed(proc.stdout.splitlines()):
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    return [result for chunk, proc, (out, err) in zip(chunks, procs, outputs)
+            for result in check_results(chunk, proc.returncode, out, err)]
+
+
+def check_results(arg_lists: list[list[str]], code: int, stdout: str, stderr: str) -> list[dict[str, Any]]:
+    """The results one ``nlstudy check`` printed for `arg_lists` (its last JSON line of that length)."""
+    for line in reversed(stdout.splitlines()):
         try:
             results = json.loads(line)
         except ValueError:
             continue
         if isinstance(results, list) and len(results) == len(arg_lists):
             return results
-    last = next((l for l in reversed(proc.stderr.splitlines()) if l.strip()), f"exit code {proc.returncode}")
+    last = next((l for l in reversed(stderr.splitlines()) if l.strip()), f"exit code {code}")
     raise SweepError(f"nlstudy check failed: {last.strip()}")
 
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from nlstudy import keys
+from nlstudy.processes import cores
 from nlstudy.sweep import online
 from nlstudy.sweep.agent import Agent, Options, Suite
 from nlstudy.sweep.check import check_sweeps
@@ -66,13 +67,6 @@ def parser() -> Parser:
     p.add_argument("--agent-index", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--started", type=float, help=argparse.SUPPRESS)
     return p
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def project_of(args: argparse.Namespace, sweep: Sweep) -> str:
