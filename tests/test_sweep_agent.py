@@ -437,3 +437,20 @@ def test_a_config_running_in_another_sweep_is_not_run_twice(tmp_path, capsys):
     assert recs[1]["state"] == "finished" and recs[1]["reused_from"] == "twin0001"
     assert recs[1]["wandb_id"] == "twin0001" and recs[1]["summary"] == {"val/top1_best": 42.0}
     assert recs[2]["state"] == "finished" and not recs[2].get("reused_from")
+
+
+def test_the_time_left_counts_the_distinct_runs_left(tmp_path):
+    """The progress line's estimate counts the runs that will train: two sweeps planning the same two configs
+    are 2 runs, not 4, and 1 once one of them has finished in either sweep."""
+    from nlstudy.sweep.agent import Options, Suite
+
+    root = tmp_path / "runs"
+    sweeps = [load(sweep_file(tmp_path, SHARED.replace("NAME", t), f"{t}.yaml")) for t in ("t1", "t2")]
+    states = [SweepState(root, s.default_id) for s in sweeps]
+    suite = Suite(list(zip(sweeps, states)), Options(runs_root=root, project="p", threads=1))
+    assert suite.distinct_left(4) == 2
+    config = engine.grid_points(sweeps[0].engine_config)[0]
+    states[0].write({"id": "done0001", "config": config, "state": "finished", "created_at": now(), "duration_s": 10.0,
+                     "exitcode": 0, "agent": this_agent("s"), "reuse_key": reuse_key(sweeps[0], config, 1)})
+    assert suite.distinct_left(3) == 1
+    assert "about 0:00:10 left" in suite.progress()  # one run of 10 s left, one agent

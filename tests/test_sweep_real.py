@@ -2,6 +2,7 @@
 to completion across a session on a full disk, read back with the report's reader: the right runs, the right configurations, the
 sweep id on every run, and the report's table complete."""
 
+import importlib.util
 import json
 import os
 import resource
@@ -125,3 +126,12 @@ def test_tiny_real_sweep_offline(tmp_path):
     # --no-reuse runs them
     assert "--no-reuse" in subprocess.run([sys.executable, "-m", "nlstudy", "sweep", "--help"], capture_output=True,
                                           text=True).stdout
+
+    # benchmarks/demo.py's figures from these records: 4 runs trained, 2 stood in for; a run's time from start
+    # to exit holds its training (fit and test) and the rest (start-up, wandb, teardown)
+    spec = importlib.util.spec_from_file_location("bench_demo", ROOT / "benchmarks" / "demo.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    trained, stood_in, times = bench.per_run(root)
+    assert len(trained) == 4 and len(stood_in) == 2 and len(times) == 4
+    assert all(duration > wall > 0 for duration, wall in times)

@@ -139,6 +139,7 @@ class Suite:
 
     def __init__(self, items: Sequence[tuple[Sweep, SweepState]], options: Options):
         self.items, self.options = list(items), options
+        self._planned_keys: list[str] | None = None
 
     def progress(self) -> str:
         done = failed = 0
@@ -161,6 +162,8 @@ class Suite:
                         durations.append(r["duration_s"])
         elapsed = time.time() - self.options.started
         left: int | None = None if total is None else total - done
+        if left is not None and self.options.reuse:
+            left = self.distinct_left(left)
         if self.options.count is not None:
             budget = self.options.count - mine + self._running_mine()
             left = budget if left is None else min(left, budget)
@@ -173,6 +176,18 @@ class Suite:
             eta = sum(sample) / len(sample) * max(left, 0) / max(self.options.jobs, 1)
             text += f", about {hms(eta)} left"
         return text
+
+    def distinct_left(self, left: int) -> int:
+        """Of the `left` planned runs not ended, how many will train: the distinct reuse keys among them that no
+        finished run under the runs root has (the rest will be stood in for). Grid sweeps only; else `left`."""
+        if self._planned_keys is None:
+            if any(sweep.method != "grid" or sweep.run_cap is not None for sweep, _ in self.items):
+                return left
+            self._planned_keys = [reuse_key(sweep, config, self.options.threads, state.resolved())
+                                  for sweep, state in self.items for config in engine.grid_points(sweep.engine_config)]
+        ended = {r.get("reuse_key") for r in SweepState.all_records(self.options.runs_root)
+                 if r["state"] in ENDED and not r.get("retry")}
+        return min(left, len(set(self._planned_keys) - ended))
 
     def _running_mine(self) -> int:
         n = 0
