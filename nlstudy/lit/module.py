@@ -167,7 +167,10 @@ class VideoClassifier(pl.LightningModule):
         init_from: a run (its directory or id) whose final weights start the network: tensors of the same
             name and shape are copied, the rest keep their fresh initialisation (see `init_from_run`).
         channels_last: keep the 3-d convolutions' weights and the clips in channels_last_3d memory order (the
-            fast cuDNN kernels under bf16 on GPUs; experiments/kinetics.yaml sets it). The numbers are the same.
+            fast cuDNN kernels under bf16 on GPUs; experiments/kinetics.yaml sets it). The same computation,
+            by other kernels that add in another order: a run's numbers are not bit for bit those of the same
+            run without it (the demo's model at lr 0.005 drifts visibly within 60 steps on the CPU, where it is
+            also 10-20 % faster a step), so runs compared in one table should share the setting.
 
     A checkpoint also holds the best validation top-1 so far and the RNG states, so a run resumed from it
     (`nlstudy fit --resume`) logs what the run would have logged without the interruption.
