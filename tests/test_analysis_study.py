@@ -387,6 +387,25 @@ def test_runs_frame_reads_run_directories(tmp_path):
     assert study.runs_frame(tmp_path / "wandb")["run_id"].tolist() == ["ghi", "def", "abc"]
 
 
+def test_runs_frame_files_a_run_under_each_table_it_stands_in_for(tmp_path):
+    """The sweep agent reused run ghi (2a's baseline) for table 2c: the frame of 2c holds it, as the report's
+    table does, and the frame of every table holds it once under each."""
+    import json
+
+    for name, config, weights in RUNS:
+        fake_run(tmp_path, name, config, weights=weights)
+    record = tmp_path / "sweeps" / "s2" / "runs" / "r1" / "run.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"id": "r1", "state": "finished", "config": {"table": {"value": "2c"}},
+                                  "reused_from": "ghi", "wandb_id": "ghi"}))
+    only = study.runs_frame(tmp_path, table="2c")
+    assert only["run_id"].tolist() == ["ghi"] and only[keys.TABLE].tolist() == ["2c"]
+    assert only["run_dir"].tolist() == [str(tmp_path / "wandb" / RUNS[2][0])]
+    assert study.runs_frame(tmp_path, table="2a")["run_id"].tolist() == ["ghi"]
+    every = study.runs_frame(tmp_path)
+    assert sorted(zip(every["run_id"], every[keys.TABLE])) == [("abc", "2b"), ("def", "2b"), ("ghi", "2a"), ("ghi", "2c")]
+
+
 def test_runs_frame_order_does_not_depend_on_when_the_runs_were_made(tmp_path):
     frames = []
     for order, stamps in enumerate([("000000", "000100", "000200"), ("000200", "000000", "000100")]):

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from nlstudy.report.collect import read_offline
-from nlstudy.report.sweeps import find_sweep_files, planned, with_stand_ins
+from nlstudy.report.sweeps import find_sweep_files, planned, read_local, with_stand_ins
 from nlstudy.report.tables import build_table
 from nlstudy.sweep.spec import load
 from nlstudy.sweep.state import SweepState
@@ -119,6 +119,10 @@ def test_tiny_real_sweep_offline(tmp_path):
     assert all(r["state"] == "finished" and r["reused_from"] for r in reused)
     assert len(read_offline(root).runs) == 4  # no new run
     both = with_stand_ins(read_offline(root), root).runs
+    # what the report and the tables notebook read for the second sweep alone: its two stand-in rows
+    only_c = read_local(root, sweep=load(other).default_id)
+    assert sorted(only_c.runs["run_id"]) == sorted(baseline["run_id"]) and set(only_c.runs["table"]) == {"2c"}
+    assert set(only_c.history["run_id"]) == set(baseline["run_id"])
     table_c = build_table(both, "2c", expected=planned(find_sweep_files(root)))
     assert list(table_c["n"]) == [2] and list(table_c["n_missing"]) == [0]
     for metric in ("top1", "top1_std"):

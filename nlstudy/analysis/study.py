@@ -20,6 +20,7 @@ from nlstudy.analysis.attention import BlockAttention, attention_maps, grid_to_i
 from nlstudy.analysis.receptive_field import erf_area, temporal_spread
 from nlstudy.analysis.runs import run_config
 from nlstudy.data.synthetic import SyntheticSpec, make_clips
+from nlstudy.report.sweeps import stand_ins
 
 SATURATION = 0.5  # a coloured patch pixel: max - min over RGB above this (grey digits and noise stay far below)
 
@@ -27,8 +28,10 @@ SATURATION = 0.5  # a coloured patch pixel: max - min over RGB above this (grey 
 def runs_frame(runs_root: str | os.PathLike, table: str | None = None) -> pd.DataFrame:
     """One row per nlstudy run under `runs_root` (`<root>/wandb/*run-*`, or run directories directly
     below it): run_id, run_dir, has_weights (its final weights were saved: training finished), and its
-    resolved config as dotted-key columns. Only runs of `table` when given. Sorted by table, then
-    config, then seed, so the same runs give the same frame whatever order they finished in."""
+    resolved config as dotted-key columns. A run that stands in for a reused run of another table (the
+    sweep agent's reuse: the same resolved configuration) is also filed under that table, as the report
+    files it. Only runs of `table` when given. Sorted by table, then config, then seed, so the same runs
+    give the same frame whatever order they finished in."""
     root = Path(runs_root)
     if not root.is_dir():
         raise FileNotFoundError(f"runs root {root} does not exist")
@@ -36,11 +39,18 @@ def runs_frame(runs_root: str | os.PathLike, table: str | None = None) -> pd.Dat
     rows = []
     for run_dir in sorted(p for p in base.glob("*run-*") if keys.config_file(p).is_file()):
         config = run_config(run_dir)
-        if table is not None and str(config.get(keys.TABLE)) != table:
-            continue
         has_weights = keys.weights_file(run_dir, "final").is_file()
         rows.append({"run_id": keys.run_id(run_dir), "run_dir": str(run_dir), "has_weights": has_weights,
                      **{k: _cell(v) for k, v in config.items()}})
+    by_id = {row["run_id"]: row for row in rows}
+    filed = {(row["run_id"], row.get(keys.TABLE)) for row in rows}
+    for stand_in in stand_ins(root):
+        row = by_id.get(stand_in["wandb_id"])
+        if row is not None and stand_in["table"] is not None and (row["run_id"], stand_in["table"]) not in filed:
+            filed.add((row["run_id"], stand_in["table"]))
+            rows.append({**row, keys.TABLE: stand_in["table"]})
+    if table is not None:
+        rows = [row for row in rows if str(row.get(keys.TABLE)) == table]
     frame = pd.DataFrame(rows, columns=["run_id", "run_dir", "has_weights"] if not rows else None)
     if frame.empty:
         return frame

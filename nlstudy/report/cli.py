@@ -181,10 +181,7 @@ def _check_source(args: argparse.Namespace) -> None:
 def _collect(args: argparse.Namespace) -> tuple[collect.Collection, pd.DataFrame | None, str]:
     if args.runs is not None:
         cache = None if args.no_cache else logcache.LogCache(args.cache_dir)
-        collection = sweeps.with_stand_ins(collect.read_offline(args.runs, cache=cache), args.runs)
-        if args.sweep is not None:  # after the stand-ins, which may come from another sweep
-            runs = collection.runs[collection.runs["sweep_id"] == args.sweep]
-            collection = collect.Collection(runs, collection.history[collection.history["run_id"].isin(runs["run_id"])])
+        collection = sweeps.read_local(args.runs, sweep=args.sweep, cache=cache)
         expected = sweeps.planned(sweeps.find_sweep_files(args.runs), sweep=args.sweep)
         return collection, expected, args.runs
     try:

@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from nlstudy import keys
-from nlstudy.report.collect import Collection
+from nlstudy.report.collect import Collection, read_offline
 
 MAX_PLANNED_RUNS = 100_000  # a grid larger than this is not expanded
 
@@ -75,26 +75,32 @@ def planned(sweep_files: Iterable[str | os.PathLike], *, sweep: str | None = Non
     return out
 
 
+def stand_ins(runs_root: str | os.PathLike) -> list[dict[str, str | None]]:
+    """The reused runs of the local sweeps under `runs_root`: for each finished record that a finished run
+    stands in for, that run's ``wandb_id`` and the reusing sweep's ``sweep_id`` and ``table``."""
+    from nlstudy.sweep.spec import flat_values
+    from nlstudy.sweep.state import SweepState
+
+    return [{"wandb_id": rec.get("wandb_id"), "sweep_id": rec["sweep_id"],
+             "table": flat_values(rec.get("config") or {}).get(keys.TABLE)}
+            for rec in SweepState.all_records(runs_root) if rec.get("reused_from") and rec.get("state") == "finished"]
+
+
 def with_stand_ins(collection: Collection, runs_root: str | os.PathLike) -> Collection:
     """`collection` with one more row per reused run of a local sweep: a copy of the run that stands in
     for it (its ``wandb_id``), filed under the reusing sweep's ``table`` and ``sweep_id``, so that every
     table that planned the configuration counts that run (the baseline every table plans runs once)."""
-    from nlstudy.sweep.spec import flat_values
-    from nlstudy.sweep.state import SweepState
-
     runs = collection.runs
     if runs.empty or "run_id" not in runs.columns:
         return collection
     rows, filed = [], set(zip(runs["run_id"], runs.get(keys.TABLE, pd.Series([None] * len(runs)))))
-    for rec in SweepState.all_records(runs_root):
-        if not rec.get("reused_from") or rec.get("state") != "finished":
-            continue
-        original = runs[runs["run_id"] == rec.get("wandb_id")]
+    for stand_in in stand_ins(runs_root):
+        original = runs[runs["run_id"] == stand_in["wandb_id"]]
         if original.empty:
             continue
         row = original.iloc[0].copy()
-        row["sweep_id"] = rec["sweep_id"]
-        row[keys.TABLE] = flat_values(rec.get("config") or {}).get(keys.TABLE, row.get(keys.TABLE))
+        row["sweep_id"] = stand_in["sweep_id"]
+        row[keys.TABLE] = stand_in["table"] if stand_in["table"] is not None else row.get(keys.TABLE)
         if (row["run_id"], row[keys.TABLE]) not in filed:  # a table counts a run once (an edited sweep reuses its own runs)
             filed.add((row["run_id"], row[keys.TABLE]))
             rows.append(row)
@@ -103,3 +109,17 @@ def with_stand_ins(collection: Collection, runs_root: str | os.PathLike) -> Coll
     merged = pd.concat([runs, pd.DataFrame(rows)], ignore_index=True)
     merged.attrs.update(runs.attrs)
     return Collection(runs=merged, history=collection.history)
+
+
+def read_local(runs_root: str | os.PathLike, sweep: str | None = None, cache=None) -> Collection:
+    """Every offline run under `runs_root` as the tables count it (what `nlstudy report --runs` reads): the
+    runs (``collect.read_offline``, through `cache` when given), a row more per reused run (`with_stand_ins`),
+    then only `sweep`'s rows when given (after the stand-ins, which may come from another sweep)."""
+    collection = with_stand_ins(read_offline(runs_root, cache=cache), runs_root)
+    if sweep is not None:
+        runs = collection.runs[collection.runs["sweep_id"] == sweep] if "sweep_id" in collection.runs else collection.runs.iloc[:0]
+        history = collection.history
+        if "run_id" in history:
+            history = history[history["run_id"].isin(runs["run_id"])]
+        collection = Collection(runs, history)
+    return collection
