@@ -141,6 +141,23 @@ except ValueError as e:
         env=ENV).stdout.split()
 
 
+def test_a_reused_run_counts_in_the_table_that_planned_it(runs_root):
+    """The fixture, as `make analysis`, stands data_efficiency's 64-clip runs in with receptive_field's
+    distance-4 runs (the same resolved configuration): the data-efficiency frame and table still hold their
+    64-clip rows, from those runs, filed under data_efficiency."""
+    from nlstudy.report.tables import build_table
+
+    frame = study.runs_frame(runs_root, "data_efficiency")
+    assert len(frame) == 8 and set(frame[keys.TABLE]) == {"data_efficiency"}
+    reused = frame[frame["data.synthetic.train_samples"] == 64]
+    assert len(reused) == 4 and set(reused["run_id"]) <= set(study.runs_frame(runs_root, "receptive_field")["run_id"])
+    collection = study.table_runs(runs_root, "data_efficiency")
+    assert len(collection.runs) == 8 and set(collection.runs[keys.TABLE]) == {"data_efficiency"}
+    assert set(collection.history["run_id"]) == set(frame["run_id"])
+    table = build_table(collection.runs, "data_efficiency")
+    assert len(table) == 4 and list(table["n"]) == [2, 2, 2, 2]
+
+
 # --- every notebook end to end ---
 
 

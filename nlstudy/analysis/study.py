@@ -20,6 +20,7 @@ from nlstudy.analysis.attention import BlockAttention, attention_maps, grid_to_i
 from nlstudy.analysis.receptive_field import erf_area, temporal_spread
 from nlstudy.analysis.runs import run_config
 from nlstudy.data.synthetic import SyntheticSpec, make_clips
+from nlstudy.report.collect import Collection, read_runs
 from nlstudy.report.sweeps import stand_ins
 
 SATURATION = 0.5  # a coloured patch pixel: max - min over RGB above this (grey digits and noise stay far below)
@@ -57,6 +58,16 @@ def runs_frame(runs_root: str | os.PathLike, table: str | None = None) -> pd.Dat
     config = sorted(c for c in frame.columns if c not in ("run_id", "run_dir", "has_weights", keys.TABLE, keys.SEED))
     order = [c for c in (keys.TABLE, *config, keys.SEED, "run_id") if c in frame.columns]
     return frame.sort_values(order, key=_sort_key, kind="stable").reset_index(drop=True)
+
+
+def table_runs(runs_root: str | os.PathLike, table: str) -> Collection:
+    """The runs of `table` under `runs_root` as the report's tables count them: the logs of `runs_frame`'s runs
+    read once (`collect.read_runs`: summaries and histories), each filed under `table`; a run that stands in
+    for this table's run of the same resolved configuration was logged under the table it ran for."""
+    collection = read_runs(runs_frame(runs_root, table)["run_dir"].unique())
+    runs = collection.runs.copy()
+    runs[keys.TABLE] = table
+    return Collection(runs, collection.history)
 
 
 def _sort_key(column: pd.Series) -> pd.Series:
