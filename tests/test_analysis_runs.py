@@ -141,6 +141,7 @@ except ValueError as e:
         env=ENV).stdout.split()
 
 
+@pytest.mark.slow  # the runs fixture trains
 def test_a_reused_run_counts_in_the_table_that_planned_it(runs_root):
     """The fixture, as `make analysis`, stands data_efficiency's 64-clip runs in with receptive_field's
     distance-4 runs (the same resolved configuration): the data-efficiency frame and table still hold their
