@@ -21,7 +21,7 @@ from nlstudy.analysis.receptive_field import erf_area, temporal_spread
 from nlstudy.analysis.runs import run_config
 from nlstudy.data.synthetic import SyntheticSpec, make_clips
 from nlstudy.report.collect import Collection, read_runs
-from nlstudy.report.sweeps import stand_ins
+from nlstudy.report.sweeps import add_stand_ins
 
 SATURATION = 0.5  # a coloured patch pixel: max - min over RGB above this (grey digits and noise stay far below)
 
@@ -43,18 +43,11 @@ def runs_frame(runs_root: str | os.PathLike, table: str | None = None) -> pd.Dat
         has_weights = keys.weights_file(run_dir, "final").is_file()
         rows.append({"run_id": keys.run_id(run_dir), "run_dir": str(run_dir), "has_weights": has_weights,
                      **{k: _cell(v) for k, v in config.items()}})
-    by_id = {row["run_id"]: row for row in rows}
-    filed = {(row["run_id"], row.get(keys.TABLE)) for row in rows}
-    for stand_in in stand_ins(root):
-        row = by_id.get(stand_in["wandb_id"])
-        if row is not None and stand_in["table"] is not None and (row["run_id"], stand_in["table"]) not in filed:
-            filed.add((row["run_id"], stand_in["table"]))
-            rows.append({**row, keys.TABLE: stand_in["table"]})
-    if table is not None:
-        rows = [row for row in rows if str(row.get(keys.TABLE)) == table]
-    frame = pd.DataFrame(rows, columns=["run_id", "run_dir", "has_weights"] if not rows else None)
+    frame = add_stand_ins(pd.DataFrame(rows), root)
+    if table is not None and not frame.empty:
+        frame = frame[frame.get(keys.TABLE, pd.Series(None, index=frame.index)).map(str) == table]
     if frame.empty:
-        return frame
+        return pd.DataFrame(columns=["run_id", "run_dir", "has_weights"])
     config = sorted(c for c in frame.columns if c not in ("run_id", "run_dir", "has_weights", keys.TABLE, keys.SEED))
     order = [c for c in (keys.TABLE, *config, keys.SEED, "run_id") if c in frame.columns]
     return frame.sort_values(order, key=_sort_key, kind="stable").reset_index(drop=True)

@@ -86,29 +86,36 @@ def stand_ins(runs_root: str | os.PathLike) -> list[dict[str, str | None]]:
             for rec in SweepState.all_records(runs_root) if rec.get("reused_from") and rec.get("state") == "finished"]
 
 
-def with_stand_ins(collection: Collection, runs_root: str | os.PathLike) -> Collection:
-    """`collection` with one more row per reused run of a local sweep: a copy of the run that stands in
-    for it (its ``wandb_id``), filed under the reusing sweep's ``table`` and ``sweep_id``, so that every
-    table that planned the configuration counts that run (the baseline every table plans runs once)."""
-    runs = collection.runs
+def add_stand_ins(runs: pd.DataFrame, runs_root: str | os.PathLike) -> pd.DataFrame:
+    """`runs` (a row per run: ``run_id``, ``table``) with one more row per reused run of a local sweep: a copy
+    of the run that stands in for it (its ``wandb_id``), filed under the reusing sweep's ``table`` (and its
+    ``sweep_id``, where `runs` has that column), once per table: every table that planned the configuration
+    counts that run (the baseline every table plans runs once)."""
     if runs.empty or "run_id" not in runs.columns:
-        return collection
+        return runs
     rows, filed = [], set(zip(runs["run_id"], runs.get(keys.TABLE, pd.Series([None] * len(runs)))))
     for stand_in in stand_ins(runs_root):
         original = runs[runs["run_id"] == stand_in["wandb_id"]]
         if original.empty:
             continue
         row = original.iloc[0].copy()
-        row["sweep_id"] = stand_in["sweep_id"]
+        if "sweep_id" in runs.columns:
+            row["sweep_id"] = stand_in["sweep_id"]
         row[keys.TABLE] = stand_in["table"] if stand_in["table"] is not None else row.get(keys.TABLE)
         if (row["run_id"], row[keys.TABLE]) not in filed:  # a table counts a run once (an edited sweep reuses its own runs)
             filed.add((row["run_id"], row[keys.TABLE]))
             rows.append(row)
     if not rows:
-        return collection
+        return runs
     merged = pd.concat([runs, pd.DataFrame(rows)], ignore_index=True)
     merged.attrs.update(runs.attrs)
-    return Collection(runs=merged, history=collection.history)
+    return merged
+
+
+def with_stand_ins(collection: Collection, runs_root: str | os.PathLike) -> Collection:
+    """`collection` with its runs' stand-ins (`add_stand_ins`): a reused run counted in each table that planned it."""
+    runs = add_stand_ins(collection.runs, runs_root)
+    return collection if runs is collection.runs else Collection(runs=runs, history=collection.history)
 
 
 def read_local(runs_root: str | os.PathLike, sweep: str | None = None, cache=None) -> Collection:
