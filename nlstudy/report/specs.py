@@ -201,9 +201,9 @@ def config_columns(runs: pd.DataFrame) -> list[str]:
 
 
 def is_axis(key: str) -> bool:
-    """Could `key` be an ablation axis (as opposed to the seed, a derived fact, the run's provenance, a
-    per-run path)?"""
-    if key in (keys.SEED, keys.TABLE) or key.startswith((keys.DERIVED, keys.PROVENANCE)):
+    """Could `key` be an ablation axis (as opposed to the seed, a derived fact, the run's provenance, how the
+    report compares, a per-run path)?"""
+    if key in (keys.SEED, keys.TABLE) or key.startswith((keys.DERIVED, keys.PROVENANCE, keys.REPORT)):
         return False
     lowered = key.lower()
     return not any(part in lowered for part in NOISE_PARTS)
