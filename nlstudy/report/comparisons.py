@@ -166,18 +166,18 @@ COMPARISON_COLUMNS = ("delta", "delta_ci_low", "delta_ci_high", "p", "p_tost", "
 def compare_rows(c: dict[str, Any], base: dict[str, Any] | None, s: Settings) -> dict[str, Any]:
     """Row `c` against its group's baseline row `base` (cells of :func:`cell`): the raw comparison (before the
     family's Holm adjustment), the share of ALPHA of its state under the planned looks, and the comparison's
-    identity: the same runs compared on the same metric with the same margin and share are one comparison,
-    whichever tables show it."""
+    identity (``comparison``, a hash of its runs): the same runs compared on the same metric with the same margin
+    and share are one comparison, whichever tables show it (:func:`nlstudy.report.family.apply` names it by
+    where it first appears, so no table depends on the run ids)."""
     none = {"delta": math.nan, "delta_ci_low": math.nan, "delta_ci_high": math.nan, "p": math.nan,
             "p_tost": math.nan, "mde": math.nan, "p_exact": False, "alpha_share": math.nan, "comparison": None}
     if base is None or c is base:
         return none
     r = stats.compare(c["values"], base["values"], margin=s.margin)
     share = stats.alpha_share(len(base["values"]), len(c["values"]), s.looks)
-    identity = repr((s.metric, s.margin, share, base["run_ids"], c["run_ids"]))
+    identity = hashlib.sha1(repr((s.metric, s.margin, share, base["run_ids"], c["run_ids"])).encode()).hexdigest()
     return {"delta": r.delta, "delta_ci_low": r.ci_low, "delta_ci_high": r.ci_high, "p": r.p, "p_tost": r.p_tost,
-            "mde": r.mde, "p_exact": r.exact, "alpha_share": share,
-            "comparison": "c" + hashlib.sha1(identity.encode()).hexdigest()[:10]}
+            "mde": r.mde, "p_exact": r.exact, "alpha_share": share, "comparison": identity}
 
 
 def relative(c: dict, base: dict | None) -> dict[str, float]:

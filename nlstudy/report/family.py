@@ -29,15 +29,17 @@ SCOPES = ("report", "table")
 
 def apply(tables: Mapping[str, pd.DataFrame], scope: str = "report") -> dict[str, pd.DataFrame]:
     """`tables` (built by :func:`nlstudy.report.tables.build_table`'s first step, with their raw comparisons)
-    with ``p_holm``, ``p_equiv`` and ``verdict`` filled in over the family `scope` names, and each table's
-    ``attrs["family"]``: {"scope", "size", "tables"} (the number of distinct tested comparisons; for
-    scope "report", how many tables they came from)."""
+    with ``p_holm``, ``p_equiv`` and ``verdict`` filled in over the family `scope` names, each comparison
+    named by the first table and row that shows it (``comparison``: "2a: NL C2D 1-block embedded_gaussian",
+    with the group where the table has several), and each table's ``attrs["family"]``: {"scope", "size",
+    "tables"} (the number of distinct tested comparisons; for scope "report", how many tables they came from)."""
     if scope not in SCOPES:
         raise ValueError(f"family: unknown scope {scope!r}; valid choices: {', '.join(map(repr, SCOPES))}")
     groups = [dict(tables)] if scope == "report" else [{k: v} for k, v in tables.items()]
     out: dict[str, pd.DataFrame] = {}
     for members in groups:
         adjusted, size = _adjust(members)
+        names = _names(members)
         for table_id, table in members.items():
             table = table.copy()
             p_holm, p_equiv = zip(*(adjusted.get(c, (math.nan, math.nan)) for c in table["comparison"])) \
@@ -45,6 +47,7 @@ def apply(tables: Mapping[str, pd.DataFrame], scope: str = "report") -> dict[str
             table["p_holm"] = np.asarray(p_holm, dtype=float)
             table["p_equiv"] = np.asarray(p_equiv, dtype=float)
             table["verdict"] = [_verdict(row) for row in table.to_dict("records")]
+            table["comparison"] = [names.get(c) for c in table["comparison"]]
             table.attrs["family"] = {"scope": scope, "size": size, "tables": len(members)}
             out[table_id] = table
     return {t: out[t] for t in tables}
@@ -52,17 +55,28 @@ def apply(tables: Mapping[str, pd.DataFrame], scope: str = "report") -> dict[str
 
 def _adjust(members: Mapping[str, pd.DataFrame]) -> tuple[dict[str, tuple[float, float]], int]:
     """comparison id -> (p_holm, p_equiv) over the distinct comparisons of `members`, and the family's size."""
-    distinct: dict[str, tuple[float, float]] = {}
+    distinct: dict[str, tuple[float, float, float, float]] = {}
     for table in members.values():
-        for c, p, p_tost, share in zip(table["comparison"], table["p"], table["p_tost"], table["alpha_share"]):
-            if c is None or (isinstance(c, float) and math.isnan(c)) or c in distinct:
-                continue
-            distinct[c] = (float(np.minimum(1.0, p / share)), float(np.minimum(1.0, p_tost / share)))  # NaN stays NaN
+        for c, d, p, p_tost, share in zip(table["comparison"], table["delta"], table["p"], table["p_tost"],
+                                          table["alpha_share"]):
+            if isinstance(c, str) and c not in distinct:
+                distinct[c] = (d, p, p_tost, share)
     ids = list(distinct)
-    p_holm = stats.holm([distinct[c][0] for c in ids])
-    p_equiv = stats.holm([distinct[c][1] for c in ids])
-    size = int(np.sum(~np.isnan([distinct[c][0] for c in ids])))
+    columns = [[distinct[c][i] for c in ids] for i in range(4)]
+    p_holm, p_equiv, _ = stats.family_verdicts(*columns)
+    size = int(np.sum(~np.isnan(np.asarray(columns[1], dtype=float))))
     return {c: (float(h), float(e)) for c, h, e in zip(ids, p_holm, p_equiv)}, size
+
+
+def _names(members: Mapping[str, pd.DataFrame]) -> dict[str, str]:
+    """comparison identity -> "<table>: <row label>[ (<group>)]" of the first table and row showing it."""
+    names: dict[str, str] = {}
+    for table_id, table in members.items():
+        several = table["group"].nunique() > 1
+        for c, label, group in zip(table["comparison"], table["label"], table["group"]):
+            if isinstance(c, str) and c not in names:
+                names[c] = f"{table_id}: {label}" + (f" ({group})" if several else "")
+    return names
 
 
 def _verdict(row: dict) -> str:

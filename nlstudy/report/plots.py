@@ -254,7 +254,7 @@ def plot_curves(
         mine = data[[g == group for g in data["group"]]]
         for position, line_data in mine.groupby("position", sort=True):
             label = line_data["label"].iloc[0]
-            for _, run in per_seed[per_seed["position"] == position].groupby("run_id", sort=True):
+            for _, run in per_seed[per_seed["position"] == position].groupby("run_id", sort=False):
                 ax.plot(run[x_col], run["value"], color=colour[label], alpha=0.25, linewidth=0.7)
             x = line_data[x_col].to_numpy(float)
             mean = line_data["mean"].to_numpy(float)

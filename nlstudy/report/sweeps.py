@@ -77,13 +77,18 @@ def planned(sweep_files: Iterable[str | os.PathLike], *, sweep: str | None = Non
 
 def stand_ins(runs_root: str | os.PathLike) -> list[dict[str, str | None]]:
     """The reused runs of the local sweeps under `runs_root`: for each finished record that a finished run
-    stands in for, that run's ``wandb_id`` and the reusing sweep's ``sweep_id`` and ``table``."""
+    stands in for, that run's ``wandb_id`` and the reusing sweep's ``sweep_id``, ``table`` and ``report``
+    settings (its ``report.*`` parameters: how its table compares, which the stand-in takes on)."""
     from nlstudy.sweep.spec import flat_values
     from nlstudy.sweep.state import SweepState
 
-    return [{"wandb_id": rec.get("wandb_id"), "sweep_id": rec["sweep_id"],
-             "table": flat_values(rec.get("config") or {}).get(keys.TABLE)}
-            for rec in SweepState.all_records(runs_root) if rec.get("reused_from") and rec.get("state") == "finished"]
+    out = []
+    for rec in SweepState.all_records(runs_root):
+        if rec.get("reused_from") and rec.get("state") == "finished":
+            values = flat_values(rec.get("config") or {})
+            out.append({"wandb_id": rec.get("wandb_id"), "sweep_id": rec["sweep_id"], "table": values.get(keys.TABLE),
+                        "report": {k: v for k, v in values.items() if k.startswith(keys.REPORT)}})
+    return out
 
 
 def add_stand_ins(runs: pd.DataFrame, runs_root: str | os.PathLike) -> pd.DataFrame:
@@ -98,16 +103,18 @@ def add_stand_ins(runs: pd.DataFrame, runs_root: str | os.PathLike) -> pd.DataFr
         original = runs[runs["run_id"] == stand_in["wandb_id"]]
         if original.empty:
             continue
-        row = original.iloc[0].copy()
+        row = original.iloc[0].to_dict()
         if "sweep_id" in runs.columns:
             row["sweep_id"] = stand_in["sweep_id"]
         row[keys.TABLE] = stand_in["table"] if stand_in["table"] is not None else row.get(keys.TABLE)
+        # the reusing sweep's report settings (how its table compares), not the original's
+        row.update({k: None for k in row if k.startswith(keys.REPORT)}, **stand_in["report"])
         if (row["run_id"], row[keys.TABLE]) not in filed:  # a table counts a run once (an edited sweep reuses its own runs)
             filed.add((row["run_id"], row[keys.TABLE]))
             rows.append(row)
     if not rows:
         return runs
-    merged = pd.concat([runs, pd.DataFrame(rows)], ignore_index=True)
+    merged = pd.concat([runs, pd.DataFrame.from_records(rows)], ignore_index=True)
     merged.attrs.update(runs.attrs)
     return merged
 

@@ -378,19 +378,23 @@ def _curve_members(assigned: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     layout = table_rows(assigned)
     position = {(g, r): i for i, (g, r) in enumerate(zip(layout["group"], layout["row"]))}
     done = assigned[assigned["run_id"].notna() & (assigned["state"] == "finished")]
-    members = pd.DataFrame({"run_id": done["run_id"].to_numpy(),
+    members = pd.DataFrame({"run_id": done["run_id"].to_numpy(), "seed": done["seed"].to_numpy(),
                             "position": [position[k] for k in zip(done["group"], done["row"])]})
     return layout, members
 
 
 def seed_curves(history: pd.DataFrame, assigned: pd.DataFrame, *, metric: str = keys.VAL_TOP1,
                 x: str = "epoch") -> pd.DataFrame:
-    """Each finished run's logged `metric` against `x`: ``run_id``, ``position`` (its row's index in the
-    table), `x`, ``value``; sorted, so a figure drawn from it is the same every time."""
+    """Each finished run's logged `metric` against `x`: ``run_id``, ``seed``, ``position`` (its row's index in
+    the table), `x`, ``value``; sorted by row, seed and x (not by run id), so a figure drawn from it is the same
+    whatever the runs' ids."""
     _, members = _curve_members(assigned)
     logged = history[(history["metric"] == metric) & history["run_id"].isin(set(members["run_id"]))]
     logged = logged[logged[x].notna()].merge(members, on="run_id")
-    return logged[["run_id", "position", x, "value"]].sort_values(["position", "run_id", x], kind="stable")
+    logged = logged.assign(_seed=[float(v) if isinstance(v, (int, float)) and v == v else math.inf
+                                  for v in logged["seed"]])
+    out = logged.sort_values(["position", "_seed", x, "value"], kind="stable")
+    return out[["run_id", "seed", "position", x, "value"]]
 
 
 def curves(
