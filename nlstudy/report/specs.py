@@ -58,7 +58,7 @@ class TableSpec:
 
 def is_plain(row: Row) -> bool:
     """The plain baseline: no inserted blocks, C2D (the default where the key is absent)."""
-    return row.get(keys.NONLOCAL_BLOCKS) == NO_BLOCKS and row.get(keys.ARCH, BASELINE_ARCH) == BASELINE_ARCH
+    return row.get(keys.NONLOCAL_BLOCKS) == NO_BLOCKS and (row.get(keys.ARCH) or BASELINE_ARCH) == BASELINE_ARCH
 
 
 def _nl(row: Row) -> bool:
