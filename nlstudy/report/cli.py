@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from nlstudy.errors import UsageError
-from nlstudy.report import collect, family, logcache, specs, stats, sweeps, tables
+from nlstudy.report import collect, family, findings, logcache, specs, stats, sweeps, tables
 from nlstudy.report import render
 
 PROG = "nlstudy report"
@@ -167,6 +167,7 @@ def _readme(index, runs: pd.DataFrame, command: str, source: str, markdown: dict
     if untabled:
         lines.append(f"{untabled} run(s) carry no `table` config key and appear in no table.")
     lines.append("")
+    lines.extend(_verdicts(index))
     lines.append("| table | files | figures |")
     lines.append("|:---|:---|:---|")
     for table_id, table, entries, figures in index:
@@ -179,6 +180,30 @@ def _readme(index, runs: pd.DataFrame, command: str, source: str, markdown: dict
         lines.append("")
     lines.extend(_failed_runs(runs))
     return "\n".join(lines)
+
+
+def _verdicts(index) -> list[str]:
+    """The README's summary of the statistics: the family, and each table's verdicts in one sentence."""
+    built = [table for _, table, _, _ in index if "family" in table.attrs]
+    if not built:
+        return []
+    fam = built[0].attrs["family"]
+    scope = (f"the {fam['size']} distinct comparisons of this report (a comparison several tables show on the same "
+             "runs counts once)" if fam["scope"] == "report" else "each table's comparisons on their own (--family table)")
+    counts = {v: 0 for v in stats.VERDICTS}
+    seen: set = set()
+    for table in built:
+        for c, v in zip(table["comparison"], table["verdict"]):
+            if v in counts and (c, v) not in seen:
+                seen.add((c, v))
+                counts[v] += 1
+    lines = [f"Each row is compared with its group's baseline; Holm's correction runs over {scope}, at "
+             f"α = {stats.ALPHA:g}. Verdicts: "
+             + ", ".join(f"{n} {v}" for v, n in counts.items())
+             + ". A row is called the same as its baseline only when equivalent (TOST within the margin); an "
+             "undecided row needs more seeds (`nlstudy sweep FILE --until-decided`).", ""]
+    lines.extend(f"- {findings.table_summary(table)}" for table in built)
+    return [*lines, ""]
 
 
 def _failed_runs(runs: pd.DataFrame) -> list[str]:

@@ -128,6 +128,7 @@ def plot_accuracy_vs_flops(table: pd.DataFrame) -> Figure | None:
     seeds = _seed_values(table)
     fig = _figure(6.4, 4.4)
     ax = fig.add_subplot()
+    labelled = False
     for i, (name, group) in enumerate(_groups(usable)):
         colour = f"C{i % 10}"
         x = group["flops"].to_numpy(float) / scale
@@ -135,7 +136,8 @@ def plot_accuracy_vs_flops(table: pd.DataFrame) -> Figure | None:
         for xi, label in zip(x, group["label"]):
             vals = seeds.get((name, label), np.array([]))
             ax.plot(np.full(len(vals), xi), vals, "o", color=colour, alpha=0.35, markersize=4,
-                    label=SEED_LABEL if i == 0 and xi == x[0] else None)
+                    label=None if labelled or not len(vals) else SEED_LABEL)
+            labelled = labelled or bool(len(vals))
         ax.errorbar(x, y, yerr=_interval(group), fmt="D", capsize=3, color=colour,
                     label=f"{name}: {INTERVAL_LABEL}")
         base = group["baseline"].to_numpy(bool)
