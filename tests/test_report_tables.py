@@ -529,3 +529,18 @@ def test_curves_is_exported_for_the_notebooks():
 
     assert report.curves is tables.curves and report.table_rows is tables.table_rows
     assert "curves" in report.__all__
+
+
+def test_a_spec_can_name_the_reference_row_the_others_are_compared_with(monkeypatch):
+    """A table whose question is the other arms against one of them (NL against GC and the plain C2D): its
+    reference row comes first and every other row, the plain one included, is compared with it."""
+    spec = specs.TableSpec("Mixers", (keys.BLOCK, NB), reference=lambda row: row.get(keys.BLOCK) == "nonlocal"
+                           and row.get(NB) != "none")
+    monkeypatch.setitem(specs.TABLES, "mixers", spec)
+    runs = frame(*(run(f"{b}{s}", "mixers", seed=s, top1=v + s, **{NB: nb, keys.BLOCK: b})
+                   for b, nb, v in [("nonlocal", "none", 50.0), ("nonlocal", "5-block", 80.0),
+                                    ("global_context", "5-block", 79.0)] for s in range(3)))
+    table = build_table(runs, "mixers")
+    assert table["label"].tolist() == ["NL C2D 5-block", "C2D baseline", "GC C2D 5-block"]
+    assert table["baseline"].tolist() == [True, False, False]
+    assert deltas(table) == pytest.approx([-30.0, -1.0])

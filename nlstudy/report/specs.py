@@ -42,6 +42,9 @@ class TableSpec:
     (variant). group_keys: keys that split the table into groups, each with its own baseline.
     paper: maps a row's values to the paper's (model, variant), or None where the paper has no such row.
     fallback_baseline: picks the reference row of a group that has no plain (no block, C2D) row.
+    reference: picks the reference row of every group, plain row or not (a table whose question is the other
+    arms against one of them: NL against GC, SE and the convolutional control); the plain row, if any, is
+    then compared with it like every other row.
     notes: footnotes of this table (what its axes mean), after the common ones.
     setting: what the title states about the runs, appended in brackets where it is the same in every
     run with inserted blocks: ``keys.NL_POSITIONS`` (the number and place of the blocks) or a config key.
@@ -52,6 +55,7 @@ class TableSpec:
     group_keys: tuple[str, ...] = (keys.DATASET, keys.DEPTH)
     paper: PaperMap | None = None
     fallback_baseline: Callable[[Row], bool] | None = None
+    reference: Callable[[Row], bool] | None = None
     notes: tuple[str, ...] = ()
     setting: tuple[str, ...] = ()
 

@@ -356,6 +356,8 @@ def table_rows(assigned: pd.DataFrame) -> pd.DataFrame:
 
 
 def _pick_baseline(cells: list[dict], spec: TableSpec) -> dict | None:
+    if spec.reference is not None:
+        return next((c for c in cells if spec.reference(c)), None)
     for c in cells:
         if c["baseline"]:
             return c
