@@ -10,7 +10,9 @@ imports another in a circle):
     core      keys (run-record names and files, env names, flatten, find_run), choices (the
               vocabulary), registry (lookup), errors (UsageError, one_line),
               processes (is a pid alive), provenance (git commit, versions, host),
-              warm (the client of a warm-started run; the worker is lit.worker)
+              warm (the client of a warm-started run; the worker is lit.worker),
+              files (read what people wrote in one line of error; write whole or not at all),
+              interrupts (SIGINT, SIGTERM, SIGHUP stop a command as Ctrl-C does)
                                                                                <- everything; no torch
     blocks    NonLocalBlock, comparison blocks                                 <- core
     models    VideoResNet C2D/I3D, placement, ImageNet inflation, the torchvision

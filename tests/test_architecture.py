@@ -11,7 +11,7 @@ import nlstudy
 
 PACKAGE = Path(nlstudy.__file__).parent
 
-CORE = {"keys", "choices", "registry", "errors", "processes", "provenance", "warm"}  # torch-free names and helpers every layer reads
+CORE = {"keys", "choices", "registry", "errors", "processes", "provenance", "warm", "files", "interrupts"}  # torch-free names and helpers every layer reads
 ALLOWED = {  # layer -> the layers it may import (besides itself)
     **{core: CORE for core in CORE},
     "blocks": CORE,

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import traceback
 import typing
@@ -46,9 +47,9 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies import StrategyRegistry
-from pytorch_lightning.utilities.exceptions import MisconfigurationException
+from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from nlstudy import keys
+from nlstudy import interrupts, keys
 from nlstudy.choices import TRAIN_COMMANDS
 from nlstudy.data import ClipDataModule
 from nlstudy.errors import MAX_LINE, UsageError, one_line, yaml_problem
@@ -231,7 +232,8 @@ class NLStudyCLI(LightningCLI):
 
     def __init__(self, *args, **kwargs):
         argv = sys.argv[1:] if kwargs.get("args") is None else kwargs["args"]
-        if isinstance(argv, (list, tuple)) and any(str(a).startswith("--resume") for a in argv):
+        self.resuming = isinstance(argv, (list, tuple)) and any(str(a).startswith("--resume") for a in argv)
+        if self.resuming:
             kwargs["args"] = resume_arguments(argv)  # a UsageError before anything is parsed
         self.only_subcommand = str(argv[0]) if isinstance(argv, (list, tuple)) and argv else None
         kwargs.setdefault("save_config_callback", LogConfig)
@@ -254,6 +256,16 @@ class NLStudyCLI(LightningCLI):
         except ArgumentError as e:
             raise UsageError(parse_error_line(e, self.valid_keys, sys.argv[1:] if args is None else args)) from None
         self.check_checkpoint()  # before LightningCLI reads the checkpoint's hyperparameters
+        self._resumed_config = self.config.clone() if getattr(self, "resuming", False) else None
+
+    def before_instantiate_classes(self) -> None:
+        """A resumed run runs and logs exactly the configuration it was given: its own saved config and the
+        arguments after --resume. LightningCLI has just merged the checkpoint's hyperparameters into it (what
+        `--ckpt_path` does), which would override those arguments (`--model.optim.lr`) and add keys an
+        uninterrupted run does not log (`model.backbone.num_classes`, which data.num_classes fills), so that
+        the report would split one configuration's row in two."""
+        if getattr(self, "_resumed_config", None) is not None:
+            self.config = self._resumed_config
 
     def valid_keys(self, subcommand: str) -> list[str]:
         """The dotted keys `nlstudy <subcommand>` accepts (its defaults, flattened; read once); [] if they
@@ -706,10 +718,60 @@ def finish_failed(error: BaseException) -> str:
     return reason
 
 
+def interrupt_of(error: BaseException) -> int | None:
+    """The signal behind `error` when it ends a run because someone stopped it, else None: a KeyboardInterrupt
+    (Ctrl-C; SIGTERM and SIGHUP under `interrupts.raising`), the SystemExit Lightning raises once it has
+    handled one (`sys.exit(1)` in its except clause: the interrupt is its context), or Lightning's own
+    SIGTERMException."""
+    if isinstance(error, KeyboardInterrupt):
+        return interrupts.signal_of(error)
+    if isinstance(error, SIGTERMException):
+        return signal.SIGTERM
+    if isinstance(error, SystemExit) and isinstance(error.__context__, KeyboardInterrupt):
+        return interrupts.signal_of(error.__context__)
+    return None
+
+
+def finish_interrupted(signum: int) -> str:
+    """The open wandb run, if any, finishes as stopped by `signum`: its summary keeps why (`keys.FAILURE`,
+    "interrupted by SIGTERM"), its exit code is 128 + the signal (130 for Ctrl-C), which the report reads
+    as killed, not failed (``nlstudy.report.collect``). Returns the reason."""
+    import wandb
+
+    reason = f"interrupted by {interrupts.name(signum)}"
+    if wandb.run is not None:
+        wandb.run.summary[keys.FAILURE] = reason
+        wandb.finish(exit_code=interrupts.exit_code(signum))
+    return reason
+
+
+def stop_interrupted(command: str, signum: int) -> int:
+    """A run stopped by a signal: its wandb run finished as killed (`finish_interrupted`), one line saying so
+    and how to go on, and the exit code 128 + the signal. Later signals are ignored while it finishes."""
+    import wandb
+
+    for sig in interrupts.SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    run = wandb.run
+    run_id, run_dir = (run.id, Path(run.dir).parent) if run is not None else (None, None)
+    reason = finish_interrupted(signum)
+    line = f"nlstudy {command}: {reason}"
+    if run_id is not None:
+        line += f"; run {run_id} is logged as killed"
+        if command == "fit" and keys.checkpoint_file(run_dir).is_file():
+            line += f"; `nlstudy fit --resume {run_id}` continues it from its last checkpoint"
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+        print(line, file=sys.stderr, flush=True)
+    return interrupts.exit_code(signum)
+
+
 def train_main(argv: list[str]) -> int:
     """`nlstudy fit|validate|test ...`: 0 on success, 2 on a bad key or value, 1 if the run fails (a
-    traceback, then `nlstudy fit: failed: <reason>` as the last line, which the sweep agent records). With
-    $NLSTUDY_RESUME set (the sweep agent's retry of an interrupted run), `fit` is `fit --resume <that run>`."""
+    traceback, then `nlstudy fit: failed: <reason>` as the last line, which the sweep agent records), 128 + the
+    signal when stopped by SIGINT (130), SIGTERM (143) or SIGHUP (129), at any point: the wandb run then ends
+    as killed, with the reason (`stop_interrupted`). With $NLSTUDY_RESUME set (the sweep agent's retry of an
+    interrupted run), `fit` is `fit --resume <that run>`."""
     import wandb
 
     _set_threads()
@@ -717,23 +779,28 @@ def train_main(argv: list[str]) -> int:
     if resume and argv[:1] == ["fit"] and not any(a.startswith("--resume") for a in argv):
         argv = [*argv, "--resume", resume]
     try:
-        cli = NLStudyCLI(args=None if argv == sys.argv[1:] else argv)
+        with interrupts.raising():  # SIGTERM and SIGHUP stop the run as Ctrl-C does, not on the spot
+            cli = NLStudyCLI(args=None if argv == sys.argv[1:] else argv)
+            if wandb.run is not None:
+                wandb.finish()
     except UsageError as e:
         print(f"nlstudy {argv[0]}: error: {e}", file=sys.stderr)
         return 2
-    except SystemExit as e:  # --help and --print_config exit 0
-        return int(e.code or 0)
-    except Exception as e:  # the run is recorded as failed, with the reason its last line of output repeats
+    except BaseException as e:
+        signum = interrupt_of(e)
+        if signum is not None:
+            return stop_interrupted(argv[0], signum)
+        if isinstance(e, SystemExit):  # --help and --print_config exit 0
+            return int(e.code or 0)
+        if not isinstance(e, Exception):
+            finish_failed(e)
+            raise
+        # the run is recorded as failed, with the reason its last line of output repeats
         traceback.print_exc()  # into the run's own log too, before it finishes
         reason = finish_failed(e)
         sys.stdout.flush()
         print(f"nlstudy {argv[0]}: failed: {reason}", file=sys.stderr, flush=True)
         return 1
-    except BaseException as e:  # Ctrl-C: recorded as failed too (the sweep agent marks it killed), not lost
-        finish_failed(e)
-        raise
-    if wandb.run is not None:
-        wandb.finish()
     return 0 if cli.trainer.state.status.value == "finished" else 1
 
 
@@ -787,8 +854,14 @@ def train(config: str | os.PathLike | Sequence[str | os.PathLike] = (), override
         except UsageError as e:
             raise ValueError(f"nlstudy.train: {e}") from None
         except BaseException as e:
-            finish_failed(e)
-            raise
+            signum = interrupt_of(e)
+            if signum is None:
+                finish_failed(e)
+                raise
+            reason = finish_interrupted(signum)  # the run is logged as killed; the interrupt goes on up
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            raise KeyboardInterrupt(reason) from None  # not Lightning's SystemExit(1): a notebook would stop
         finally:
             if runs_dir is not None:
                 if previous is None:

@@ -54,7 +54,7 @@ from typing import Any
 
 import pandas as pd
 
-from nlstudy import keys
+from nlstudy import interrupts, keys
 from nlstudy.processes import alive
 from nlstudy.report.logcache import LogCache, Stamp
 
@@ -154,7 +154,7 @@ def tidy(records: Iterable[RunRecord]) -> Collection:
 def _note(record: RunRecord) -> str | None:
     """The reason a failed run gives (a resumed run that finished keeps its earlier part's in its summary:
     left out), then the reader's own note."""
-    failure = record.summary.get(keys.FAILURE) if record.state in FAILED_STATES else None
+    failure = record.summary.get(keys.FAILURE) if record.state in (*FAILED_STATES, "killed") else None
     return "; ".join(str(n) for n in (failure, record.note) if n) or None
 
 
@@ -226,7 +226,8 @@ def read_offline(
     (:class:`~nlstudy.report.logcache.LogCache`), what was folded out of a log is kept, and a log
     that has not changed since is not read again.
 
-    State: an ``exit`` record gives finished (exit code 0) or failed. Without one the run either
+    State: an ``exit`` record gives finished (exit code 0), killed (128 + SIGINT, SIGTERM or SIGHUP: `nlstudy
+    fit` stopped by a signal, ``nlstudy.lit.cli.stop_interrupted``) or failed. Without one the run either
     still runs or died (SIGKILL, OOM, power): it counts as running while the process that wrote it
     is alive on this host (its pid is in the run's ``logs/debug.log``) -- or, for a run from another
     host, while its log was written in the last `stale_after_s` seconds -- and as crashed otherwise.
@@ -308,7 +309,7 @@ def _most_complete(copies: list[RunRecord]) -> RunRecord:
 def _completeness(record: RunRecord) -> tuple:
     """How much of a run a copy of its log holds: an exit record first, then the logged rows and keys
     (a copy taken while the run was being written holds a prefix of the log)."""
-    return (record.state in ("finished", "failed"), len(record.history), len(record.summary), len(record.config))
+    return (record.state in ("finished", "failed", "killed"), len(record.history), len(record.summary), len(record.config))
 
 
 @functools.cache
@@ -430,7 +431,8 @@ def read_offline_run(run_file: Path, *, stale_after_s: float = STALE_AFTER_S,
 
     debug_log = _read_debug_log(run_dir)
     if log.exit_code is not None:
-        state = "finished" if log.exit_code == 0 else "failed"
+        state = ("finished" if log.exit_code == 0 else "killed" if log.exit_code in interrupts.EXIT_CODES
+                 else "failed")
     else:
         state = "running" if _still_writing(run_file, info.get("host"), debug_log, stale_after_s) else "crashed"
 

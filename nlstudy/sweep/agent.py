@@ -16,8 +16,9 @@ A retry whose run left a resumable checkpoint (``nlstudy fit``'s files/checkpoin
 continues it: the retry logs under the interrupted run's wandb id (its record's ``wandb_id``) and
 gets $NLSTUDY_RESUME (``resumes``: that run directory), which `nlstudy fit` reads as `--resume`. So
 the run ends as one wandb run, counted once by the report, with the metrics of an uninterrupted run.
-A retry without a checkpoint (checkpointing off, or killed in its first epoch) starts afresh under
-its own id.
+A retry without a checkpoint (checkpointing off, or killed in its first epoch) starts afresh, under the
+same wandb id too: the report reads the run's last part, so the interrupted start is not counted as a
+second, failed run.
 
 A run whose command is `nlstudy fit|validate|test ...` starts warm (``Options.warm``; `--no-warm` turns
 it off): the agent keeps one worker that imported torch, Lightning and wandb once, and the run is forked
@@ -62,7 +63,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nlstudy import keys
+from nlstudy import interrupts, keys
 from nlstudy.choices import TRAIN_COMMANDS
 from nlstudy.sweep import command as cmd
 from nlstudy.sweep import engine
@@ -94,14 +95,16 @@ class Options:
 
 
 class Interrupt:
-    """Counts SIGINT / SIGTERM received; the agent reads it between polls (no exception mid-write)."""
+    """Counts SIGINT / SIGTERM / SIGHUP received; the agent reads it between polls (no exception mid-write).
+    After SIGHUP (the terminal closed) the agent's output goes to /dev/null, and it stops as after Ctrl-C."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.signum: int | None = None  # the first signal received
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> "Interrupt":
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in interrupts.SIGNALS:
             self._old[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -110,7 +113,10 @@ class Interrupt:
             signal.signal(sig, old)
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGHUP:
+            interrupts.detach_terminal()
         self.count += 1
+        self.signum = self.signum or signum
 
 
 def _die_with_parent(parent: int) -> Callable[[], None]:
@@ -215,7 +221,7 @@ class Agent:
     # -- the loop -----------------------------------------------------------------------------------
     def run(self) -> int:
         """0: every run this agent started finished; 1: some failed or crashed, or the runs root could not
-        be written (a full disk); 130: interrupted."""
+        be written (a full disk); 128 + the signal when interrupted (130: Ctrl-C)."""
         with self.interrupt, contextlib.ExitStack() as stack:
             stack.callback(self.stop_worker)
             try:
@@ -227,7 +233,7 @@ class Agent:
                 return 1
         if self.interrupt.count:
             self.say(f"interrupted: run the same command again to resume ({self.suite.progress()})")
-            return 130
+            return interrupts.exit_code(self.interrupt.signum or signal.SIGINT)
         self.say(f"agent done: {self.suite.progress()}")
         return 1 if self.failed else 0
 
@@ -302,7 +308,9 @@ class Agent:
                 "id": rec_id, "config": config, "state": "pending", "created_at": now(),
                 "agent": this_agent(self.options.session), "heartbeat": now(),
                 "retry_of": retry["id"] if retry is not None else None, "retried_by": None, "retry": False,
-                "wandb_id": keys.run_id(resumes) if resumes is not None else rec_id,
+                # a retry logs under the wandb id of the run it retries, with or without a checkpoint to resume
+                # from: the report reads one run, its last part (collect.merge_resumed), not a killed one beside it
+                "wandb_id": (retry.get("wandb_id") or retry["id"]) if retry is not None else rec_id,
                 "resumes": str(resumes) if resumes is not None else None,
                 "reuse_key": reuse_key(sweep, config, self.options.threads, resolved),
             }
@@ -471,6 +479,8 @@ class Agent:
             return "killed", code
         if code == 0:
             return ("stopped" if stop.exists() else "finished"), code
+        if code in interrupts.EXIT_CODES:  # `nlstudy fit` stopped by a signal sent to it, not by this agent
+            return "interrupted", code
         return ("crashed" if code < 0 else "failed"), code
 
     def finish(self, sweep: Sweep, state: SweepState, rec: Mapping[str, Any], end_state: str, code: int,
@@ -481,11 +491,16 @@ class Agent:
         if note is None and end_state in ("failed", "crashed"):
             note = last_line(run_dir / "output.log") or None
         duration = time.time() - started
-        crashed = end_state == "crashed"  # a signal nobody here sent (SIGKILL, the OOM killer): the next session retries it
+        if end_state == "interrupted":  # SIGTERM (SLURM's preemption, `kill`) or SIGHUP to the run itself
+            end_state = "killed"
+            note = note or f"stopped by {interrupts.name(interrupts.EXIT_CODES[code])}, not sent by its agent"
+            crashed = True
+        else:  # a signal nobody here sent (SIGKILL, the OOM killer): the next session retries it
+            crashed = end_state == "crashed"
         state.update(rec["id"], state=end_state, exitcode=code, ended_at=now(), duration_s=round(duration, 3),
                      summary=summary, note=note, retry=end_state == "killed" or crashed,
                      not_retried_by=self.options.session if crashed else None)
-        if end_state in ("failed", "crashed"):
+        if end_state in ("failed", "crashed") or crashed:
             self.failed += 1
         metric = (sweep.config.get("metric") or {}).get("name")
         result = f" ({metric}={summary[metric]:.4g})" if metric in summary and isinstance(summary[metric], (int, float)) else ""
@@ -494,6 +509,8 @@ class Agent:
                  f"{result} | {self.suite.progress()}")
         if end_state in ("failed", "crashed"):
             self.say(f"  {note or 'no output'}  (log: {run_dir / 'output.log'})")
+        if end_state == "killed" and crashed:
+            self.say(f"  {note}")
         if crashed:
             self.say("  it is retried (resumed from its last checkpoint, if it has one) when the sweep is run again")
 

@@ -6,7 +6,8 @@
     nlstudy sweep sweeps/2c_blocks.yaml --online                W&B's server and agents
 
 Every file is validated before anything runs (bad input: one line on stderr, exit 2). Exit 0 when
-every run this command started finished, 1 if some failed or crashed, 130 when interrupted.
+every run this command started finished, 1 if some failed or crashed, 128 + the signal when interrupted
+(130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP), at any point.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from nlstudy import keys
+from nlstudy import interrupts, keys
 from nlstudy.processes import cores
 from nlstudy.sweep import online
 from nlstudy.sweep.agent import Agent, Options, Suite
@@ -85,6 +86,17 @@ def project_of(args: argparse.Namespace, sweep: Sweep) -> str:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
+    try:  # SIGINT, SIGTERM, SIGHUP while the files are checked (the agents handle their own): one line
+        with interrupts.raising():
+            return sweep(args, argv)
+    except KeyboardInterrupt as e:
+        signum = interrupts.signal_of(e)
+        print(f"{PROG}: interrupted by {interrupts.name(signum)}; run the same command again to go on", file=sys.stderr,
+              flush=True)
+        return interrupts.exit_code(signum)
+
+
+def sweep(args: argparse.Namespace, argv: list[str]) -> int:
     say = lambda line: print(line, flush=True)  # noqa: E731
     if args.until_decided or args.out:  # `nlstudy sweep` hands --until-decided to nlstudy.until_decided
         print(f"{PROG}: --until-decided and --out are for `nlstudy sweep FILE --until-decided` (spelt out)",
@@ -156,26 +168,30 @@ def joined(args: argparse.Namespace, sweep: Sweep) -> SweepState:
 
 def run_agents(argv: list[str], options: Options) -> int:
     """--jobs J: J agent processes (each `nlstudy sweep ... --agent-of SESSION`), sharing the sweeps'
-    locks; Ctrl-C reaches them all from the terminal, SIGTERM is passed on."""
+    locks. They run in a session of their own, so a signal reaches each of them once, from here: Ctrl-C
+    (SIGINT from the terminal), SIGTERM and SIGHUP are passed on as they come (the second Ctrl-C kills the
+    runs, as it does with one agent)."""
     base = [sys.executable, "-m", "nlstudy", "sweep", *argv, "--agent-of", options.session,
             "--started", str(options.started)]
-    procs = [subprocess.Popen([*base, "--agent-index", str(i + 1)], stdin=subprocess.DEVNULL)
+    procs = [subprocess.Popen([*base, "--agent-index", str(i + 1)], stdin=subprocess.DEVNULL, start_new_session=True)
              for i in range(options.jobs)]
 
     def forward(signum, frame):
+        if signum == signal.SIGHUP:
+            interrupts.detach_terminal()
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signum)
 
-    old_term = signal.signal(signal.SIGTERM, forward)
-    old_int = signal.signal(signal.SIGINT, lambda s, f: None)  # the agents got it from the terminal
+    old = {s: signal.signal(s, forward) for s in interrupts.SIGNALS}
     try:
         codes = [p.wait() for p in procs]
     finally:
-        signal.signal(signal.SIGTERM, old_term)
-        signal.signal(signal.SIGINT, old_int)
-    if 130 in codes:
-        return 130
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    stopped = [c for c in codes if c in interrupts.EXIT_CODES]
+    if stopped:
+        return stopped[0]
     for i, code in enumerate(codes):
         if code < 0:  # its runs were taken over: the other agents reap them (SweepState.reap) and retry them
             print(f"[agent {i + 1}] was killed by signal {-code}; a run it left is retried by the other agents, "

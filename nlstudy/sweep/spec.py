@@ -1,7 +1,8 @@
 """Load a sweep file and validate it before anything runs.
 
-Order: the file reads and is a YAML mapping; keys the W&B server accepts but the ``sweeps`` schema
-does not know (``run_cap``) are checked here and set aside; the W&B schema
+Order: the file reads (UTF-8; a BOM and CRLF line ends are fine) and is a YAML mapping that gives no key
+twice; keys the W&B server accepts but the ``sweeps`` schema does not know (``run_cap``) are checked here
+and set aside; the W&B schema
 (``sweeps.schema_violations_from_proposed_config``); the method and early-termination type are ones
 this agent runs; every ``${...}`` in ``command`` is a macro ``wandb agent`` knows, and no
 ``${envvar:NAME}`` names a secret (``keys.is_secret``: its value would be written into the run's
@@ -24,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from nlstudy import keys
+from nlstudy import files, keys
 from nlstudy.errors import one_line, yaml_problem
 from nlstudy.registry import lookup
 from nlstudy.sweep import command as cmd
@@ -127,11 +128,13 @@ def load(path: str | os.PathLike) -> Sweep:
     """Read and validate one sweep file (all but the CLI-key check)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = files.read_text(path)  # from any editor: a BOM, CRLF line ends; not UTF-8 is one line
     except OSError as e:
         raise fail(path, f"cannot read the sweep file ({e.strerror or e})") from None
+    except files.FileProblem as e:
+        raise fail(path, e.problem) from None
     try:
-        config = yaml.safe_load(text)
+        config = files.load_yaml(text)  # a key given twice is refused, not silently the last one
     except yaml.YAMLError as e:
         raise fail(path, yaml_problem(e)) from None
     if not isinstance(config, dict):
