@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import functools
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 NAMES = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP (its terminal closed)"}
@@ -80,3 +82,22 @@ def raising(signals: tuple[int, ...] = SIGNALS) -> Iterator[None]:
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+
+
+def one_line(prog: str, then: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Decorates a command's main function: it runs `raising()`, and an interrupt it does not handle itself ends
+    it with one line on stderr ('PROG: interrupted by SIGTERM; THEN') and the exit code 128 + the signal,
+    never a traceback."""
+    def decorate(main: Callable[..., int]) -> Callable[..., int]:
+        @functools.wraps(main)
+        def run(*args, **kwargs) -> int:
+            try:
+                with raising():
+                    return main(*args, **kwargs)
+            except KeyboardInterrupt as e:
+                signum = signal_of(e)
+                with contextlib.suppress(OSError):
+                    print(f"{prog}: interrupted by {name(signum)}; {then}", file=sys.stderr, flush=True)
+                return exit_code(signum)
+        return run
+    return decorate

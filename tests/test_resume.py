@@ -8,6 +8,7 @@ files/weights/final.pt: tensors of equal name and shape are copied, inserted blo
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,32 @@ def test_a_resumed_run_ends_where_the_uninterrupted_run_ends(runs):
     config = yaml.safe_load((files / keys.CONFIG_FILE).read_text())
     assert config["ckpt_path"] is None and config["trainer"]["logger"]["init_args"]["id"] is None
     assert config["trainer"]["max_epochs"] == 4 and config["seed_everything"] == TINY["seed_everything"]
+
+
+@pytest.mark.slow  # the module's runs
+@pytest.mark.parametrize("cut", ["first bytes", "at a line", "mid line"])
+def test_resuming_a_run_copied_halfway_is_refused_in_one_line_naming_its_config(runs, tmp_path, capsys, monkeypatch,
+                                                                               cut):
+    """Case 10 of issue 22: `nlstudy fit --resume` on a copy of a run whose config was cut short (the copy stopped
+    halfway): one line naming the file, exit 2, before anything runs (the YAML alone may still parse)."""
+    from nlstudy.lit.cli import CONFIG_END, train_main
+
+    _, _, stopped, _ = runs
+    copy = tmp_path / "copied" / "wandb" / stopped.run_dir.name
+    shutil.copytree(stopped.run_dir, copy)
+    config = keys.config_file(copy)
+    text = config.read_text()
+    assert text.rstrip().endswith(CONFIG_END)
+    lines = text.splitlines(keepends=True)
+    middle = text.index("[", len(text) // 2) + 1 if "[" in text[len(text) // 2:] else len(text) // 2
+    config.write_text({"first bytes": text[:3], "at a line": "".join(lines[:len(lines) // 2]),
+                       "mid line": text[:middle]}[cut])
+    monkeypatch.setenv(keys.RUNS_ENV, str(tmp_path / "resumed"))
+    assert train_main(["fit", "--resume", str(copy)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"nlstudy fit: error: --resume: {config}"), err
+    assert "Copy it again" in err[0]
+    assert not (tmp_path / "resumed").exists()  # nothing ran, nothing was logged
 
 
 @pytest.mark.slow  # one short training run in this process

@@ -70,6 +70,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from nlstudy import files as text_files
 from nlstudy.choices import SPLIT_INDEX
 
 MAX_FAILURES = 10  # consecutive unreadable items before __getitem__ gives up
@@ -188,13 +189,14 @@ def dataset_root(spec: VideoSpec, layout: str) -> Path:
 
 
 def read_lines(path: Path, key: str) -> list[str]:
-    """The lines of a text file listing the data (split files, frame lists); missing or binary: one line."""
+    """The lines of a text file listing the data (split files, frame lists): UTF-8, a BOM and CRLF line ends
+    allowed; missing or not UTF-8 (binary, Latin-1): one line naming the key, the file and the byte."""
     if not path.is_file():
         raise ValueError(f"{key}: {path} does not exist")
     try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{key}: {path} is not a text file ({error})") from None
+        return text_files.read_text(path).splitlines()
+    except text_files.FileProblem as error:
+        raise ValueError(f"{key}: {path} is not a text file ({error.problem})") from None
 
 
 def regular_file(path: str) -> str:
@@ -331,27 +333,39 @@ def read_annotations(path: Path) -> Iterator[tuple[int, str | None, str]]:
     CSVs have none)."""
     if not path.is_file():
         raise ValueError(f"data.video.annotations: {path} does not exist")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in KINETICS_COLUMNS[1:] if c not in (reader.fieldnames or ())]
-        if missing:
-            raise ValueError(f"data.video.annotations: {path} has no column {missing[0]!r} "
-                             f"(expected {','.join(KINETICS_COLUMNS)},split)")
-        for row in reader:
-            try:
-                name = kinetics_name(row["youtube_id"], row["time_start"], row["time_end"])
-            except (TypeError, ValueError):
-                raise ValueError(f"data.video.annotations: {path} line {reader.line_num} has no numeric "
-                                 f"time_start and time_end: {row}") from None
-            yield reader.line_num, row.get("label"), name
+    # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a BOM, which would otherwise be part of the first column's name
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        try:
+            reader = csv.DictReader(f)
+            missing = [c for c in KINETICS_COLUMNS[1:] if c not in (reader.fieldnames or ())]
+            if missing:
+                raise ValueError(f"data.video.annotations: {path} has no column {missing[0]!r} "
+                                 f"(expected {','.join(KINETICS_COLUMNS)},split)")
+            for row in reader:
+                try:
+                    name = kinetics_name(row["youtube_id"], row["time_start"], row["time_end"])
+                except (TypeError, ValueError):
+                    raise ValueError(f"data.video.annotations: {path} line {reader.line_num} has no numeric "
+                                     f"time_start and time_end: {row}") from None
+                yield reader.line_num, row.get("label"), name
+        except UnicodeDecodeError:  # read as it goes: the byte may come late (a spreadsheet's cp1252 "é")
+            raise ValueError(f"data.video.annotations: {path} is {text_files.decode_problem(path.read_bytes())}") \
+                from None
 
 
 def index_files(root: Path, extensions: tuple[str, ...]) -> dict[str, str]:
     """{file name without extension: path} of every file with one of the extensions anywhere under root
-    (sorted walk; the first of two same-named files wins)."""
+    (sorted walk; the first of two same-named files wins). Symbolic links to folders are followed (clips kept
+    on another disk, linked in), each real folder once."""
     suffixes = {"." + e.lower().lstrip(".") for e in extensions}
     index: dict[str, str] = {}
-    for folder, subfolders, files in os.walk(root):
+    walked: set[str] = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in walked:
+            subfolders.clear()
+            continue
+        walked.add(real)
         subfolders.sort()
         for name in sorted(files):
             stem, suffix = os.path.splitext(name)
@@ -388,9 +402,13 @@ class KineticsCsv:
         path = self.csv("test")
         if not path.is_file():
             return self.csv("val")
-        with open(path, newline="", encoding="utf-8") as f:
-            if "label" in (csv.DictReader(f).fieldnames or ()):
-                return path
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                if "label" in (csv.DictReader(f).fieldnames or ()):
+                    return path
+        except UnicodeDecodeError:
+            raise ValueError(f"data.video.annotations: {path} is {text_files.decode_problem(path.read_bytes())}") \
+                from None
         warnings.warn(f"kinetics test: {path} has no labels; test reads {self.csv('val')}", RuntimeWarning,
                       stacklevel=3)
         return self.csv("val")

@@ -49,7 +49,7 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies import StrategyRegistry
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from nlstudy import interrupts, keys
+from nlstudy import files, interrupts, keys
 from nlstudy.choices import TRAIN_COMMANDS
 from nlstudy.data import ClipDataModule
 from nlstudy.errors import MAX_LINE, UsageError, one_line, yaml_problem
@@ -122,9 +122,37 @@ class LogConfig(SaveConfigCallback):
             return
         origin = {f"{keys.PROVENANCE}{k}": v for k, v in keys.flatten(provenance()).items()}
         logger.log_hyperparams({**flat_config(self.config), **origin})
-        if isinstance(logger, WandbLogger):
-            Path(logger.experiment.dir, keys.CONFIG_FILE).write_text(
-                self.parser.dump(rerunnable(self.config), skip_unset=False, skip_check=True))
+        if isinstance(logger, WandbLogger):  # written whole, between a first and a last line (`saved_config`)
+            text = self.parser.dump(rerunnable(self.config), skip_unset=False, skip_check=True)
+            files.write_text(Path(logger.experiment.dir, keys.CONFIG_FILE), f"{CONFIG_HEAD}\n{text}{CONFIG_END}\n")
+
+
+# the first and last lines of a run's saved config: a copy of the run cut short (rsync stopped halfway) keeps the
+# first line and lacks the last, which `nlstudy fit --resume` then refuses, where the YAML alone may still parse
+CONFIG_HEAD = "# nlstudy: the resolved configuration of this run; complete when its last line is the one below"
+CONFIG_END = "# nlstudy: end of the configuration"
+
+
+def saved_config(path: Path) -> dict[str, Any]:
+    """A run's saved configuration (files/nlstudy_config.yaml), checked whole: UTF-8, YAML, a mapping, and, when
+    it starts with CONFIG_HEAD (every run since), ending with CONFIG_END. A UsageError naming the file otherwise."""
+    cut = "; was the run copied while it was written, or halfway? Copy it again"
+    try:
+        text = files.read_text(path)
+        tree = files.load_yaml(text)
+    except OSError as e:
+        raise UsageError(f"--resume: {path}: cannot read it ({e.strerror or e})") from None
+    except files.FileProblem as e:
+        raise UsageError(f"--resume: {path}: {e.problem}{cut}") from None
+    except yaml.YAMLError as e:
+        raise UsageError(f"--resume: {path}: {yaml_problem(e)}{cut}") from None
+    lines = text.rstrip("\n").splitlines()
+    if lines[:1] == [CONFIG_HEAD] and lines[-1:] != [CONFIG_END]:
+        raise UsageError(f"--resume: {path} is cut short (its last line, {CONFIG_END!r}, is missing){cut}")
+    if not isinstance(tree, dict):
+        got = "nothing" if tree is None else f"a {type(tree).__name__}"
+        raise UsageError(f"--resume: {path} is not a configuration (a YAML mapping of keys; it holds {got}){cut}")
+    return tree
 
 
 def run_callbacks(subcommand: str | None, save_weights: bool, save_checkpoints: bool = True) -> list[pl.Callback]:
@@ -211,6 +239,7 @@ def resume_arguments(argv: Sequence[str]) -> list[str]:
     config = keys.config_file(run_dir)
     if not config.is_file():
         raise UsageError(f"--resume: {config} is missing; is {run_dir} an nlstudy run directory?")
+    saved = saved_config(config)
     args = [rest[0], "--config", str(config), *rest[1:]]
     if not any(a == "--ckpt_path" or a.startswith("--ckpt_path=") for a in rest):
         checkpoint = find_checkpoint(run_dir)
@@ -219,7 +248,7 @@ def resume_arguments(argv: Sequence[str]) -> list[str]:
                              f"{keys.LAST_CHECKPOINT}): it ran with save_checkpoints=false or "
                              "trainer.enable_checkpointing=false, or stopped before its first epoch ended")
         args += ["--ckpt_path", str(checkpoint)]
-    logger = ((yaml.safe_load(config.read_text()) or {}).get("trainer") or {}).get("logger")
+    logger = (saved.get("trainer") or {}).get("logger")
     if isinstance(logger, dict) and str(logger.get("class_path", "")).endswith("WandbLogger"):
         args += ["--trainer.logger.init_args.id", keys.run_id(run_dir)]  # the same wandb run
     return args
@@ -251,6 +280,11 @@ class NLStudyCLI(LightningCLI):
         return {only: every[only]} if only in every else every
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        argv = sys.argv[1:] if args is None else args
+        for path in config_files([str(a) for a in argv] if isinstance(argv, (list, tuple)) else []):
+            problem = config_file_problem(path)  # jsonargparse would take a key given twice, the last one silently
+            if problem:
+                raise UsageError(f"config {path}: {problem}")
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as e:
@@ -596,13 +630,14 @@ def config_files(argv: Sequence[str]) -> list[str]:
 
 
 def config_file_problem(path: str) -> str | None:
-    """Why a config file cannot be a config (not YAML, not a mapping of keys), or None when it can."""
+    """Why a config file cannot be a config (not UTF-8, not YAML, a key given twice, not a mapping of keys), or
+    None when it can."""
     try:
-        tree = yaml.safe_load(Path(path).read_text())
+        tree = files.read_yaml(path)
     except OSError:
         return None  # jsonargparse reports a missing file itself, naming the key
-    except yaml.YAMLError as e:
-        return yaml_problem(e)
+    except files.FileProblem as e:
+        return e.problem
     if tree is not None and not isinstance(tree, dict):
         return f"a config file is a YAML mapping of keys (model:, data:, trainer:, ...), got a {type(tree).__name__}"
     return None

@@ -13,7 +13,8 @@ table: over each table's own), TOST against ±margin, the minimal detectable eff
 With --runs, what was read out of each run's log is cached (:mod:`nlstudy.report.logcache`; by
 default under ~/.cache/nlstudy/report): a second report reads only the logs that changed since.
 
-Exit codes: 0 done; 1 ``--strict`` and a row has no finished run (nothing written); 2 bad input
+Exit codes: 0 done; 1 ``--strict`` and a row has no finished run (nothing written), or an output could not
+be written (a full disk: one line naming it; every file is written whole or not at all); 2 bad input
 (missing directory, no runs, unknown table id, bad ENTITY/PROJECT, no W&B credentials), reported
 as one line on stderr before any expensive work.
 """
@@ -29,6 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from nlstudy import interrupts
+from nlstudy.files import write_text
 from nlstudy.errors import UsageError
 from nlstudy.report import collect, family, findings, logcache, specs, stats, sweeps, tables
 from nlstudy.report import render
@@ -132,7 +135,7 @@ def write_report(
                            (f"{table_id}.csv", render.to_csv(table)),
                            (f"{table_id}_runs.csv", render.runs_csv(tables.seeds(table)))):
             path = out / name
-            path.write_text(text)
+            write_text(path, text)  # whole or not at all: a full disk leaves the old file, never half of one
             files.append(path)
             entries.append(f"[{path.name}]({path.name})")
         figures = []
@@ -150,7 +153,7 @@ def write_report(
             figures.append(paths[0])
         index.append((table_id, table, entries, figures))
     readme = out / "README.md"
-    readme.write_text(_readme(index, runs, command, source, markdown))
+    write_text(readme, _readme(index, runs, command, source, markdown))
     files.append(readme)
     return Report(tables=built, markdown=markdown, files=files)
 
@@ -252,6 +255,7 @@ def _collect(args: argparse.Namespace) -> tuple[collect.Collection, pd.DataFrame
     return collect.read_wandb(args.wandb, sweep=args.sweep, api=api), None, args.wandb
 
 
+@interrupts.one_line(PROG, "every file it wrote is whole, the others as they were: run it again")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``nlstudy report``; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -276,6 +280,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:  # a table's runs disagree on its report settings
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, an --out that is not writable: each file is written whole or not at all
+        print(f"{PROG}: cannot write {err.filename or args.out} ({err.strerror or err}); the files written before "
+              "it are whole, the others as they were: free space (or pick another --out) and run it again",
+              file=sys.stderr)
+        return 1
     for text in report.markdown.values():
         print(text)
     print(f"wrote {len(report.files)} files to {args.out}")

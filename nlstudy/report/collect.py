@@ -197,11 +197,23 @@ def history_frame(histories: Iterable[tuple[str, list[dict[str, Any]]]]) -> pd.D
 
 
 def find_run_files(root: str | os.PathLike) -> list[Path]:
-    """Every ``run-*.wandb`` log under `root`, which is a runs root, a wandb dir or one run dir."""
+    """Every ``run-*.wandb`` log under `root`, which is a runs root, a wandb dir or one run dir. Symbolic links
+    to folders are followed (a runs root whose ``wandb/`` lives on scratch space, as on many clusters; Path.rglob
+    does not follow them), each real folder once (a link back up does not loop)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no such directory: {root}")
-    found = {p.resolve() for p in root.rglob("run-*.wandb") if p.is_file()}
+    found, walked = set(), set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in walked:
+            subfolders.clear()
+            continue
+        walked.add(real)
+        for name in names:
+            path = Path(folder, name)
+            if name.startswith("run-") and name.endswith(".wandb") and path.is_file():
+                found.add(path.resolve())
     return sorted(found)
 
 
@@ -255,8 +267,11 @@ def read_runs(run_dirs: Iterable[str | os.PathLike], *, workers: int = 4,
 
 def _read_files(files: list[Path], *, sweep: str | None, workers: int, stale_after_s: float,
                 cache: LogCache | None) -> Collection:
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
         records = list(pool.map(lambda f: read_offline_run(f, stale_after_s=stale_after_s, cache=cache), files))
+    finally:  # interrupted (Ctrl-C, SIGTERM): the logs not read yet are not read after all
+        pool.shutdown(wait=True, cancel_futures=True)
     if sweep is not None:
         records = [r for r in records if r.sweep_id == sweep]
     return tidy(merge_resumed(records))

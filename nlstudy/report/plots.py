@@ -28,7 +28,7 @@ from matplotlib.ticker import MaxNLocator
 
 from scipy.stats import t as student_t
 
-from nlstudy import keys
+from nlstudy import files, keys
 from nlstudy.report import comparisons, tables
 from nlstudy.report.text import group_text, metric_name
 
@@ -55,7 +55,8 @@ def save(fig: Figure, stem: str | os.PathLike) -> list[Path]:
     for fmt in FORMATS:
         path = stem.with_name(f"{stem.name}.{fmt}")
         metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None}
-        fig.savefig(path, dpi=120, metadata=metadata)
+        with files.replacing(path) as tmp:  # whole or not at all (a full disk leaves the old figure)
+            fig.savefig(tmp, format=fmt, dpi=120, metadata=metadata)
         paths.append(path)
     return paths
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 import math
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from nlstudy import keys
+from nlstudy import files, keys
 from nlstudy.report.comparisons import column
 from nlstudy.report.stats import trivial_top5
 from nlstudy.report.text import ANY, footnotes, metric_name, show, short
@@ -195,7 +194,7 @@ def to_csv(table: pd.DataFrame, path: str | os.PathLike | None = None) -> str:
     frame = table.map(lambda v: None if isinstance(v, str) and v == ANY else v)
     text = frame.to_csv(index=False)
     if path is not None:
-        Path(path).write_text(text)
+        files.write_text(path, text)
     return text
 
 

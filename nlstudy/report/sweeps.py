@@ -1,5 +1,6 @@
-"""What the sweeps planned: the runs a grid sweep will launch, so the report can mark rows that never ran;
-and which finished runs stand in for a sweep's runs that the agent reused rather than ran again.
+"""What the sweeps planned: the runs a grid sweep will launch, so the report can mark rows that never ran
+(and those an agent is running now, whose wandb log may not exist yet); and which finished runs stand in
+for a sweep's runs that the agent reused rather than ran again.
 
 The local sweep agent keeps each sweep's YAML at ``<runs root>/sweeps/<sweep id>/sweep.yaml``.
 Only grid sweeps are expanded (random / bayes / hyperband sweeps plan no fixed set of runs); a
@@ -13,9 +14,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from nlstudy import keys
+from nlstudy import files, keys
 from nlstudy.report.collect import Collection, read_offline
 
 MAX_PLANNED_RUNS = 100_000  # a grid larger than this is not expanded
@@ -36,15 +36,32 @@ def find_sweep_files(runs_root: str | os.PathLike) -> list[Path]:
     return sorted(found)
 
 
+def live_configs(sweep_dir: str | os.PathLike) -> set[str]:
+    """The run configs (``nlstudy.sweep.check.config_key``) that an agent of the sweep in `sweep_dir` is running
+    now: its records that are pending or running, whose agent is alive. Such a run may not have written its
+    wandb log yet (it is still starting: parsing, reading the data), so only the sweep's records know of it."""
+    from nlstudy.sweep.check import config_key
+    from nlstudy.sweep.state import LIVE, agent_alive, read_record
+
+    found = set()
+    for path in Path(sweep_dir).glob("runs/*/run.json"):
+        rec = read_record(path)
+        if (isinstance(rec, dict) and rec.get("state") in LIVE and isinstance(rec.get("config"), dict)
+                and agent_alive(rec.get("agent"), rec.get("heartbeat"))):
+            found.add(config_key(rec["config"]))
+    return found
+
+
 def planned_runs(sweep_file: str | os.PathLike) -> pd.DataFrame:
     """The runs one grid sweep plans, as the sweep engine will propose them: one row per grid point,
-    columns ``sweep_id`` plus the swept keys flattened (``table`` and ``seed_everything`` among them
-    when the sweep sets them). Empty for another method, a grid over MAX_PLANNED_RUNS points, or a
-    file that does not read as a sweep."""
+    columns ``sweep_id``, ``state`` ("running" where an agent runs that point now, `live_configs`, else
+    "expected") plus the swept keys flattened (``table`` and ``seed_everything`` among them when the sweep
+    sets them). Empty for another method, a grid over MAX_PLANNED_RUNS points, or a file that does not
+    read as a sweep."""
     path = Path(sweep_file)
     try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
+        config = files.read_yaml(path) or {}
+    except (OSError, ValueError):
         return pd.DataFrame()
     if not isinstance(config, Mapping) or config.get("method") != "grid" or not config.get("parameters"):
         return pd.DataFrame()
@@ -56,7 +73,11 @@ def planned_runs(sweep_file: str | os.PathLike) -> pd.DataFrame:
         points = engine.grid_points(config)
     except (ValueError, TypeError, KeyError, AttributeError):  # not a sweep the engine can expand
         return pd.DataFrame()
-    rows = [dict(keys.flatten({name: spec["value"] for name, spec in point.items()}), sweep_id=path.parent.name)
+    from nlstudy.sweep.check import config_key
+
+    live = live_configs(path.parent)
+    rows = [dict(keys.flatten({name: spec["value"] for name, spec in point.items()}), sweep_id=path.parent.name,
+                 state="running" if config_key(point) in live else "expected")
             for point in points]
     return pd.DataFrame.from_records(rows)
 

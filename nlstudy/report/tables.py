@@ -166,7 +166,8 @@ def _expected_items(planned: pd.DataFrame, items: list[dict], wanted, row_keys, 
         by_sweep.setdefault(it["sweep_id"], []).append(it)
     for rec in planned.to_dict("records"):
         present = {k for k, v in rec.items() if canon(v) is not None}
-        it = _item(rec, wanted, metrics, state="expected")
+        # a planned run an agent runs now, whose log may not exist yet (report.sweeps.planned_runs), is running
+        it = _item(rec, wanted, metrics, state="running" if rec.get("state") == "running" else "expected")
         it["run_id"] = None
         siblings = by_sweep.get(rec.get("sweep_id"), [])
         unknown_row = False

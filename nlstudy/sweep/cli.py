@@ -84,19 +84,10 @@ def project_of(args: argparse.Namespace, sweep: Sweep) -> str:
     return args.project or sweep.config.get("project") or os.environ.get("WANDB_PROJECT") or "nlstudy"
 
 
+# SIGINT, SIGTERM, SIGHUP while the files are checked end in one line (the agents handle their own while they run)
+@interrupts.one_line(PROG, "run the same command again to go on")
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    try:  # SIGINT, SIGTERM, SIGHUP while the files are checked (the agents handle their own): one line
-        with interrupts.raising():
-            return sweep(args, argv)
-    except KeyboardInterrupt as e:
-        signum = interrupts.signal_of(e)
-        print(f"{PROG}: interrupted by {interrupts.name(signum)}; run the same command again to go on", file=sys.stderr,
-              flush=True)
-        return interrupts.exit_code(signum)
-
-
-def sweep(args: argparse.Namespace, argv: list[str]) -> int:
     say = lambda line: print(line, flush=True)  # noqa: E731
     if args.until_decided or args.out:  # `nlstudy sweep` hands --until-decided to nlstudy.until_decided
         print(f"{PROG}: --until-decided and --out are for `nlstudy sweep FILE --until-decided` (spelt out)",

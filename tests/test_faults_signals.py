@@ -1,0 +1,195 @@
+"""Faults people cause with signals (issue 22), injected into the real commands: Ctrl-C (SIGINT to the
+terminal's process group), SIGTERM (`kill`, SLURM's preemption), SIGHUP (the terminal closed), at each phase
+of a sweep (the file check, the runs, the report), then the same command again and `nlstudy report`. A
+retried or resumed run must come out of the report as an uninterrupted run does: one run, finished, its
+table row whole.
+
+The runs are `nlstudy fit` on experiments/demo.yaml shrunk to seconds (tests/test_sweep_resume.py's size)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nlstudy import keys
+from nlstudy.report import cli as report_cli
+from nlstudy.report.collect import find_run_files, read_offline, read_offline_run
+from nlstudy.sweep.spec import load
+from nlstudy.sweep.state import SweepState
+
+pytestmark = pytest.mark.slow  # every test starts real processes; most train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "table": "faults", "data.synthetic.train_samples": 128, "data.synthetic.val_samples": 32,
+    "data.synthetic.test_samples": 32, "model.backbone.width": 4, "data.batch_size": 8, "trainer.max_epochs": 4,
+}
+
+
+def sweep_file(path: Path, seeds=(0,), checkpoints=False, **more) -> Path:
+    params = {**TINY, "trainer.enable_checkpointing": checkpoints, **more}
+    path.write_text(json.dumps({  # JSON is YAML
+        "method": "grid", "metric": {"name": keys.VAL_TOP1_BEST, "goal": "maximize"},
+        "command": ["nlstudy", "fit", "--config", "experiments/demo.yaml", "--config", "${args_json_file}"],
+        "parameters": {**{k: {"value": v} for k, v in params.items()}, "seed_everything": {"values": list(seeds)}},
+    }))
+    return path
+
+
+def env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in (keys.RUNS_ENV, "WANDB_RUN_ID", "WANDB_SWEEP_ID")}
+
+
+def sweep(path: Path, root: Path, *args: str, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "nlstudy", "sweep", str(path), "--runs-root", str(root), *args],
+                            cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+# a bound on waiting, not on speed (two test workers and other users share two cores)
+def wait_for(condition, what: str, timeout: float = 300.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def records(root: Path, path: Path) -> list[dict]:
+    state = SweepState(root, load(path).default_id)
+    return state.records() if state.exists() else []
+
+
+def children(pid: int) -> list[int]:
+    """Every live descendant of `pid` (from /proc)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        frontier = [p for p, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+def report(root: Path, out: Path) -> str:
+    """`nlstudy report --runs ROOT --out OUT`; its README."""
+    assert report_cli.main(["--runs", str(root), "--out", str(out), "--no-cache"]) == 0
+    return (out / "README.md").read_text()
+
+
+def parts_configs(root: Path, run_id: str) -> list[dict]:
+    """The config each part (wandb directory) of run `run_id` logged, provenance left out."""
+    return [{k: v for k, v in read_offline_run(f).config.items() if not k.startswith(keys.PROVENANCE)}
+            for f in find_run_files(root) if f.parent.name.endswith(run_id)]
+
+
+def test_ctrl_c_during_a_run_then_the_same_command_reports_one_finished_run(tmp_path):
+    """Case 1: the interrupted run is logged as killed, with the reason; the retry logs under its wandb id;
+    the report reads one finished run, and its table is byte for byte that of a sweep never interrupted."""
+    path, root = sweep_file(tmp_path / "ctrl_c.yaml"), tmp_path / "runs"
+    agent = sweep(path, root, start_new_session=True)
+    running = wait_for(lambda: next((r for r in records(root, path) if r.get("pid")), None), "the run to start")
+    progress = SweepState(root, load(path).default_id).run_dir(running["id"]) / "progress.jsonl"
+    wait_for(lambda: progress.is_file() and progress.read_text().strip(), "the run's first validation")
+    os.killpg(agent.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the foreground process group
+    out, err = agent.communicate(timeout=120)
+    assert agent.returncode == 130, out + err
+    assert "Traceback" not in out + err and "interrupted: run the same command again to resume" in out
+    [killed] = records(root, path)
+    assert killed["state"] == "killed" and killed["retry"]
+    [run] = read_offline(root).runs.to_dict("records")
+    assert run["state"] == "killed" and run["note"] == "interrupted by SIGINT (Ctrl-C)"  # its wandb run says so
+
+    again = sweep(path, root)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, out + err
+    retry = next(r for r in records(root, path) if r.get("retry_of") == killed["id"])
+    assert retry["state"] == "finished" and retry["wandb_id"] == killed["id"] and not retry["resumes"]
+
+    readme = report(root, tmp_path / "report")
+    assert "From 1 runs (1 finished)" in readme and "Failed runs" not in readme, readme
+    [merged] = read_offline(root).runs.to_dict("records")
+    assert merged["run_id"] == killed["id"] and merged["state"] == "finished" and merged["note"] is None
+    first, last = parts_configs(root, killed["id"])
+    assert first == last  # the restart logs the configuration the interrupted start logged
+    history = read_offline(root).history
+    epochs = history[history["metric"] == keys.VAL_TOP1]["epoch"].tolist()
+    assert epochs == list(range(TINY["trainer.max_epochs"]))  # each epoch once: the interrupted start's are gone
+
+    whole = sweep(path, tmp_path / "whole")
+    out, err = whole.communicate(timeout=300)
+    assert whole.returncode == 0, out + err
+    report(tmp_path / "whole", tmp_path / "report-whole")
+    for name in ("faults.md", "faults.csv"):
+        assert (tmp_path / "report" / name).read_text() == (tmp_path / "report-whole" / name).read_text(), name
+
+
+def test_sigterm_to_a_sweep_of_two_jobs_resumes_its_runs_into_one_row(tmp_path):
+    """Case 3: SIGTERM (SLURM's preemption) to `nlstudy sweep --jobs 2` once the runs have checkpoints: exit
+    143, the runs killed; the same command resumes them; each logs the configuration it started with, and the
+    report's table keeps the configuration in one row of two seeds."""
+    path, root = sweep_file(tmp_path / "preempt.yaml", seeds=(0, 1), checkpoints=True, **{"trainer.max_epochs": 6}), tmp_path / "runs"
+    agents = sweep(path, root, "--jobs", "2")
+
+    def checkpointed():
+        recs = records(root, path)
+        have = [r for r in recs if keys.run_dirs(r["wandb_id"], root)
+                and keys.checkpoint_file(keys.run_dirs(r["wandb_id"], root)[-1]).is_file()]
+        return len(recs) == 2 and len(have) == 2
+
+    wait_for(checkpointed, "both runs' first checkpoints")
+    agents.send_signal(signal.SIGTERM)
+    out, err = agents.communicate(timeout=120)
+    assert agents.returncode == 143, out + err
+    assert "Traceback" not in out + err
+    interrupted = records(root, path)
+    assert all(r["state"] == "killed" and r["retry"] for r in interrupted if r["state"] != "finished"), interrupted
+
+    again = sweep(path, root, "--jobs", "2")
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, out + err
+    resumed = [r for r in records(root, path) if r.get("resumes")]
+    assert resumed and all(r["state"] == "finished" for r in resumed)
+
+    readme = report(root, tmp_path / "report")
+    assert "From 2 runs (2 finished)" in readme, readme
+    table = (tmp_path / "report" / "faults.csv").read_text().splitlines()
+    assert len(table) == 2, table  # the header and one row: not num_classes=2 (n=1) beside num_classes=? (n=1)
+    for rec in resumed:
+        first, *later = parts_configs(root, rec["wandb_id"])
+        assert later and all(part == first for part in later)  # the resumed part logs what the first logged
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_signal_while_the_files_are_checked_ends_in_one_line(tmp_path, how):
+    """Case 2: Ctrl-C (SIGINT to the process group) or SIGTERM (to the command alone) while `nlstudy check`
+    validates the runs: one line, exit 128 + the signal, no check process left behind, no sweep state."""
+    path, root = sweep_file(tmp_path / "check.yaml", seeds=(0, 1, 2)), tmp_path / "runs"
+    proc = sweep(path, root, start_new_session=True)
+    checks = wait_for(lambda: children(proc.pid), "the check processes to start", timeout=60)
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    signum = signal.SIGINT if how == "ctrl-c" else signal.SIGTERM
+    assert proc.returncode == 128 + signum, out + err
+    assert err.count("\n") == 1 and err.startswith("nlstudy sweep: interrupted by SIG"), err
+    assert "run the same command again" in err and "Traceback" not in out + err
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+                             for pid in checks), "the check processes to end", timeout=30)
+    assert not (root / "sweeps").exists()
