@@ -68,7 +68,7 @@ from nlstudy.choices import TRAIN_COMMANDS
 from nlstudy.sweep import command as cmd
 from nlstudy.sweep import engine
 from nlstudy.sweep.check import config_key
-from nlstudy.sweep.spec import EARLY_TERMINATE, Sweep, compact, flat_values
+from nlstudy.sweep.spec import EARLY_TERMINATE, MAX_GRID_CHECKED, Sweep, compact, flat_values
 from nlstudy.processes import process_start
 from nlstudy.sweep.state import (ENDED, HEARTBEAT_S, LIVE, SweepState, agent_alive, new_id, now, read_progress,
                                  this_agent)
@@ -185,9 +185,12 @@ class Suite:
 
     def distinct_left(self, left: int) -> int:
         """Of the `left` planned runs not ended, how many will train: the distinct reuse keys among them that no
-        finished run under the runs root has (the rest will be stood in for). Grid sweeps only; else `left`."""
+        finished run under the runs root has (the rest will be stood in for). Grid sweeps of at most
+        MAX_GRID_CHECKED points only (the check resolves no more; a line of progress must not cost more than
+        the runs done: a grid of 10^6 points took minutes and 2 GB here); else `left`."""
         if self._planned_keys is None:
-            if any(sweep.method != "grid" or sweep.run_cap is not None for sweep, _ in self.items):
+            if any(sweep.method != "grid" or sweep.run_cap is not None
+                   or engine.grid_size(sweep.engine_config) > MAX_GRID_CHECKED for sweep, _ in self.items):
                 return left
             self._planned_keys = [reuse_key(sweep, config, self.options.threads, state.resolved())
                                   for sweep, state in self.items for config in engine.grid_points(sweep.engine_config)]
