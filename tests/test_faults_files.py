@@ -168,3 +168,24 @@ def test_a_list_file_with_a_bom_and_crlf_reads_as_written(tmp_path):
     path.write_bytes("Caf\u00e9/v.avi 1\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"^data.video.split_dir: .* is not a text file \(not UTF-8 text \(byte 0xe9"):
         read_lines(path, "data.video.split_dir")
+
+
+def test_a_checkpoint_whose_write_is_cut_leaves_the_last_good_one(tmp_path):
+    """The run's checkpoint IO (lit.callbacks.WholeCheckpointIO): Lightning's own truncates last.ckpt and then
+    writes it; a run killed meanwhile lost the checkpoint its retry resumes from."""
+    import torch
+    from pytorch_lightning.plugins import TorchCheckpointIO
+
+    from nlstudy.lit.callbacks import WholeCheckpointIO
+
+    class CutShort(TorchCheckpointIO):
+        def save_checkpoint(self, checkpoint, path, storage_options=None):
+            Path(path).write_bytes(b"PK\x03\x04 half a checkpoint")
+            raise KeyboardInterrupt  # SIGTERM, as interrupts.raising delivers it, in the middle of the write
+
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    WholeCheckpointIO(TorchCheckpointIO()).save_checkpoint({"epoch": 3}, path)
+    with pytest.raises(KeyboardInterrupt):
+        WholeCheckpointIO(CutShort()).save_checkpoint({"epoch": 4}, path)
+    assert torch.load(path, weights_only=True) == {"epoch": 3} and os.listdir(path.parent) == ["last.ckpt"]
+    assert WholeCheckpointIO(TorchCheckpointIO()).load_checkpoint(path, weights_only=True) == {"epoch": 3}

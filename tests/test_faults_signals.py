@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from nlstudy import keys
@@ -139,10 +140,12 @@ def test_ctrl_c_during_a_run_then_the_same_command_reports_one_finished_run(tmp_
 
 
 def test_sigterm_to_a_sweep_of_two_jobs_resumes_its_runs_into_one_row(tmp_path):
-    """Case 3: SIGTERM (SLURM's preemption) to `nlstudy sweep --jobs 2` once the runs have checkpoints: exit
-    143, the runs killed; the same command resumes them; each logs the configuration it started with, and the
-    report's table keeps the configuration in one row of two seeds."""
-    path, root = sweep_file(tmp_path / "preempt.yaml", seeds=(0, 1), checkpoints=True, **{"trainer.max_epochs": 6}), tmp_path / "runs"
+    """Case 3: SIGTERM (SLURM's preemption) to `nlstudy sweep --jobs 2` once its two runs have checkpoints: exit
+    143, the runs killed; the same command resumes them and runs the third seed. Each resumed run logs the
+    configuration it started with, and the report's table keeps the three seeds in one row (it split into
+    `num_classes=2` n=2, the resumed runs, and `num_classes=?` n=1)."""
+    path = sweep_file(tmp_path / "preempt.yaml", seeds=(0, 1, 2), checkpoints=True, **{"trainer.max_epochs": 6})
+    root = tmp_path / "runs"
     agents = sweep(path, root, "--jobs", "2")
 
     def checkpointed():
@@ -166,9 +169,9 @@ def test_sigterm_to_a_sweep_of_two_jobs_resumes_its_runs_into_one_row(tmp_path):
     assert resumed and all(r["state"] == "finished" for r in resumed)
 
     readme = report(root, tmp_path / "report")
-    assert "From 2 runs (2 finished)" in readme, readme
-    table = (tmp_path / "report" / "faults.csv").read_text().splitlines()
-    assert len(table) == 2, table  # the header and one row: not num_classes=2 (n=1) beside num_classes=? (n=1)
+    assert "From 3 runs (3 finished)" in readme, readme
+    rows = pd.read_csv(tmp_path / "report" / "faults.csv").to_dict("records")
+    assert [r["n"] for r in rows] == [3], rows  # one row of three seeds
     for rec in resumed:
         first, *later = parts_configs(root, rec["wandb_id"])
         assert later and all(part == first for part in later)  # the resumed part logs what the first logged
@@ -193,3 +196,28 @@ def test_a_signal_while_the_files_are_checked_ends_in_one_line(tmp_path, how):
     wait_for(lambda: not any(Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
                              for pid in checks), "the check processes to end", timeout=30)
     assert not (root / "sweeps").exists()
+
+
+def test_sigterm_to_the_run_itself_is_a_killed_run_retried_by_the_next_session(tmp_path):
+    """SIGTERM to the run, not its agent (SLURM signals every process of a job; `kill PID`). Before, Lightning
+    stopped at the next step and the run exited 0: recorded finished, half trained. Now the run is logged as
+    killed with the reason, exits 143, and is retried (not by this session, which the signal was not meant to
+    stop) when the sweep is run again. SIGHUP takes the same way (interrupts.raising)."""
+    signum = signal.SIGTERM
+    path, root = sweep_file(tmp_path / "term.yaml"), tmp_path / "runs"
+    agent = sweep(path, root)
+    running = wait_for(lambda: next((r for r in records(root, path) if r.get("pid")), None), "the run to start")
+    progress = SweepState(root, load(path).default_id).run_dir(running["id"]) / "progress.jsonl"
+    wait_for(lambda: progress.is_file() and progress.read_text().strip(), "the run's first validation")
+    os.kill(running["pid"], signum)
+    out, err = agent.communicate(timeout=120)
+    assert agent.returncode == 1, out + err  # a run this command started did not finish
+    [rec] = records(root, path)
+    assert rec["state"] == "killed" and rec["exitcode"] == 128 + signum and rec["retry"], rec
+    assert rec["not_retried_by"] and f"by {signal.Signals(signum).name}" in rec["note"]
+    [run] = read_offline(root).runs.to_dict("records")
+    assert run["state"] == "killed" and run["note"].startswith(f"interrupted by {signal.Signals(signum).name}")
+    again = sweep(path, root)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, out + err
+    assert "From 1 runs (1 finished)" in report(root, tmp_path / "report")

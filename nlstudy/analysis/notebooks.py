@@ -24,6 +24,8 @@ import nbformat
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
+from nlstudy import files
+
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 PATH_PARAMETERS = ("runs_root", "runs_roots", "figures_dir")  # parameters that name files or folders
@@ -91,7 +93,7 @@ def execute(notebook: str | os.PathLike, values: Mapping[str, Any] | None = None
 
         body, _ = HTMLExporter().from_notebook_node(nb)
         Path(html).parent.mkdir(parents=True, exist_ok=True)
-        Path(html).write_text(body, encoding="utf-8")
+        files.write_text(html, body)  # whole or not at all
     return nb
 
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 import os
 import resource
-import shutil
 import time
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins import CheckpointIO
 
-from nlstudy import keys
+from nlstudy import files, keys
 from nlstudy.models import asdict
 from nlstudy.models.profile import model_facts
 
@@ -154,8 +154,8 @@ class SaveWeights(pl.Callback):
 
     @staticmethod
     def directory(trainer: pl.Trainer) -> Path | None:
-        files = run_files_dir(trainer)
-        return None if files is None else files / keys.WEIGHTS_DIR
+        run_files = run_files_dir(trainer)
+        return None if run_files is None else run_files / keys.WEIGHTS_DIR
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_file": str(self.best_file) if self.best_file else None}
@@ -173,7 +173,7 @@ class SaveWeights(pl.Callback):
         target = folder / keys.WEIGHTS_FILES["best"]
         if source.resolve() != target.resolve():
             folder.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
+            files.copy(source, target)
         self.best_file = target
 
     def save(self, trainer: pl.Trainer, pl_module: pl.LightningModule, name: str, epochs: int) -> None:
@@ -190,8 +190,8 @@ class SaveWeights(pl.Callback):
             keys.VAL_TOP1: float(top1) if top1 is not None else None,
         }
         path = folder / keys.WEIGHTS_FILES[name]
-        torch.save(record, path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").replace(path)  # never a half-written file under the real name
+        with files.replacing(path) as tmp:  # never a half-written file under the real name
+            torch.save(record, tmp)
         if name == "best":
             self.best_file = path
 
@@ -224,12 +224,41 @@ class RunCheckpoint(ModelCheckpoint):
                          enable_version_counter=False)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        files = run_files_dir(trainer)
-        folder = trainer.strategy.broadcast(str(files / keys.CHECKPOINTS_DIR) if files is not None else None)
+        run_files = run_files_dir(trainer)
+        folder = trainer.strategy.broadcast(str(run_files / keys.CHECKPOINTS_DIR) if run_files is not None else None)
         if folder is not None:
             self.dirpath = folder
+        if not isinstance(trainer.strategy.checkpoint_io, WholeCheckpointIO):
+            trainer.strategy.checkpoint_io = WholeCheckpointIO(trainer.strategy.checkpoint_io)
         super().setup(trainer, pl_module, stage)
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Nothing to restore: a resumed run writes its own last.ckpt in its own run directory (Lightning's
         would only warn that the folder changed)."""
+
+
+class WholeCheckpointIO(CheckpointIO):
+    """The strategy's CheckpointIO, writing each checkpoint whole or not at all (``nlstudy.files.replacing``):
+    Lightning's own truncates the file and then writes it, so a run killed meanwhile (preemption's SIGKILL
+    after its grace period) would leave a cut last.ckpt in place of the good one, and its retry could not
+    resume. Remote paths (``s3://``...) are left to the inner one; loading and removing are its too."""
+
+    def __init__(self, inner: CheckpointIO):
+        self.inner = inner
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if "://" in str(path):
+            self.inner.save_checkpoint(checkpoint, path, storage_options=storage_options)
+            return
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with files.replacing(path) as tmp:
+            self.inner.save_checkpoint(checkpoint, tmp, storage_options=storage_options)
+
+    def load_checkpoint(self, *args, **kwargs):
+        return self.inner.load_checkpoint(*args, **kwargs)
+
+    def remove_checkpoint(self, path) -> None:
+        self.inner.remove_checkpoint(path)
+
+    def teardown(self) -> None:
+        self.inner.teardown()

@@ -21,15 +21,15 @@ Where: ``$NLSTUDY_CACHE_DIR``, else ``$XDG_CACHE_HOME/nlstudy/report``, else
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import importlib.metadata
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from nlstudy import files
 
 CACHE_ENV = "NLSTUDY_CACHE_DIR"
 FORMAT = 1  # bump when what the caller stores changes shape
@@ -100,17 +100,10 @@ class LogCache:
         if Stamp.of(log) != stamp or read_since_ns - stamp.mtime_ns < RACY_S * 1e9:
             return False
         text = json.dumps({"key": self._key(log, stamp), "contents": contents}, separators=(",", ":"))
-        tmp = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=self.directory, suffix=".tmp", delete=False) as f:
-                tmp = f.name
-                f.write(text)
-            os.replace(tmp, self.entry(log))
+            files.write_text(self.entry(log), text)  # whole or not at all (and no temporary left)
         except OSError:
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
             return False
         return True
 

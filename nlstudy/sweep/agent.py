@@ -63,7 +63,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nlstudy import interrupts, keys
+from nlstudy import files, interrupts, keys
 from nlstudy.choices import TRAIN_COMMANDS
 from nlstudy.sweep import command as cmd
 from nlstudy.sweep import engine
@@ -409,11 +409,11 @@ class Agent:
         if rec.get("resumes") and rec.get("retry_of"):  # the run goes on: so does its validation history
             before = state.run_dir(rec["retry_of"]) / "progress.jsonl"
             if before.is_file():
-                shutil.copyfile(before, run_dir / "progress.jsonl")
+                files.copy(before, run_dir / "progress.jsonl")
         args = cmd.RunArgs(rec["config"], sweep.program, str(run_dir / "args.json"))
-        (run_dir / "params.yaml").write_text(cmd.param_file_text(rec["config"]))
+        files.write_text(run_dir / "params.yaml", cmd.param_file_text(rec["config"]))  # whole, or the run is not started
         if cmd.uses_args_json_file(sweep.command):
-            (run_dir / "args.json").write_text(cmd.args_json_text(args))
+            files.write_text(run_dir / "args.json", cmd.args_json_text(args))
         return [str(part) for part in cmd.expand(sweep.command, args)]
 
     def execute(self, sweep: Sweep, state: SweepState, rec: dict[str, Any]) -> None:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from nlstudy import keys
+from nlstudy import interrupts, keys
 from nlstudy.sweep.spec import Sweep
 
 
@@ -66,6 +67,16 @@ def run(
         argv = agent_command(sid, project, entity, count)
         out(f"{sweep.path}: sweep {sid}; starting {jobs} agent(s): {shlex.join(argv)}  (more machines: the same command)")
         procs = [start(argv, env=agent_environment(threads)) for _ in range(jobs)]
-        for proc in procs:
-            code = max(code, proc.wait() or 0)
+        try:
+            for proc in procs:
+                code = max(code, proc.wait() or 0)
+        except KeyboardInterrupt as e:  # SIGTERM / SIGHUP to this command alone reach its agents too (Ctrl-C
+            signum = interrupts.signal_of(e)  # reaches them from the terminal already: a second one kills runs)
+            if signum != signal.SIGINT:
+                for proc in procs:
+                    if proc.poll() is None:
+                        proc.send_signal(signum)
+            for proc in procs:
+                proc.wait()
+            raise
     return code

@@ -41,6 +41,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from nlstudy import files
 from nlstudy.processes import alive, process_start
 from nlstudy.registry import lookup
 
@@ -93,15 +94,8 @@ def agent_alive(agent: Mapping[str, Any] | None, heartbeat: str | None) -> bool:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write whole or not at all (readers never see half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
-        os.replace(tmp, path)
-    except BaseException:  # a full disk: the old file stays as it was, and no half-written copy is left
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    """Write whole or not at all (readers never see half a file; a full disk leaves the old file as it was)."""
+    files.write_text(path, json.dumps(data, indent=1, default=str) + "\n")
 
 
 class SweepState:
@@ -156,7 +150,7 @@ class SweepState:
         with self.lock():
             if self.exists():
                 return
-            self.sweep_file.write_text(text)
+            files.write_text(self.sweep_file, text)
             write_json(self.info_file, {"id": self.id, "created_at": now(), **info})
 
     @contextlib.contextmanager
