@@ -137,16 +137,18 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
     """Yields a temporary path beside `path` to write to (by any means: a writer that wants a file name, such
     as savefig or torch.save); when the block ends without an error, the temporary is flushed to the disk and
     renamed over `path`. On any error (a full disk, KeyboardInterrupt) the temporary is removed, `path` is
-    left as it was, and the error propagates."""
+    left as it was, and the error propagates (an OSError about the temporary as one about `path`)."""
     tmp = temporary(path)
     try:
         yield tmp
         with open(tmp, "rb+") as f:  # on the disk before the name points at it (a power cut after the rename)
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(e, OSError) and e.errno is not None and e.filename in (str(tmp), tmp):
+            raise OSError(e.errno, e.strerror, str(path)) from e  # the file the caller writes, not its temporary
         raise
 
 

@@ -69,6 +69,10 @@ def test_a_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path):
                 tmp.write_text("half of the new")
                 raise error
         assert path.read_text() == "old\n" and os.listdir(tmp_path) == ["table.md"]
+    with pytest.raises(OSError) as error:  # a full disk: the error names the file, not its temporary
+        with files.replacing(path) as tmp:
+            raise OSError(28, "No space left on device", str(tmp))
+    assert error.value.filename == str(path) and error.value.errno == 28
     files.copy(path, tmp_path / "copy.md")
     assert (tmp_path / "copy.md").read_text() == "old\n"
 

@@ -126,7 +126,7 @@ def test_a_full_disk_under_the_report_leaves_no_file_cut_and_says_what_it_could_
         full = report(where, preexec_fn=small_disk(limit))
         assert full.returncode == 1, full.stdout + full.stderr
         lines = full.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("nlstudy report: cannot write "), full.stderr
+        assert len(lines) == 1 and lines[0].startswith(f"nlstudy report: cannot write {where / 'faults.md'} "), full.stderr
         assert "File too large" in lines[0] and "Traceback" not in full.stdout + full.stderr
         assert not [p for p in where.rglob("*") if p.name.endswith(".tmp")]
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
