@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from nlstudy import keys
+from nlstudy import files, interrupts, keys
 from nlstudy.errors import UsageError
 from nlstudy.report import cli as report_cli
 from nlstudy.report import stats, sweeps, tables
@@ -79,9 +79,7 @@ def with_looks(sweep: Sweep, looks: Sequence[int], parameters: Mapping[str, Any]
 
 def _write(sweep: Sweep) -> Path:
     sweep.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = sweep.path.with_name(sweep.path.name + ".tmp")
-    tmp.write_text(sweep.text)
-    tmp.replace(sweep.path)
+    files.write_text(sweep.path, sweep.text)
     return sweep.path
 
 
@@ -201,6 +199,7 @@ def parser() -> argparse.ArgumentParser:
     return sweep_cli.parser()
 
 
+@interrupts.one_line(PROG, "run the same command again to go on")
 def main(argv: list[str]) -> int:
     """Entry point of `nlstudy sweep ... --until-decided`; returns the exit code."""
     args = sweep_cli.parser().parse_args(argv)
@@ -222,7 +221,7 @@ def main(argv: list[str]) -> int:
     while batch:
         files = [str(_write(s)) for s in batch]
         round_code = sweep_cli.main([*files, *passthrough])
-        if round_code in (2, 130):
+        if round_code == 2 or round_code in interrupts.EXIT_CODES:  # bad input; Ctrl-C, SIGTERM, SIGHUP
             return round_code
         code = max(code, round_code)
         built = study.verdicts()
