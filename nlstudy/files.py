@@ -147,7 +147,7 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if isinstance(e, OSError) and e.errno is not None and e.filename in (str(tmp), tmp):
+        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, str(tmp), tmp):
             raise OSError(e.errno, e.strerror, str(path)) from e  # the file the caller writes, not its temporary
         raise
 

@@ -193,3 +193,19 @@ def test_a_checkpoint_whose_write_is_cut_leaves_the_last_good_one(tmp_path):
         WholeCheckpointIO(CutShort()).save_checkpoint({"epoch": 4}, path)
     assert torch.load(path, weights_only=True) == {"epoch": 3} and os.listdir(path.parent) == ["last.ckpt"]
     assert WholeCheckpointIO(TorchCheckpointIO()).load_checkpoint(path, weights_only=True) == {"epoch": 3}
+
+
+def test_a_sweep_state_copied_halfway_is_refused_in_one_line(tmp_path, capsys):
+    """The sweep's own sweep.json (written whole) cut short by a copy of the runs root: one line naming it."""
+    from nlstudy.sweep.spec import load
+    from nlstudy.sweep.state import SweepState
+
+    path, root = tmp_path / "toy.yaml", tmp_path / "runs"
+    path.write_text(SWEEP)
+    state = SweepState(root, load(path).default_id)
+    state.create(SWEEP, {"fingerprint": load(path).fingerprint})
+    state.info_file.write_text(state.info_file.read_text()[:20])
+    assert sweep_cli.main([str(path), "--runs-root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"nlstudy sweep: {state.info_file} cannot be read ("), err
+    assert "copied halfway" in err

@@ -12,9 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import yaml
-
-from nlstudy import keys
+from nlstudy import files, keys
 from nlstudy.keys import find_run  # torch-free, shared with the training CLI (--resume, model.init_from)
 from nlstudy.models import VideoResNet, as_spec, build_model
 from nlstudy.models.weights import load_weights
@@ -26,7 +24,7 @@ def run_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     path = keys.config_file(run_dir)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing; is {run_dir} an nlstudy run directory?")
-    return keys.flatten(yaml.safe_load(path.read_text()) or {})
+    return keys.flatten(files.read_yaml(path) or {})  # not UTF-8, not YAML: a ValueError naming the file
 
 
 def load_run(run: str | os.PathLike, weights: str = "final", *,

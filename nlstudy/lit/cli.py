@@ -775,8 +775,11 @@ def finish_interrupted(signum: int) -> str:
 
     reason = f"interrupted by {interrupts.name(signum)}"
     if wandb.run is not None:
-        wandb.run.summary[keys.FAILURE] = reason
-        wandb.finish(exit_code=interrupts.exit_code(signum))
+        # the signal may have stopped wandb's service too (SLURM signals every process of a job): then the log
+        # ends without its exit record, which the report reads as crashed, and the run is retried all the same
+        with contextlib.suppress(Exception):
+            wandb.run.summary[keys.FAILURE] = reason
+            wandb.finish(exit_code=interrupts.exit_code(signum))
     return reason
 
 

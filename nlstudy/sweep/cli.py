@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from nlstudy import interrupts, keys
+from nlstudy.errors import one_line
 from nlstudy.processes import cores
 from nlstudy.sweep import online
 from nlstudy.sweep.agent import Agent, Options, Suite
@@ -143,7 +144,12 @@ def joined(args: argparse.Namespace, sweep: Sweep) -> SweepState:
     """Create the sweep's state, or rejoin it; an id whose sweep was made from another config is refused."""
     state = SweepState(args.runs_root, args.sweep_id or sweep.default_id)
     if state.exists():
-        if state.info().get("fingerprint") != sweep.fingerprint:
+        try:
+            info = state.info()
+        except (OSError, ValueError) as e:  # written whole, so a copy cut short (or another tool) made it so
+            raise SweepError(f"{state.info_file} cannot be read ({one_line(e, 120)}): was the runs root copied "
+                             "halfway? Copy it again, or give another --sweep-id") from None
+        if info.get("fingerprint") != sweep.fingerprint:
             raise SweepError(f"{sweep.path}: sweep {state.id} in {state.dir} was created from a different config "
                              "(was the file edited?); give another --sweep-id or drop --sweep-id for a new sweep")
         return state
