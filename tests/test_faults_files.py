@@ -4,7 +4,6 @@ files); and every file the project writes, whole or not at all (nlstudy.files)."
 
 from __future__ import annotations
 
-import json
 import os
 import textwrap
 from pathlib import Path

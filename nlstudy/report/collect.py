@@ -324,7 +324,8 @@ def _most_complete(copies: list[RunRecord]) -> RunRecord:
 def _completeness(record: RunRecord) -> tuple:
     """How much of a run a copy of its log holds: an exit record first, then the logged rows and keys
     (a copy taken while the run was being written holds a prefix of the log)."""
-    return (record.state in ("finished", "failed", "killed"), len(record.history), len(record.summary), len(record.config))
+    return (record.state in ("finished", "failed", "killed"), len(record.history), len(record.summary),
+            len(record.config))
 
 
 @functools.cache
