@@ -9,6 +9,7 @@ Reading (sweep files, configs, CSV and list files, a run's saved config):
     decode_problem(...)  that sentence, for a reader that streams a file (csv) and meets the byte late.
     load_yaml(text)      yaml.safe_load, except that a key given twice in one mapping is refused, naming the
                          key and both lines (PyYAML, like json, silently keeps the last).
+    walk(root)           os.walk following symbolic links to folders, each real folder once.
 
 Writing: every file the project writes goes through `replacing(path)` (or `write_text` / `write_bytes` /
 `copy`, built on it): the content goes to a temporary file beside `path` (same folder, so the same file
@@ -122,6 +123,20 @@ def read_yaml(path: str | os.PathLike) -> Any:
         return load_yaml(text)
     except yaml.YAMLError as e:
         raise FileProblem(path, yaml_problem(e)) from None
+
+
+def walk(root: str | os.PathLike) -> Iterator[tuple[str, list[str], list[str]]]:
+    """os.walk(root) following symbolic links to folders (a runs root's `wandb/` or a dataset's clips kept on
+    another disk and linked in; Path.rglob and os.walk do not follow them), each real folder once (a link back
+    up does not loop). The caller may prune `subfolders` in place, as with os.walk."""
+    walked: set[str] = set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in walked:
+            subfolders.clear()
+            continue
+        walked.add(real)
+        yield folder, subfolders, names
 
 
 # --- writing ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from nlstudy import keys
 from nlstudy.report import cli as report_cli
 from nlstudy.sweep.spec import load
 from nlstudy.sweep.state import SweepState
+from test_sweep_resume import wait_for  # a bound on waiting, not on speed
 
 pytestmark = pytest.mark.slow  # real wandb runs and agents in subprocesses
 
@@ -50,14 +51,6 @@ def table(out: Path, name: str = "faults") -> list[dict]:
     return pd.read_csv(out / f"{name}.csv").to_dict("records")
 
 
-def wait_for(condition, what: str, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_report_read_while_a_sweep_runs_counts_a_starting_run_as_running(tmp_path, launch_run, monkeypatch):

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from nlstudy.report import cli as report_cli
 from nlstudy.report.collect import find_run_files, read_offline, read_offline_run
 from nlstudy.sweep.spec import load
 from nlstudy.sweep.state import SweepState
+from test_sweep_resume import wait_for  # a bound on waiting, not on speed
 
 pytestmark = pytest.mark.slow  # every test starts real processes; most train
 
@@ -52,15 +52,6 @@ def sweep(path: Path, root: Path, *args: str, **popen) -> subprocess.Popen:
                             cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
-# a bound on waiting, not on speed (two test workers and other users share two cores)
-def wait_for(condition, what: str, timeout: float = 300.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def records(root: Path, path: Path) -> list[dict]:

@@ -359,13 +359,7 @@ def index_files(root: Path, extensions: tuple[str, ...]) -> dict[str, str]:
     on another disk, linked in), each real folder once."""
     suffixes = {"." + e.lower().lstrip(".") for e in extensions}
     index: dict[str, str] = {}
-    walked: set[str] = set()
-    for folder, subfolders, files in os.walk(root, followlinks=True):
-        real = os.path.realpath(folder)
-        if real in walked:
-            subfolders.clear()
-            continue
-        walked.add(real)
+    for folder, subfolders, files in text_files.walk(root):
         subfolders.sort()
         for name in sorted(files):
             stem, suffix = os.path.splitext(name)

@@ -55,6 +55,7 @@ from typing import Any
 import pandas as pd
 
 from nlstudy import interrupts, keys
+from nlstudy.files import walk
 from nlstudy.processes import alive
 from nlstudy.report.logcache import LogCache, Stamp
 
@@ -203,13 +204,8 @@ def find_run_files(root: str | os.PathLike) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no such directory: {root}")
-    found, walked = set(), set()
-    for folder, subfolders, names in os.walk(root, followlinks=True):
-        real = os.path.realpath(folder)
-        if real in walked:
-            subfolders.clear()
-            continue
-        walked.add(real)
+    found = set()
+    for folder, _, names in walk(root):
         for name in names:
             path = Path(folder, name)
             if name.startswith("run-") and name.endswith(".wandb") and path.is_file():
