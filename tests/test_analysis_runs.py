@@ -178,4 +178,9 @@ def test_notebook_runs_end_to_end(path, runs_root, tmp_path):
     assert figures, "the notebook saves its figures"
     text = html.read_text()
     assert f"'{runs_root}" not in text and f"'{tmp_path}" not in text  # paths were handed in relative
-    assert "<img" in text or "image/png" in text
+    # every figure is shown as an image, once: none as its text alone ("<Figure size 700x380 with 1 Axes>")
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    as_text = [o for o in outputs if "<Figure" in o.get("data", {}).get("text/plain", "") + o.get("text", "")]
+    assert not as_text and len(images) == len(figures), (len(as_text), len(images), figures)
+    assert text.count("<img") == len(images) and "&lt;Figure size" not in text

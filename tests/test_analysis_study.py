@@ -423,3 +423,27 @@ def test_runs_frame_of_a_missing_or_empty_root(tmp_path):
         study.runs_frame(tmp_path / "nowhere")
     empty = study.runs_frame(tmp_path)
     assert empty.empty and list(empty.columns) == ["run_id", "run_dir", "has_weights"]
+
+
+def test_show_displays_a_figure_as_a_png_and_closes_a_pyplot_one(monkeypatch, tmp_path):
+    """A figure of the object API (the report's plots) and a pyplot one are both shown as a PNG image, whatever
+    the backend; the pyplot one is closed (the inline backend would show it a second time); with a folder and
+    a name it is saved too."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from IPython.display import Image
+    from matplotlib.figure import Figure
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: shown.extend(objs))
+    bare = Figure(figsize=(2, 1))
+    bare.add_subplot().plot([0, 1])
+    study.show(bare)
+    made, ax = plt.subplots(figsize=(2, 1))
+    study.show(made, tmp_path / "figures", "made")
+    assert [type(o) for o in shown] == [Image, Image]
+    assert all(o.format == "png" and o.data.startswith(b"\x89PNG") for o in shown)
+    assert made.number not in plt.get_fignums()
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["made.pdf", "made.png"]

@@ -234,3 +234,36 @@ def save_figure(fig: Any, figures_dir: str | os.PathLike | None, name: str) -> N
     from nlstudy.report.plots import save
 
     save(fig, Path(figures_dir) / name)
+
+
+FIGURE_DPI = 100  # the image a notebook shows (the saved PNG keeps the report's 120)
+
+
+def figure_png(fig: Any, dpi: int = FIGURE_DPI) -> bytes:
+    """A matplotlib figure as PNG bytes (savefig renders PNG with Agg whatever the figure's canvas: no pyplot,
+    no backend needed)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def show(fig: Any, figures_dir: str | os.PathLike | None = None, name: str | None = None) -> None:
+    """Show a matplotlib figure in the notebook as an image (image/png), and save it as
+    `<figures_dir>/<name>.png` and `.pdf` when both are given (`save_figure`).
+
+    Every figure a notebook shows goes through here: `display(fig)` of a figure built with the object API
+    (the report's plots) shows only its text (`<Figure size 700x380 with 1 Axes>`) unless an inline backend
+    happens to be active, in Jupyter, nbclient and nbconvert alike; a PNG is an image in all of them and in
+    the notebook's HTML. A pyplot figure is closed afterwards, so the inline backend does not show it twice."""
+    import sys
+
+    from IPython.display import Image, display
+
+    if name is not None:
+        save_figure(fig, figures_dir, name)
+    display(Image(data=figure_png(fig), format="png"))
+    pyplot = sys.modules.get("matplotlib.pyplot")  # only a figure pyplot made is known to it (never import it here)
+    if pyplot is not None:
+        pyplot.close(fig)
