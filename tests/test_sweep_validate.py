@@ -55,7 +55,7 @@ def test_not_a_mapping(tmp_path, capsys):
 
 def test_schema_violation_names_the_valid_methods(tmp_path, capsys):
     err = reject(tmp_path, capsys, GOOD.replace("method: grid", "method: gird"))
-    assert err.endswith("unknown method 'gird'; valid choices: 'grid', 'random', 'bayes'")
+    assert err.endswith("unknown method 'gird'; valid choices: 'grid', 'random', 'bayes'; did you mean 'grid'?")
 
 
 def test_method_this_agent_does_not_run(tmp_path, capsys):

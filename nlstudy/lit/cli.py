@@ -52,7 +52,7 @@ from nlstudy import keys
 from nlstudy.choices import TRAIN_COMMANDS
 from nlstudy.data import ClipDataModule
 from nlstudy.errors import MAX_LINE, UsageError, one_line, yaml_problem
-from nlstudy.registry import lookup
+from nlstudy.registry import did_you_mean, lookup
 from nlstudy.lit.callbacks import RunCheckpoint, RunFacts, SaveWeights, SweepBridge
 from nlstudy.lit.module import VideoClassifier
 from nlstudy.models.weights import load_weights
@@ -497,6 +497,9 @@ def argument_error_line(error: BaseException) -> str:
         line = f"{head} {reason}" if reason and reason not in head else head
     if choices:
         line += f"; valid choices: {', '.join(repr(c) for c in choices)}"
+    given_value = re.search(r"(?:Got|Given) value: (.+)$", text, flags=re.M)
+    if key and given_value and key.group(1) in LITERAL_CHOICES:  # a misspelled choice: the one meant
+        line += did_you_mean(given_value.group(1).strip().strip("'\""), LITERAL_CHOICES[key.group(1)])
     return one_line(line, limit)
 
 

@@ -135,17 +135,25 @@ def check_sweeps(sweeps: Sequence[Sweep]) -> Checked:
     return Checked(notes, resolved)
 
 
+SUBJECT = re.compile(r'Parser key "([^"]+)"|([A-Za-z_][\w.]*): ')  # the key an error starts with
+
+
 def describe(config: Mapping[str, Mapping[str, Any]], error: str) -> str:
-    """'parameter NAME: ERROR' for the parameter the error is about, else 'run {values}: ERROR'."""
+    """'parameter NAME: ERROR' for the parameter the error is about (the key it starts with, else the first key
+    it names before its lists of guesses and valid keys), else 'run {values}: ERROR'."""
     flat = flat_values(config)
-    for key in DOTTED.findall(error or ""):
+    error = error or ""
+    about = re.split(r" \(did you mean|; did you mean|; valid ", error, maxsplit=1)[0]  # not the keys it suggests
+    subject = SUBJECT.match(error)
+    named = [k for k in (subject.groups() if subject else ()) if k] + DOTTED.findall(about)
+    for key in named:
         for name, spec in config.items():
             if key == name or key.startswith(name + "."):
                 value = flat.get(key, spec["value"])
                 where = name if key == name else f"{name} ({key}={compact(value)})"
                 return f"parameter {where}: {error}"
     for name in config:  # a parameter named as it is (an unknown top-level key has no dot)
-        if re.search(rf"(?<![\w.]){re.escape(name)}(?![\w.])", error or ""):
+        if re.search(rf"(?<![\w.]){re.escape(name)}(?![\w.])", about):
             return f"parameter {name}: {error}"
     values = ", ".join(f"{k}={compact(v['value'])}" for k, v in config.items())
     return f"run with {values}: {error}"

@@ -1,0 +1,84 @@
+"""What a user reads: `nlstudy fit --help` (short, choices by value, a way to the full list), a misspelled
+command or choice answered with the one meant, and a sweep's misspelled key blamed on that key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nlstudy import choices, cli
+from nlstudy.lit.cli import LITERAL_CHOICES, CheckCLI, check_all
+from nlstudy.registry import did_you_mean, lookup
+from nlstudy.sweep.check import describe
+
+pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter:UserWarning")
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = str(ROOT / "experiments" / "demo.yaml")
+
+
+@pytest.fixture(scope="module")
+def checker():
+    return CheckCLI(["fit", "--config", DEMO])
+
+
+def test_fit_help_is_short_names_choices_by_value_and_points_to_the_full_list(capsys):
+    assert cli.main(["fit", "--help"]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert lines[0].startswith("usage: nlstudy fit --config FILE") and len(lines) < 90
+    assert max(map(len, lines)) <= cli.HELP_WIDTH
+    assert "nlstudy fit --help-all lists every option" in text and "Runs the full optimization routine" not in text
+    assert "DATASETS" not in text and "PLACEMENTS" not in text  # values, not Python constants
+    assert f"a preset ({', '.join(choices.PLACEMENTS)})" in " ".join(text.split())
+    assert cli.main(["validate", "-h"]) == 0 and capsys.readouterr().out.startswith("usage: nlstudy validate")
+
+
+def test_every_key_of_the_short_help_is_a_key_of_the_cli_with_its_real_choices(checker):
+    valid = set(checker.valid_keys("fit"))
+    listed = {key: text for section in cli.HELP_SECTIONS.values() for key, text in section.items()}
+    assert set(listed) <= valid, sorted(set(listed) - valid)
+    for key, text in listed.items():
+        for value in LITERAL_CHOICES.get(key, ()):
+            assert str(value).removeprefix("torchvision:") in text, (key, value)
+    assert all(d in listed["data.dataset"] for d in choices.DATASETS)
+
+
+def test_the_full_help_lists_dataset_and_placement_choices_by_value(capsys):
+    assert cli.main(["fit", "--help-all"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert len(text) > 20_000 and "one of DATASETS" not in text
+    assert "synthetic (the embedded task), kinetics, ucf101, hmdb51, video_folder, rawframes, images, cifar10 or cifar100" in text
+    assert "a preset (none, 1-block, 5-block, 10-block, res2, res3, res4, res5;" in text
+
+
+def test_a_misspelled_command_is_named_with_the_one_meant(capsys):
+    assert cli.main(["repot", "--runs", "runs"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == ("nlstudy: error: unknown command 'repot' (did you mean 'report'?); one of: fit, validate, test, "
+                      "sweep, report, check")
+    assert err[1].startswith("usage: nlstudy")
+    assert cli.main([]) == 2 and "no command given" in capsys.readouterr().err
+
+
+def test_a_misspelled_choice_gets_the_one_meant(checker):
+    assert did_you_mean("gird", ["grid", "random", "bayes"]) == "; did you mean 'grid'?"
+    assert did_you_mean("res9x", ["none", "res2"]) == "" and did_you_mean("7-block", choices.PLACEMENTS) == ""  # none, or two as close
+    with pytest.raises(ValueError, match=r"unknown method 'gird'; valid choices: 'grid', 'random'; did you mean 'grid'\?$"):
+        lookup({"grid": 1, "random": 2}, "gird", "method")
+    pairwise, dataset, depth = check_all([
+        ["fit", "--config", DEMO, "--model.backbone.nl.pairwise=embeded_gaussian"],
+        ["fit", "--config", DEMO, "--data.dataset=kinetic"],
+        ["fit", "--config", DEMO, "--model.backbone.depth=5"]], checker)
+    assert pairwise["error"].startswith('Parser key "model.backbone.nl.pairwise"')
+    assert pairwise["error"].endswith("Got value: embeded_gaussian; did you mean 'embedded_gaussian'?")
+    assert dataset["error"].endswith("'cifar100'; did you mean 'kinetics'?")
+    assert "did you mean" not in depth["error"]  # nothing close: no guess
+
+
+def test_a_misspelled_sweep_key_is_blamed_on_that_key(checker):
+    """The unknown-key message lists the valid keys (table among them): the blame goes to the key it starts with."""
+    [result] = check_all([["fit", "--config", DEMO, "--seed_everyting=1", "--table=2a"]], checker)
+    config = {"table": {"value": "2a"}, "seed_everyting": {"value": 1}}
+    line = describe(config, result["error"])
+    assert line.startswith("parameter seed_everyting: seed_everyting: unknown key (did you mean seed_everything?)")
