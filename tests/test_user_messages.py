@@ -82,3 +82,20 @@ def test_a_misspelled_sweep_key_is_blamed_on_that_key(checker):
     config = {"table": {"value": "2a"}, "seed_everyting": {"value": 1}}
     line = describe(config, result["error"])
     assert line.startswith("parameter seed_everyting: seed_everyting: unknown key (did you mean seed_everything?)")
+
+
+def test_the_check_tells_a_run_this_machine_cannot_run_from_a_bad_one(checker, monkeypatch):
+    """nlstudy check (and so the sweep's check) judges the settings against this machine too, unless asked not to
+    (a login node): a GPU the machine lacks is a `machine` error."""
+    from pytorch_lightning.accelerators import CUDAAccelerator, MPSAccelerator
+
+    monkeypatch.setattr(CUDAAccelerator, "is_available", staticmethod(lambda: False))
+    monkeypatch.setattr(MPSAccelerator, "is_available", staticmethod(lambda: False))
+    gpu = ["fit", "--config", DEMO, "--trainer.accelerator=gpu"]
+    [here] = check_all([gpu], checker)
+    assert not here["ok"] and here["machine"] and here["error"].startswith(
+        "trainer.accelerator: the config asks for 'gpu', but this machine has no GPU")
+    [login] = check_all([gpu], machine=False)
+    assert login["ok"] and not login["machine"] and login["key"]
+    [bad] = check_all([[*gpu, "--model.backbone.depth=5"]], checker)
+    assert not bad["ok"] and not bad["machine"]

@@ -390,7 +390,8 @@ class CheckCLI(NLStudyCLI):
     errors), without training or logging: the model is built on the meta device (shapes only), the data
     module touches no disk, and the before_<subcommand> hook stops the run before the Trainer is used."""
 
-    def __init__(self, args: list[str]):
+    def __init__(self, args: list[str], machine: bool = True):
+        self.machine = machine  # also check the settings against this machine (check_machine)
         try:
             super().__init__(args=args)
         except Checked:
@@ -411,6 +412,8 @@ class CheckCLI(NLStudyCLI):
             raise UsageError(argument_error_line(e)) from None
         trainer = self.settings().get("trainer") or Namespace()
         check_trainer_names(trainer)
+        if self.machine:
+            check_machine(trainer)
         self.check_trainer_values((built[self.subcommand] if self.subcommand else built).get("trainer") or {})
 
     _checked_trainer: str | None = None  # the last trainer settings found good (a sweep rarely varies them)
@@ -442,34 +445,42 @@ class CheckCLI(NLStudyCLI):
         self.instantiate_classes()
 
 
+CONFIG_ONLY = "--config-only"  # nlstudy check: leave the settings' fit to this machine unchecked (a login node)
+
+
 def check_main(argv: list[str]) -> int:
-    """`nlstudy check FILE`: FILE holds a JSON list of training argument lists (each starting with fit,
-    validate or test). Prints a JSON list of {"ok": bool, "error": str | None, "key": str | None} (key: the
-    run's `resolved_key` when ok); exit 0 when all are ok."""
+    """`nlstudy check [--config-only] FILE`: FILE holds a JSON list of training argument lists (each starting with
+    fit, validate or test). Prints a JSON list of {"ok": bool, "error": str | None, "key": str | None, "machine":
+    bool} (key: the run's `resolved_key` when ok; machine: the error is that this machine cannot run it, which
+    --config-only does not check); exit 0 when all are ok."""
+    machine = CONFIG_ONLY not in argv
+    argv = [a for a in argv if a != CONFIG_ONLY]
     if len(argv) != 1 or not Path(argv[0]).is_file():
-        print("usage: nlstudy check FILE  (FILE: a JSON list of argument lists such as [\"fit\", \"--config\", ...])",
-              file=sys.stderr)
+        print(f"usage: nlstudy check [{CONFIG_ONLY}] FILE  (FILE: a JSON list of argument lists such as "
+              "[\"fit\", \"--config\", ...])", file=sys.stderr)
         return 2
-    results = check_all(json.loads(Path(argv[0]).read_text()))
+    results = check_all(json.loads(Path(argv[0]).read_text()), machine=machine)
     print(json.dumps(results))
     return 0 if all(r["ok"] for r in results) else 1
 
 
-def check_all(candidates: Sequence[Sequence[str]], cli: CheckCLI | None = None) -> list[dict[str, Any]]:
-    """{"ok": bool, "error": str | None, "key": str | None} for each training argument list, all judged by one
-    CheckCLI (`cli`, or one made for the first list); key: the run's `resolved_key`, when ok."""
+def check_all(candidates: Sequence[Sequence[str]], cli: CheckCLI | None = None, *,
+              machine: bool = True) -> list[dict[str, Any]]:
+    """{"ok": bool, "error": str | None, "key": str | None, "machine": bool} for each training argument list, all
+    judged by one CheckCLI (`cli`, or one made for the first list, checking the settings against this machine
+    unless `machine` is false); key: the run's `resolved_key`, when ok; machine: the error is a `MachineError`."""
     results = []
     for args in candidates:
         try:
             if cli is None:
-                cli = CheckCLI(list(args))
+                cli = CheckCLI(list(args), machine=machine)
             else:
                 cli.check(list(args))
-            results.append({"ok": True, "error": None, "key": cli.key})
+            results.append({"ok": True, "error": None, "key": cli.key, "machine": False})
         except UsageError as e:
-            results.append({"ok": False, "error": str(e), "key": None})
+            results.append({"ok": False, "error": str(e), "key": None, "machine": isinstance(e, MachineError)})
         except SystemExit as e:
-            results.append({"ok": False, "error": f"arguments rejected (exit {e.code})", "key": None})
+            results.append({"ok": False, "error": f"arguments rejected (exit {e.code})", "key": None, "machine": False})
     return results
 
 
@@ -644,6 +655,10 @@ def cpu_arguments(trainer: Namespace) -> str:
     return " ".join(args)
 
 
+class MachineError(UsageError):
+    """Settings this machine cannot run (a GPU it lacks, more devices than it has): fine on the machine they are for."""
+
+
 def check_machine(trainer: Namespace) -> None:
     """The accelerator and devices the settings ask for, against this machine: a GPU the machine lacks, or
     more GPUs than it has, fail in one line saying what the machine has and how to run on the CPU."""
@@ -653,19 +668,19 @@ def check_machine(trainer: Namespace) -> None:
     name = accelerator.lower()
     cores = os.cpu_count() or 1
     if name == "tpu" and not XLAAccelerator.is_available():
-        raise UsageError(f"trainer.accelerator: the config asks for {accelerator!r}, but this machine has no TPU "
+        raise MachineError(f"trainer.accelerator: the config asks for {accelerator!r}, but this machine has no TPU "
                          f"(torch_xla finds none; it has {cores} CPU cores); to run on the CPU: {cpu_arguments(trainer)}")
     if name not in GPU_ACCELERATORS:
         return
     count = max(kind.auto_device_count() if kind.is_available() else 0 for kind in GPU_ACCELERATORS[name])
     if count == 0:
         kinds = " or ".join(kind.__name__.removesuffix("Accelerator") for kind in GPU_ACCELERATORS[name])
-        raise UsageError(f"trainer.accelerator: the config asks for {accelerator!r}, but this machine has no GPU "
+        raise MachineError(f"trainer.accelerator: the config asks for {accelerator!r}, but this machine has no GPU "
                          f"(torch finds no {kinds} device; it has {cores} CPU cores); to run on the CPU: "
                          f"{cpu_arguments(trainer)}")
     wanted = requested_devices(trainer.get("devices"))
     if wanted and wanted[1] > count:
-        raise UsageError(f"trainer.devices: the config asks for {trainer.get('devices')!r} ({wanted[0]} GPU(s)), but "
+        raise MachineError(f"trainer.devices: the config asks for {trainer.get('devices')!r} ({wanted[0]} GPU(s)), but "
                          f"this machine has {count} GPU(s): --trainer.devices={count} (or auto), or run on the CPU: "
                          f"{cpu_arguments(trainer)}")
 
