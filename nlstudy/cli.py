@@ -125,6 +125,13 @@ def train_help(command: str) -> str:
     return "\n".join(lines)
 
 
+# Lightning's info lines a user cannot act on: the device lines (the config names the accelerator, and a GPU
+# config on a machine without one fails in one line), a note before the schedule is built, and why fit stopped
+# (the run's own lines say where it is: nlstudy.lit.callbacks.RunProgress)
+LIGHTNING_NOISE = ("GPU available:", "TPU available:", "HPU available:", "Loading `train_dataloader` to estimate",
+                   "`Trainer.fit` stopped:")
+
+
 def _quiet() -> None:
     warnings.filterwarnings("ignore", message=".*allow_population_by_field_name.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -133,9 +140,12 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
     warnings.filterwarnings("ignore", message=".*predefined.*LitLogger.*")
     warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+    # VideoClassifier's on_after_batch_transfer (the clips' memory order) is meant to be the module's
+    warnings.filterwarnings("ignore", message=".*You have overridden `on_after_batch_transfer` in `LightningModule`.*")
     os.environ.setdefault("WANDB_SILENT", "true")
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
-        lambda record: "litlogger" not in record.getMessage())  # an advert printed by every Trainer
+        lambda record: "litlogger" not in record.getMessage()  # an advert printed by every Trainer
+        and not record.getMessage().startswith(LIGHTNING_NOISE))
     # "Seed set to N" (the seed is in the run's config): a bad value found after seeding stays one line on stderr
     logging.getLogger("lightning_fabric.utilities.seed").addFilter(
         lambda record: not record.getMessage().startswith("Seed set to"))

@@ -99,3 +99,68 @@ def test_the_check_tells_a_run_this_machine_cannot_run_from_a_bad_one(checker, m
     assert login["ok"] and not login["machine"] and login["key"]
     [bad] = check_all([[*gpu, "--model.backbone.depth=5"]], checker)
     assert not bad["ok"] and not bad["machine"]
+
+
+# --- a run's output -------------------------------------------------------------------------------------------
+
+
+class Stream(list):
+    def __init__(self, tty: bool):
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, text: str) -> None:
+        self.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_the_progress_is_a_bar_on_a_terminal_and_a_line_per_epoch_elsewhere():
+    import types
+
+    import torch
+
+    from nlstudy.lit.callbacks import RunProgress, epoch_line
+
+    assert RunProgress(Stream(tty=True)).is_enabled and not RunProgress(Stream(tty=True)).lines
+    log = Stream(tty=False)
+    progress = RunProgress(log)
+    assert progress.lines and not progress.is_enabled  # no bar redrawn into a log file
+    metrics = {"train/loss": torch.tensor(0.41234), "val/loss": torch.tensor(0.39), "val/top1": torch.tensor(81.25),
+               "val/top5": torch.tensor(100.0), "val/top1_best": torch.tensor(81.25)}
+    trainer = types.SimpleNamespace(callback_metrics=metrics, current_epoch=2, max_epochs=8, is_global_zero=True)
+    assert epoch_line(trainer, 2.61) == ("epoch 3/8: train/loss 0.412, val/loss 0.39, val/top1 81.2, "
+                                         "val/top1_best 81.2 (2.6 s)")
+    progress.on_train_epoch_end(trainer, None)
+    assert "".join(log).strip() == epoch_line(trainer, float("".join(log).rsplit("(", 1)[1].split()[0]))
+
+
+@pytest.mark.slow  # trains a tiny run in a subprocess
+def test_a_run_says_where_it_is_and_how_it_goes_and_nothing_a_user_cannot_act_on(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "WANDB_MODE": "offline", "NLSTUDY_NUM_THREADS": "1", "NLSTUDY_RUNS_DIR": str(tmp_path)}
+    env.pop("WANDB_SILENT", None)  # nlstudy's default applies
+    proc = subprocess.run([sys.executable, "-m", "nlstudy", "fit", "--config", DEMO, "--trainer.max_epochs=2",
+                           "--data.synthetic.train_samples=64", "--data.synthetic.val_samples=32",
+                           "--data.synthetic.test_samples=32", "--model.backbone.width=4", "--trainer.log_every_n_steps=1"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout.splitlines()
+    [run_dir] = (tmp_path / "wandb").glob("offline-run-*")
+    run_id = run_dir.name.rsplit("-", 1)[1]
+    assert out[0] == f"run {run_id}: wandb/{run_dir.name} (offline)"
+    epochs = [line for line in out if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"]
+    assert all("train/loss" in line and "val/top1_best" in line for line in epochs)
+    assert out[-1].startswith(f"nlstudy fit: run {run_id} done: val/top1_best ")
+    for noise in ("GPU available", "TPU available", "anonymous setting", "You have overridden", "Trainer.fit` stopped",
+                  "estimate number of stepping batches", "litlogger"):
+        assert noise not in proc.stdout + proc.stderr, noise
+    assert not proc.stderr.strip(), proc.stderr

@@ -42,7 +42,7 @@ import torch
 import yaml
 from jsonargparse import ArgumentError, Namespace, lazy_instance
 from pytorch_lightning.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator, XLAAccelerator
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies import StrategyRegistry
@@ -53,7 +53,7 @@ from nlstudy.choices import TRAIN_COMMANDS
 from nlstudy.data import ClipDataModule
 from nlstudy.errors import MAX_LINE, UsageError, one_line, yaml_problem
 from nlstudy.registry import did_you_mean, lookup
-from nlstudy.lit.callbacks import RunCheckpoint, RunFacts, SaveWeights, SweepBridge
+from nlstudy.lit.callbacks import RunCheckpoint, RunFacts, RunProgress, SaveWeights, SweepBridge
 from nlstudy.lit.module import VideoClassifier
 from nlstudy.models.weights import load_weights
 from nlstudy.provenance import provenance
@@ -125,21 +125,35 @@ class LogConfig(SaveConfigCallback):
                 self.parser.dump(rerunnable(self.config), skip_unset=False, skip_check=True))
 
 
-def run_callbacks(subcommand: str | None, save_weights: bool, save_checkpoints: bool = True) -> list[pl.Callback]:
+def run_callbacks(subcommand: str | None, save_weights: bool, save_checkpoints: bool = True,
+                  progress: bool = True) -> list[pl.Callback]:
     """The callbacks every run gets besides the user's: its facts and performance, the sweep agent's
-    files, and for fit its weights (unless save_weights is false) and its checkpoint for --resume (unless
-    save_checkpoints is false: the CLI passes false too when the config disables checkpointing or has
-    its own ModelCheckpoint)."""
+    files, its progress (`RunProgress`, unless `progress` is false: `progress_settings`), and for fit its
+    weights (unless save_weights is false) and its checkpoint for --resume (unless save_checkpoints is false:
+    the CLI passes false too when the config disables checkpointing or has its own ModelCheckpoint)."""
     fit = subcommand == "fit"
     keep = [SaveWeights()] if fit and save_weights else []
     checkpoint = [RunCheckpoint()] if fit and save_checkpoints else []
-    return [RunFacts(), SweepBridge(), *keep, *checkpoint]
+    bar = [RunProgress()] if progress else []
+    return [RunFacts(), SweepBridge(), *bar, *keep, *checkpoint]
+
+
+def progress_settings(settings: Namespace) -> bool:
+    """Whether a run gets `RunProgress`: not when `trainer.enable_progress_bar` is false (Lightning refuses a bar
+    then) or `trainer.callbacks` has a progress bar of its own."""
+    trainer = settings.get("trainer") or Namespace()
+    return trainer.get("enable_progress_bar") is not False and not has_callback(trainer.get("callbacks"), ProgressBar)
 
 
 def has_model_checkpoint(callbacks: Any) -> bool:
     """Whether a `trainer.callbacks` setting (parsed, not instantiated) holds a ModelCheckpoint."""
+    return has_callback(callbacks, ModelCheckpoint)
+
+
+def has_callback(callbacks: Any, kind: type) -> bool:
+    """Whether a `trainer.callbacks` setting (parsed, not instantiated) holds a callback of class `kind`."""
     for callback in callbacks if isinstance(callbacks, list) else [callbacks] if callbacks else []:
-        if isinstance(callback, ModelCheckpoint):
+        if isinstance(callback, kind):
             return True
         class_path = callback.get("class_path") if isinstance(callback, (Namespace, dict)) else None
         module, _, name = (class_path or "").rpartition(".")
@@ -147,7 +161,7 @@ def has_model_checkpoint(callbacks: Any) -> bool:
             cls = getattr(importlib.import_module(module), name) if module else None
         except (ImportError, AttributeError):  # the parser has rejected such a class already
             continue
-        if isinstance(cls, type) and issubclass(cls, ModelCheckpoint):
+        if isinstance(cls, type) and issubclass(cls, kind):
             return True
     return False
 
@@ -319,8 +333,8 @@ class NLStudyCLI(LightningCLI):
         settings = self.settings()
         save_weights = settings.get("save_weights", True)
         save_checkpoints = self.subcommand == "fit" and checkpoint_settings(settings)
-        self.trainer_defaults = {**self.trainer_defaults,
-                                 "callbacks": run_callbacks(self.subcommand, save_weights, save_checkpoints)}
+        self.trainer_defaults = {**self.trainer_defaults, "callbacks": run_callbacks(
+            self.subcommand, save_weights, save_checkpoints, progress_settings(settings))}
         try:
             super().instantiate_classes()
         except (ValueError, TypeError, KeyError) as e:
@@ -715,6 +729,23 @@ def finish_failed(error: BaseException) -> str:
     return reason
 
 
+def quiet_wandb() -> None:
+    """$WANDB_SILENT (nlstudy's default) from the start: wandb applies it only once wandb.init has validated its
+    settings, and Lightning's WandbLogger passes `anonymous`, which wandb 0.31 warns about while validating them
+    ("The anonymous setting has no effect...", a line no user can act on)."""
+    import wandb
+
+    if os.environ.get("WANDB_SILENT", "").lower() in ("true", "1", "yes"):
+        wandb.termsetup(wandb.Settings(silent=True), None)
+
+
+def ended_line(command: str, run: Any) -> str:
+    """The run's last line: its id, its best validation and test top-1 where it has them, and its directory."""
+    summary = {k: run.summary.get(k) for k in (keys.VAL_TOP1_BEST, keys.TEST_TOP1)}
+    shown = ", ".join(f"{k} {v:.1f}" for k, v in summary.items() if isinstance(v, (int, float)))
+    return f"nlstudy {command}: run {run.id} done{': ' + shown if shown else ''} ({Path(run.dir).parent})"
+
+
 def train_main(argv: list[str]) -> int:
     """`nlstudy fit|validate|test ...`: 0 on success, 2 on a bad key or value, 1 if the run fails (a
     traceback, then `nlstudy fit: failed: <reason>` as the last line, which the sweep agent records). With
@@ -722,6 +753,7 @@ def train_main(argv: list[str]) -> int:
     import wandb
 
     _set_threads()
+    quiet_wandb()
     resume = os.environ.get(keys.RESUME_ENV)
     if resume and argv[:1] == ["fit"] and not any(a.startswith("--resume") for a in argv):
         argv = [*argv, "--resume", resume]
@@ -742,6 +774,8 @@ def train_main(argv: list[str]) -> int:
         finish_failed(e)
         raise
     if wandb.run is not None:
+        if cli.trainer.state.status.value == "finished":
+            print(ended_line(argv[0], wandb.run), flush=True)
         wandb.finish()
     return 0 if cli.trainer.state.status.value == "finished" else 1
 
@@ -779,6 +813,7 @@ def train(config: str | os.PathLike | Sequence[str | os.PathLike] = (), override
     import wandb
 
     _set_threads()  # $NLSTUDY_NUM_THREADS, as for `nlstudy fit` (two threads on two busy cores: 5x slower)
+    quiet_wandb()
     configs = [config] if isinstance(config, (str, os.PathLike)) else list(config)
     argv = ["fit"] + (["--resume", str(resume)] if resume is not None else [])
     for path in configs:
