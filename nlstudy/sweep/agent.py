@@ -66,7 +66,9 @@ from nlstudy import keys
 from nlstudy.choices import TRAIN_COMMANDS
 from nlstudy.sweep import command as cmd
 from nlstudy.sweep import engine
+from nlstudy.errors import one_line
 from nlstudy.sweep.check import config_key
+from nlstudy.sweep.standin import close as standin_close
 from nlstudy.sweep.spec import EARLY_TERMINATE, Sweep, compact, flat_values
 from nlstudy.processes import process_start
 from nlstudy.sweep.state import (ENDED, HEARTBEAT_S, LIVE, SweepState, agent_alive, new_id, now, read_progress,
@@ -221,6 +223,7 @@ class Agent:
         be written (a full disk); 130: interrupted."""
         with self.interrupt, contextlib.ExitStack() as stack:
             stack.callback(self.stop_worker)
+            stack.callback(standin_close)
             try:
                 self.work()
             except OSError as e:  # records are written whole or not at all: what was written stays readable
@@ -261,6 +264,7 @@ class Agent:
             if rec is None or rec == BLOCKED:
                 return rec
             if rec["state"] == "finished":  # reused: another run stands in for it
+                self.record_stand_in(state, rec)
                 self.say(f"[{sweep.name} {self._position(sweep, state)}] run {rec['id']}: "
                          f"{describe_config(sweep, rec['config'])} finished already as run "
                          f"{rec['wandb_id']}, which stands in for it | {self.suite.progress()}")
@@ -291,6 +295,18 @@ class Agent:
         self.say(f"stopped: the first {n} runs failed the same way ({self.stopped}); the others would too. Fix "
                  f"that, then run the same command again: these {n} runs run again ({self.suite.progress()})")
         return self.stopped
+
+    def record_stand_in(self, state: SweepState, rec: Mapping[str, Any]) -> None:
+        """The stand-in's own small offline wandb run (`nlstudy.sweep.standin`), so that the tables from the runs'
+        `wandb/` folder alone, and from W&B once synced, count the reused run in this sweep's table too."""
+        from nlstudy.sweep import standin
+
+        try:
+            standin.write(state.runs_root, rec, sweep_id=state.id, project=self.options.project,
+                          table=flat_values(rec["config"]).get(keys.TABLE))
+        except Exception as e:  # noqa: BLE001 - the sweep's own record (run.json) still says it
+            self.say(f"  note: the stand-in's own wandb run was not written ({one_line(e)}); a report of this runs "
+                     "root still counts it, one of its wandb/ folder alone or of W&B does not")
 
     def count_reached(self) -> bool:
         if self.options.count is None:
@@ -360,7 +376,8 @@ class Agent:
             worker_env = {k: v for k, v in env.items() if k in (keys.THREADS_ENV, "OMP_NUM_THREADS", "PATH")}
             self.worker = subprocess.Popen(
                 [sys.executable, "-m", "nlstudy.lit.worker", str(Path(self.worker_dir, "socket"))],
-                env={**os.environ, **worker_env}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                env={**{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}, **worker_env},
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent(os.getpid()))
         return [sys.executable, "-m", "nlstudy.warm", str(Path(self.worker_dir, "socket")), *argv[1:]]
 
