@@ -20,8 +20,12 @@ imports another in a circle):
     analysis  reload runs, attention, query dependence, ERF, notebook runner   <- models, data, blocks, report, core
                                                                                   (never lit: no Trainer)
     sweep     sweep files, the `sweeps` engine, the local agent               <- core; no torch
-    report    collect runs -> tables -> md/tex/csv/figures                     <- sweep, core; no torch
-    cli       `nlstudy <command>`: dispatches to lit, sweep, report (torch only inside fit/validate/test)
+    report    collect runs -> tables -> comparisons -> one family (Holm) -> verdicts
+              -> md/tex/csv/figures, findings                                  <- sweep, core; no torch
+    until_decided  `nlstudy sweep --until-decided`: seeds added to the undecided
+              rows, in rounds, by the report's verdicts                        <- sweep, report, core; no torch
+    cli       `nlstudy <command>`: dispatches to lit, sweep, report,
+              until_decided (torch only inside fit/validate/test)
 
 Where a change goes:
 - a new choice of an existing axis (a pairwise function, an architecture, a placement preset, a dataset,

@@ -157,7 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     command = argv[0] if argv else ""
     if command == "sweep":
         from nlstudy.sweep.cli import main as sweep_main
+        from nlstudy.sweep.cli import parser as sweep_parser
 
+        if "--until-decided" in argv[1:] and sweep_parser().parse_known_args(argv[1:])[0].until_decided:
+            from nlstudy.until_decided import main as until_decided_main
+
+            return until_decided_main(argv[1:])
         return sweep_main(argv[1:])
     if command == "report":
         from nlstudy.report.cli import main as report_main

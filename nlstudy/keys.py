@@ -77,6 +77,14 @@ NL_COUNT = "derived.nl_count"  # number of inserted blocks (non-local or the com
 NL_POSITIONS = "derived.nl_positions"  # e.g. ["res3.1", "res4.3"]: stage and residual-block index
 NL_THW = "derived.nl_thw"  # e.g. ["8x14x14", ...]: feature-map size each inserted block sees
 INPUT_SHAPE = "derived.input_shape"  # "CxTxHxW" of one clip
+NUM_CLASSES = "derived.num_classes"  # classes of the run's data (the report's chance level: 100 / classes)
+
+# how the report compares a table's rows (set per sweep file as parameters, like `table`; never part of a
+# run's identity: a run reused by another table is the same run whatever its report settings)
+REPORT = "report."
+REPORT_METRIC = "report.metric"  # the primary metric of the table (default: test/top1)
+REPORT_MARGIN = "report.margin"  # the equivalence margin, in points of the metric (default 2)
+REPORT_LOOKS = "report.looks"  # seeds added until decided: the planned numbers of seeds, e.g. [3, 6, 10]
 
 # the ablation axes (sweep files, reports and notebooks use these names)
 ARCH = "model.backbone.arch"

@@ -21,11 +21,12 @@ ALLOWED = {  # layer -> the layers it may import (besides itself)
     "analysis": CORE | {"blocks", "models", "data", "report"},  # never lit or cli: a notebook needs no Trainer
     "sweep": CORE,
     "report": CORE | {"sweep"},  # the sweep files say which runs were planned
-    "cli": CORE | {"lit", "sweep", "report"},  # `nlstudy <command>` dispatch (torch imported lazily)
+    "until_decided": CORE | {"sweep", "report"},  # seeds until decided: the sweep driven by the report's verdicts
+    "cli": CORE | {"lit", "sweep", "report", "until_decided"},  # `nlstudy <command>` dispatch (torch imported lazily)
     "__main__": {"cli"},
     "": {"lit"},  # nlstudy/__init__.py: nlstudy.train, imported on first use
 }
-TORCH_FREE = CORE | {"sweep", "report", "cli", "__main__", ""}
+TORCH_FREE = CORE | {"sweep", "report", "until_decided", "cli", "__main__", ""}
 TORCH = ("torch", "torchvision", "pytorch_lightning", "lightning", "torchmetrics")
 
 

@@ -116,8 +116,9 @@ def test_a_nonfinite_loss_fails_its_run_at_once_with_the_reason_and_the_sweep_go
     assert f"| {bad['id']} | {TABLE} | failed | {reason.group(1)} |" in readme.split("## Failed runs")[1]
     table = pd.read_csv(results / f"{TABLE}.csv").set_index("model.optim.lr")
     assert table.loc[HUGE_LR, "status"] == "failed" and table.loc[HUGE_LR, "n"] == 0
-    assert table.loc[HUGE_LR, ["top1", "top5", "test_top1", "delta_top1"]].isna().all()
-    assert table.loc[LR, "status"] == "ok" and table.loc[LR, "top1"] == runs.loc[good["id"], keys.VAL_TOP1_BEST]
+    assert table.loc[HUGE_LR, ["mean", "val_top1_best", "delta"]].isna().all()
+    assert table.loc[LR, "status"] == "ok" and table.loc[LR, "mean"] == runs.loc[good["id"], keys.TEST_TOP1]
+    assert table.loc[LR, "val_top1_best"] == runs.loc[good["id"], keys.VAL_TOP1_BEST]
 
 
 @pytest.mark.slow

@@ -112,14 +112,15 @@ def test_cli_from_the_api(recorded_api, tmp_path, capsys):
     assert main(["--wandb", "nlstudy-lab/nlstudy-test", "--out", str(out), "--tables", "2a,2c"]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("### Table 2a")
-    assert "| NL C2D 1-block gaussian | failed | failed |" in printed
-    assert sorted(p.name for p in out.iterdir()) == ["2a.csv", "2a.md", "2a.tex", "2c.csv", "2c.md", "2c.tex",
-                                                     "README.md", "figures"]
+    assert "| NL C2D 1-block gaussian | failed |" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["2a.csv", "2a.md", "2a.tex", "2a_runs.csv", "2c.csv", "2c.md",
+                                                     "2c.tex", "2c_runs.csv", "README.md", "figures"]
     assert "_no runs_" in (out / "2c.md").read_text()  # asked for, none logged: said so, no crash
     table = pd.read_csv(out / "2a.csv")
     assert table["label"].tolist() == ["C2D baseline", "NL C2D 1-block gaussian", "NL C2D 1-block dot_product"]
     assert table["n"].tolist() == [2, 0, 1] and table["n_failed"].tolist() == [0, 1, 1]
-    assert table["top1"].iloc[0] == 44.5 and pd.isna(table["top1"].iloc[1]) and table["top1"].iloc[2] == 55.0
+    assert table["val_top1_best"].iloc[0] == 44.5 and pd.isna(table["val_top1_best"].iloc[1])
+    assert table["val_top1_best"].iloc[2] == 55.0
     readme = (out / "README.md").read_text()
     assert "    nlstudy report --wandb nlstudy-lab/nlstudy-test --out " in readme
     assert "6 runs (4 finished, 1 failed, 1 crashed)" in readme
@@ -263,7 +264,7 @@ def test_cli_on_offline_runs(offline_root, tmp_path, capsys):
                                        "NL C2D 1-block embedded_gaussian", "NL C2D 1-block dot_product"]
     assert table["status"].tolist() == ["ok", "failed", "missing", "ok"]
     assert table["n_missing"].tolist() == [0, 1, 2, 0]
-    assert table["delta_top1"].iloc[3] == pytest.approx(55.0 - 44.5)
+    assert table["delta"].iloc[3] == pytest.approx(54.0 - 43.5)  # test/top1, the primary metric
     assert table["params_rel"].iloc[3] == pytest.approx(11800 / 11200)
     readme = (out / "README.md").read_text()
     assert f"    nlstudy report --runs {offline_root} --out {out}" in readme
@@ -368,7 +369,7 @@ def reuse_root(tmp_path_factory, launch_run):
 def tables_of(collection, ids=("2a", "2b")):
     from nlstudy.report.tables import build_table
 
-    columns = ["label", "n", "n_failed", "top1", "top1_std", "test_top1", "delta_top1", "params_rel"]
+    columns = ["label", "n", "n_failed", "mean", "std", "delta", "delta_ci_low", "delta_ci_high", "params_rel"]
     return {t: build_table(collection.runs, t)[columns].reset_index(drop=True) for t in ids}
 
 

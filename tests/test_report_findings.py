@@ -26,7 +26,7 @@ def run(run_id, table="2a", *, seed=0, top1=50.0, state="finished", **config):
     row.update(config)
     row.setdefault(keys.PARAMS, 1000 if row[NB] == "none" else 1200)
     row.setdefault(keys.FLOPS, 2_000_000 if row[NB] == "none" else 2_500_000)
-    row[keys.VAL_TOP1_BEST] = top1 if state == "finished" else None
+    row[keys.TEST_TOP1] = row[keys.VAL_TOP1_BEST] = top1 if state == "finished" else None
     row[keys.VAL_TOP5_BEST] = top1 + 30 if state == "finished" and top1 is not None else None
     return row
 
@@ -60,47 +60,67 @@ def sentence_for(lines, label):
     return line
 
 
-def test_row_findings_read_every_number_from_the_table():
+def test_row_findings_read_every_number_from_the_table_and_speak_from_the_verdict():
     table = table_2a()
     rows = by_label(table)
     lines = findings.row_findings(table)
     assert len(lines) == len(table) - 1  # every row but the baseline
     assert not any(line.startswith("C2D baseline") for line in lines)
+    assert table.attrs["family"]["size"] == 3  # dot_product, gaussian, 5-block gaussian (one-seed and failed rows untested)
 
     dot = rows["NL C2D 1-block dot_product"]
     p = stats.ttest_ind(DOT, BASE, equal_var=False).pvalue
-    assert dot["p_top1"] == pytest.approx(p) and p < ALPHA
+    assert dot["p"] == pytest.approx(p) and dot["verdict"] == "better"
+    ci = stats.ttest_ind(DOT, BASE, equal_var=False).confidence_interval()
     assert sentence_for(lines, "NL C2D 1-block dot_product") == (
-        f"NL C2D 1-block dot_product: top-1 {dot['top1']:.1f} % (n=4), {dot['delta_top1']:+.1f} points against "
-        f"its baseline (p = {dot['p_top1']:.3g}, significant at {ALPHA}).")
-    assert "top-1 59.5 % (n=4), +8.2 points" in sentence_for(lines, "NL C2D 1-block dot_product")
+        f"NL C2D 1-block dot_product: test top-1 {dot['mean']:.1f} (n=4), Δ {dot['delta']:+.1f} "
+        f"[{ci.low:+.1f}, {ci.high:+.1f}] points against its baseline: better after Holm over 3 comparisons of "
+        f"this table (p Holm = {dot['p_holm']:.2g}).")
+    assert "test top-1 59.5 (n=4), Δ +8.2 [" in sentence_for(lines, "NL C2D 1-block dot_product")
 
     gau = rows["NL C2D 1-block gaussian"]
-    assert not gau["sig"]
-    assert sentence_for(lines, "NL C2D 1-block gaussian") == (
-        f"NL C2D 1-block gaussian: top-1 {gau['top1']:.1f} % (n=2), {gau['delta_top1']:+.1f} points against "
-        f"its baseline (p = {gau['p_top1']:.3g}, not significant at {ALPHA}).")
+    assert gau["verdict"] == "undecided"
+    line = sentence_for(lines, "NL C2D 1-block gaussian")
+    assert line.startswith(f"NL C2D 1-block gaussian: test top-1 {gau['mean']:.1f} (n=2), Δ {gau['delta']:+.1f} [")
+    assert (f"undecided after Holm over 3 comparisons of this table: neither a difference (p Holm = {gau['p_holm']:.2g}) nor "
+            f"equivalence within ±2 (p equiv = {gau['p_equiv']:.2g}) is shown; the seeds detect |Δ| ≥ "
+            f"{gau['mde']:.1f} with 80 % power.") in line
+    assert "p = " not in line  # never the uncorrected p
 
     worse = rows["NL C2D 5-block, pairwise=gaussian"]
-    assert worse["sig"] and worse["delta_top1"] < 0
-    assert f"{worse['delta_top1']:+.1f} points" in sentence_for(lines, "NL C2D 5-block, pairwise=gaussian")
+    assert worse["verdict"] == "worse" and worse["delta"] < 0
     assert sentence_for(lines, "NL C2D 5-block, pairwise=gaussian").startswith(
-        "NL C2D 5-block, pairwise=gaussian: top-1 40.2 % (n=3), -11.2")
-    assert ", significant at" in sentence_for(lines, "NL C2D 5-block, pairwise=gaussian")
+        "NL C2D 5-block, pairwise=gaussian: test top-1 40.2 (n=3), Δ -11.2 [")
+    assert ": worse after Holm over 3 comparisons of this table" in sentence_for(lines, "NL C2D 5-block, pairwise=gaussian")
 
     assert sentence_for(lines, "NL C2D 1-block concatenation") == (
-        "NL C2D 1-block concatenation: top-1 70.0 % (n=1), +18.7 points against its baseline "
-        "(not tested: fewer than two seeds on a side).")
+        "NL C2D 1-block concatenation: test top-1 70.0 (n=1), Δ +18.7 points against its baseline: "
+        "undecided: fewer than two seeds on a side, not tested.")
     assert sentence_for(lines, "NL C2D 1-block embedded_gaussian") == (
-        "NL C2D 1-block embedded_gaussian: no finished run (failed).")
+        "NL C2D 1-block embedded_gaussian: no counted run (failed).")
+
+
+def test_no_difference_is_said_only_of_an_equivalent_row():
+    same = [50.0, 50.2, 49.8, 50.1, 49.9, 50.0]
+    table = build_table(frame(*(run(f"b{s}", seed=s, top1=v) for s, v in enumerate(same)),
+                              *(run(f"u{s}", seed=s, top1=v + 0.1, **{NB: "1-block"}) for s, v in enumerate(same)),
+                              *(run(f"w{s}", seed=s, top1=v, **{NB: "1-block", PW: "dot_product"})
+                                for s, v in enumerate([44.0, 56.0, 51.0]))), "2a")
+    rows = by_label(table)
+    assert rows["NL C2D 1-block embedded_gaussian"]["verdict"] == "equivalent"
+    assert rows["NL C2D 1-block dot_product"]["verdict"] == "undecided"  # a wide interval: neither shown
+    eq = findings.claim(table, rows["NL C2D 1-block embedded_gaussian"])
+    assert eq.endswith(", equivalent within ±2") and eq.startswith("+0.1 [")
+    assert findings.claim(table, rows["NL C2D 1-block dot_product"]).endswith(", undecided")
+    assert findings.claim(table, rows["C2D baseline"]) == ""
 
 
 def test_rows_compared_exactly_say_so():
     table = build_table(frame(*(run(f"b{s}", seed=s, top1=50.0) for s in range(2)),
                               *(run(f"u{s}", seed=s, top1=60.0, **{NB: "1-block"}) for s in range(2))), "2a")
     (line,) = findings.row_findings(table)
-    assert line == ("NL C2D 1-block embedded_gaussian: top-1 60.0 % (n=2), +10.0 points against its baseline "
-                    f"(p = 0, significant at {ALPHA}, every seed gave the same value on both sides, compared exactly).")
+    assert line == ("NL C2D 1-block embedded_gaussian: test top-1 60.0 (n=2), Δ +10.0 [+10.0, +10.0] points against "
+                    "its baseline: better after Holm over 1 comparison of this table (p Holm = 0).")
 
 
 def test_a_varying_group_key_is_named_in_each_sentence():
@@ -115,12 +135,12 @@ def test_a_varying_group_key_is_named_in_each_sentence():
     lines = findings.row_findings(table)
     assert [line.split(":")[0] for line in lines] == ["NL C2D 1-block (distance=4)", "NL C2D 1-block (distance=12)"]
     near, far = [r for r in table.to_dict("records") if not r["baseline"]]
-    assert lines[1] == (f"NL C2D 1-block (distance=12): top-1 {far['top1']:.1f} % (n=3), +9.0 points against its "
-                        f"baseline (p = {far['p_top1']:.3g}, significant at {ALPHA}).")
-    assert f"+0.5 points against its baseline (p = {near['p_top1']:.3g}, not significant" in lines[0]
+    assert lines[1].startswith(f"NL C2D 1-block (distance=12): test top-1 {far['mean']:.1f} (n=3), Δ +9.0 [")
+    assert far["verdict"] == "better" and near["verdict"] == "undecided"
     summary = findings.table_summary(table)
-    assert summary == (f"{table.attrs['title']}: 2 row(s) compared with their baseline; 1 better and 0 worse at "
-                       f"p < {ALPHA}; the largest gain is NL C2D 1-block (distance=12), +9.0 points.")
+    assert summary.startswith(f"{table.attrs['title']}: 2 row(s) compared with their baseline after Holm over 2 "
+                              "comparisons of this table (α = 0.05): 1 better, 0 worse, 0 equivalent, 1 undecided; "
+                              "the largest gain shown is NL C2D 1-block (distance=12), +9.0 [")
 
 
 def test_a_constant_group_key_is_not_named():
@@ -134,32 +154,35 @@ def test_rows_without_a_baseline_say_there_is_nothing_to_compare_with():
                               run("b", "mine", seed=0, top1=45.0, **{NB: "5-block"})), "mine")
     assert not table["baseline"].any()
     lines = findings.row_findings(table)
-    assert lines == ["NL C2D 1-block: top-1 40.0 % (n=1); no baseline to compare with.",
-                     "NL C2D 5-block: top-1 45.0 % (n=1); no baseline to compare with."]
+    assert lines == ["NL C2D 1-block: test top-1 40.0 (n=1); no baseline to compare with.",
+                     "NL C2D 5-block: test top-1 45.0 (n=1); no baseline to compare with."]
     assert findings.table_summary(table) == f"{table.attrs['title']}: no row to compare with a baseline."
 
 
-def test_table_summary_counts_better_and_worse_rows():
+def test_table_summary_counts_every_verdict():
     table = table_2a()
     rows = by_label(table)
     summary = findings.table_summary(table)
-    # compared: dot_product, gaussian (1-block), concatenation, 5-block gaussian (the failed row has no delta)
-    assert summary == (f"{table.attrs['title']}: 4 row(s) compared with their baseline; 1 better and 1 worse at "
-                       f"p < {ALPHA}; the largest gain is NL C2D 1-block dot_product, "
-                       f"{rows['NL C2D 1-block dot_product']['delta_top1']:+.1f} points.")
+    # compared: dot_product, gaussian (1-block), concatenation, 5-block gaussian, and the failed row (undecided)
+    assert summary.startswith(f"{table.attrs['title']}: 5 row(s) compared with their baseline after Holm over 3 "
+                              "comparisons of this table (α = 0.05): 1 better, 1 worse, 0 equivalent, 3 undecided; "
+                              "the largest gain shown is NL C2D 1-block dot_product, +8.2 [")
+    assert summary.endswith("an undecided row needs more seeds (nlstudy sweep --until-decided) before anything is "
+                            "said of it.")
     # the one-seed row has the largest difference but was not tested: it is not the "largest gain"
-    assert rows["NL C2D 1-block concatenation"]["delta_top1"] > rows["NL C2D 1-block dot_product"]["delta_top1"]
-    sig = findings.significant_rows(table)
-    assert sorted(sig["label"]) == ["NL C2D 1-block dot_product", "NL C2D 5-block, pairwise=gaussian"]
+    assert rows["NL C2D 1-block concatenation"]["delta"] > rows["NL C2D 1-block dot_product"]["delta"]
+    assert sorted(findings.decided(table, "better")["label"]) == ["NL C2D 1-block dot_product"]
+    assert sorted(findings.decided(table, "worse")["label"]) == ["NL C2D 5-block, pairwise=gaussian"]
 
 
-def test_table_summary_without_significant_rows_names_no_gain():
+def test_table_summary_without_decided_rows_names_no_gain():
     table = build_table(frame(*(run(f"b{s}", seed=s, top1=v) for s, v in enumerate(BASE)),
                               *(run(f"g{s}", seed=s, top1=v, **{NB: "1-block"}) for s, v in enumerate(GAU))), "2a")
-    assert findings.table_summary(table) == (
-        f"{table.attrs['title']}: 1 row(s) compared with their baseline; 0 better and 0 worse at p < {ALPHA}.")
-    assert findings.significant_rows(table).empty
-    assert findings.significant_rows(table.drop(columns="sig")).empty
+    assert findings.table_summary(table).startswith(
+        f"{table.attrs['title']}: 1 row(s) compared with their baseline after Holm over 1 comparison of this table "
+        "(α = 0.05): 0 better, 0 worse, 0 equivalent, 1 undecided; an undecided row")
+    assert findings.decided(table, "better").empty
+    assert findings.decided(table.drop(columns="verdict"), "better").empty
 
 
 # --- collect.combine ---
@@ -198,8 +221,8 @@ def test_combine_concatenates_runs_and_history_and_merges_config_columns():
         record("a", {"table": "2a", keys.SEED: 0, NB: "none"}, **{keys.VAL_TOP1_BEST: 50.0}),
         record("b", {"table": "2a", keys.SEED: 1, NB: "none"}, **{keys.VAL_TOP1_BEST: 52.0}),
         record("c", {"table": "2a", keys.SEED: 0, NB: "1-block", PW: "gaussian"}, **{keys.VAL_TOP1_BEST: 61.0})])
-    top1 = build_table(both.runs, "2a")["top1"].tolist()
-    assert top1 == build_table(everything.runs, "2a")["top1"].tolist() == [51.0, 61.0]
+    top1 = build_table(both.runs, "2a")["mean"].tolist()
+    assert top1 == build_table(everything.runs, "2a")["mean"].tolist() == [51.0, 61.0]
 
 
 def test_combine_of_nothing_is_an_empty_collection():

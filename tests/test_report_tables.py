@@ -9,9 +9,10 @@ from scipy import stats
 
 from nlstudy import keys
 from nlstudy.keys import DATASET, FRAMES, TASK
-from nlstudy.report import specs, tables
+from nlstudy.report import specs, tables, text
 from nlstudy.report.collect import history_frame
 from nlstudy.report.paper import paper_numbers
+from nlstudy.report import stats as stats_
 from nlstudy.report.stats import ALPHA, welch_p
 from nlstudy.report.tables import MissingRowsError, build_table
 
@@ -31,8 +32,10 @@ def run(run_id, table="2a", *, seed=0, top1=50.0, top5=None, state="finished", m
     blocks = row[NB]
     row.setdefault(keys.PARAMS, 1000 if blocks == "none" else 1200)
     row.setdefault(keys.FLOPS, 2_000_000 if blocks == "none" else 2_500_000)
-    row[keys.VAL_TOP1_BEST] = top1 if state == "finished" else None
-    row[keys.VAL_TOP5_BEST] = (top5 if top5 is not None else top1 + 30) if state == "finished" and top1 is not None else None
+    # the primary metric (test/top1) and the best validation top-1 beside it; top-5 the same way
+    row[keys.TEST_TOP1] = row[keys.VAL_TOP1_BEST] = top1 if state == "finished" else None
+    top5 = (top5 if top5 is not None else top1 + 30) if state == "finished" and top1 is not None else None
+    row[keys.TEST_TOP5] = row[keys.VAL_TOP5_BEST] = top5
     return row
 
 
@@ -42,6 +45,15 @@ def frame(*rows):
 
 def by_label(table):
     return {r["label"]: r for r in table.to_dict("records")}
+
+
+def notes(table):
+    return text.footnotes(table)
+
+
+def deltas(table):
+    """Δ of the rows that are not a baseline, in table order."""
+    return table.loc[~table["baseline"], "delta"].tolist()
 
 
 def test_2a_baseline_first_means_deltas_and_relative_cost():
@@ -58,28 +70,31 @@ def test_2a_baseline_first_means_deltas_and_relative_cost():
     rows = by_label(table)
     base = rows["C2D baseline"]
     assert base["baseline"] and base["n"] == 4
-    assert base["top1"] == pytest.approx(50.5)
-    assert base["top1_std"] == pytest.approx(pd.Series([50.0, 52.0, 51.0, 49.0]).std())
+    assert base["mean"] == pytest.approx(50.5)
+    assert base["std"] == pytest.approx(pd.Series([50.0, 52.0, 51.0, 49.0]).std())
     dot = rows["NL C2D 1-block dot_product"]
-    assert dot["top1"] == pytest.approx(61.0) and dot["top5"] == pytest.approx(91.0)
-    assert dot["delta_top1"] == pytest.approx(10.5)
+    assert dot["mean"] == pytest.approx(61.0) and dot["val_top5_best"] == pytest.approx(91.0)
+    assert dot["delta"] == pytest.approx(10.5)
     assert dot["params_rel"] == pytest.approx(1.2) and dot["flops_rel"] == pytest.approx(1.25)
-    assert base["params_rel"] == 1.0 and base["delta_top1"] == 0.0
+    assert base["params_rel"] == 1.0 and math.isnan(base["delta"])  # the baseline is compared with nothing
     assert (table["model"].tolist(), table["variant"].tolist()) == (
         ["C2D", "NL C2D 1-block", "NL C2D 1-block"], ["baseline", "gaussian", "dot_product"])
 
 
-def test_confidence_interval_only_from_three_seeds():
+def test_confidence_interval_of_a_rows_mean_from_two_seeds():
     runs = frame(*(run(f"b{s}", seed=s, top1=v) for s, v in enumerate([50.0, 53.0, 51.0])),
                  run("d0", seed=0, top1=60.0, **{NB: "1-block"}), run("d1", seed=1, top1=61.0, **{NB: "1-block"}))
     rows = by_label(build_table(runs, "2a"))
     base = rows["C2D baseline"]
     values = pd.Series([50.0, 53.0, 51.0])
     half = stats.t.ppf(0.975, df=2) * values.std() / math.sqrt(3)
-    assert base["top1_ci_low"] == pytest.approx(values.mean() - half)
-    assert base["top1_ci_high"] == pytest.approx(values.mean() + half)
+    assert base["ci_low"] == pytest.approx(values.mean() - half)
+    assert base["ci_high"] == pytest.approx(values.mean() + half)
     nl = rows["NL C2D 1-block embedded_gaussian"]
-    assert nl["n"] == 2 and math.isnan(nl["top1_ci_low"])
+    half = stats.t.ppf(0.975, df=1) * pd.Series([60.0, 61.0]).std() / math.sqrt(2)
+    assert nl["n"] == 2 and nl["ci_low"] == pytest.approx(60.5 - half)
+    assert nl["ci_high"] == pytest.approx(60.5 + half)
+    assert math.isnan(build_table(runs[runs["run_id"] != "d1"], "2a")["ci_low"].iloc[1])  # one seed: none
 
 
 def test_paper_column_at_the_same_depth_and_marked_fallback():
@@ -97,8 +112,8 @@ def test_paper_column_at_the_same_depth_and_marked_fallback():
     paper = list(zip(table["paper_top1"], table["paper_depth"]))
     assert paper[3] == (73.8, 50) and paper[5] == (75.1, 101) and paper[4] == (73.1, 101)
     assert paper[1] == (74.3, 50)  # no ResNet-18 in the paper: the nearest published depth, marked
-    assert table["delta_top1"].tolist()[1::2] == pytest.approx([5.0, 2.0, 2.0])
-    assert any("not Kinetics" in note for note in table.attrs["footnotes"])
+    assert deltas(table) == pytest.approx([5.0, 2.0, 2.0])
+    assert any("not Kinetics" in note for note in notes(table))
 
 
 def test_kinetics_runs_have_no_orientation_note_and_never_mix_with_synthetic():
@@ -110,8 +125,8 @@ def test_kinetics_runs_have_no_orientation_note_and_never_mix_with_synthetic():
     table = build_table(runs, "2a")
     assert table.attrs["varying_group_keys"] == [DATASET, DEPTH]
     assert table["baseline"].tolist() == [True, False, True, False]
-    assert table["delta_top1"].tolist() == pytest.approx([0.0, 1.5, 0.0, 4.0])
-    assert not any("not Kinetics" in n for n in build_table(runs[runs[DATASET] == "kinetics"], "2a").attrs["footnotes"])
+    assert deltas(table) == pytest.approx([1.5, 4.0])
+    assert not any("not Kinetics" in n for n in notes(build_table(runs[runs[DATASET] == "kinetics"], "2a")))
 
 
 @pytest.mark.parametrize("table_id, config, paper", [
@@ -157,12 +172,13 @@ def test_failed_running_missing_and_duplicate_seeds_are_counted_not_fatal():
     planned = pd.DataFrame({"table": "2a", "sweep_id": "sw", NB: "1-block", PW: "gaussian", keys.SEED: [0, 1, 2]})
     rows = by_label(build_table(runs, "2a", expected=planned))
     dot = rows["NL C2D 1-block dot_product"]
-    assert (dot["n"], dot["n_dup"], dot["n_failed"], dot["top1"], dot["status"]) == (1, 1, 1, 70.0, "ok")
+    assert (dot["n"], dot["n_dup"], dot["n_failed"], dot["mean"], dot["status"]) == (1, 1, 1, 70.0, "ok")
     gau = rows["NL C2D 1-block gaussian"]
     assert (gau["n"], gau["n_running"], gau["n_failed"], gau["n_missing"], gau["status"]) == (0, 1, 0, 2, "running")
-    assert math.isnan(gau["top1"]) and math.isnan(gau["delta_top1"])
+    assert math.isnan(gau["mean"]) and math.isnan(gau["delta"])
     assert rows["NL C2D 1-block concatenation"]["status"] == "failed"
-    assert rows["NL C2D 1-block embedded_gaussian"]["n_failed"] == 1
+    unscored = rows["NL C2D 1-block embedded_gaussian"]  # finished without the metric: not a failure
+    assert (unscored["n"], unscored["n_failed"], unscored["n_unscored"], unscored["status"]) == (0, 0, 1, "unscored")
 
 
 def test_expected_rows_from_the_sweep_and_strict():
@@ -198,7 +214,7 @@ def test_locality_groups_by_task_with_a_baseline_each():
     assert table.attrs["varying_group_keys"] == [TASK]
     assert [(t, lab) for t, lab in zip(table[TASK], table["label"])] == [
         ("far", "C2D baseline"), ("far", "NL C2D 5-block"), ("near", "C2D baseline"), ("near", "NL C2D 5-block")]
-    assert table["delta_top1"].tolist() == pytest.approx([0.0, 20.0, 0.0, 0.5])
+    assert deltas(table) == pytest.approx([20.0, 0.5])
     assert table["model"].isna().all()
 
 
@@ -212,7 +228,7 @@ def test_an_unforeseen_varying_key_splits_groups_and_the_baseline_serves_each():
     assert table.attrs["varying_group_keys"] == [keys.INTER_RATIO]
     assert table["label"].tolist() == ["C2D baseline", "NL C2D 5-block"] * 2
     assert table[keys.INTER_RATIO].tolist() == [0.25, 0.25, 0.5, 0.5]
-    assert table["delta_top1"].tolist() == pytest.approx([0.0, 3.0, 0.0, 5.0])
+    assert deltas(table) == pytest.approx([3.0, 5.0])
 
 
 def test_control_falls_back_to_the_residual_block_without_a_plain_row():
@@ -221,7 +237,7 @@ def test_control_falls_back_to_the_residual_block_without_a_plain_row():
     table = build_table(runs, "control")
     assert table["label"].tolist() == ["Res C2D 5-block", "NL C2D 5-block", "SE C2D 5-block"]
     assert table["baseline"].tolist() == [True, False, False]
-    assert table["delta_top1"].tolist() == pytest.approx([0.0, 8.0, 2.0])
+    assert deltas(table) == pytest.approx([8.0, 2.0])
 
 
 def test_unknown_table_id_gives_a_generic_table_over_the_varying_keys():
@@ -273,13 +289,14 @@ def test_confidence_interval_is_clipped_to_valid_accuracies_and_trivial_top5_is_
 
     from nlstudy.report.stats import t_interval, trivial_top5
 
-    low, high = t_interval(np.array([99.0, 100.0, 92.0]))
+    low, high = t_interval(np.array([99.0, 100.0, 92.0]), bounds=(0.0, 100.0))
     assert high == 100.0 and 0.0 < low < 92.0
-    assert t_interval(np.array([1.0, 0.0, 9.0]))[0] == 0.0
-    frame = pd.DataFrame({"top5": [100.0, 100.0], "top5_std": [0.0, 0.0]})
+    assert t_interval(np.array([1.0, 0.0, 9.0]), bounds=(0.0, 100.0))[0] == 0.0
+    assert t_interval(np.array([99.0, 100.0, 92.0]))[1] > 100.0  # unbounded: a metric that is not a %
+    frame = pd.DataFrame({"test_top5": [100.0, 100.0], "test_top5_std": [0.0, 0.0]})
     assert trivial_top5(frame)
-    assert not trivial_top5(frame.assign(top5=[100.0, 99.5]))
-    assert not trivial_top5(pd.DataFrame({"top5": [float("nan")], "top5_std": [float("nan")]}))
+    assert not trivial_top5(frame.assign(test_top5=[100.0, 99.5]))
+    assert not trivial_top5(pd.DataFrame({"test_top5": [float("nan")], "test_top5_std": [float("nan")]}))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -295,23 +312,26 @@ def test_every_variant_gets_welchs_t_test_of_top1_against_its_groups_baseline():
                  run("c0", seed=0, top1=70.0, **{NB: "1-block", PW: "concatenation"}))
     table = build_table(runs, "2a")
     rows = by_label(table)
-    assert table["p_top1"].dtype == "float64" and table["sig"].dtype == "bool"
-    assert math.isnan(rows["C2D baseline"]["p_top1"]) and not rows["C2D baseline"]["sig"]
+    assert table["p"].dtype == "float64" and set(table["verdict"]) <= {"", *stats_.VERDICTS}
+    assert math.isnan(rows["C2D baseline"]["p"]) and rows["C2D baseline"]["verdict"] == ""
     dot_p = stats.ttest_ind(dot, base, equal_var=False).pvalue
     gau_p = stats.ttest_ind(gau, base, equal_var=False).pvalue
     assert dot_p < ALPHA < gau_p  # the test is Welch's, not Student's: these differ
     assert stats.ttest_ind(gau, base).pvalue != pytest.approx(gau_p)
-    assert rows["NL C2D 1-block dot_product"]["p_top1"] == pytest.approx(dot_p)
-    assert rows["NL C2D 1-block dot_product"]["sig"]
-    assert rows["NL C2D 1-block gaussian"]["p_top1"] == pytest.approx(gau_p)
-    assert not rows["NL C2D 1-block gaussian"]["sig"]
+    assert rows["NL C2D 1-block dot_product"]["p"] == pytest.approx(dot_p)
+    assert rows["NL C2D 1-block gaussian"]["p"] == pytest.approx(gau_p)
+    # two tested comparisons in the family (concatenation has one seed): Holm doubles the smaller p
+    assert rows["NL C2D 1-block dot_product"]["p_holm"] == pytest.approx(min(1.0, 2 * dot_p))
+    assert rows["NL C2D 1-block dot_product"]["verdict"] == ("better" if 2 * dot_p < ALPHA else "undecided")
+    assert rows["NL C2D 1-block gaussian"]["verdict"] == "undecided"
     # one seed: no variance to test with, whatever the difference
     concat = rows["NL C2D 1-block concatenation"]
-    assert concat["delta_top1"] == pytest.approx(70.0 - sum(base) / 3)
-    assert math.isnan(concat["p_top1"]) and not concat["sig"]
+    assert concat["delta"] == pytest.approx(70.0 - sum(base) / 3)
+    assert math.isnan(concat["p"]) and concat["verdict"] == "undecided"
     assert not table["p_exact"].any()
-    assert any(n.startswith("p: Welch's t-test of top-1 over seeds against the group's baseline, two-sided")
-               and "n<2: fewer than two seeds on a side" in n for n in table.attrs["footnotes"])
+    assert table.attrs["family"] == {"scope": "table", "size": 2, "tables": 1}
+    assert any(n.startswith("p: Welch's t-test of the difference, two-sided")
+               and "n<2: fewer than two seeds on a side" in n for n in notes(table))
 
 
 @pytest.mark.filterwarnings("ignore:Precision loss")  # scipy's, from the reference value computed below
@@ -326,13 +346,14 @@ def test_zero_variance_rows_are_compared_exactly():
         table = build_table(runs, "2a")
     rows = by_label(table)
     same, up = rows["NL C2D 1-block gaussian"], rows["NL C2D 1-block dot_product"]
-    assert (same["p_top1"], same["sig"], same["p_exact"]) == (1.0, False, True)
-    assert (up["p_top1"], up["sig"], up["p_exact"]) == (0.0, True, True)
+    assert (same["p"], same["p_tost"], same["verdict"], same["p_exact"]) == (1.0, 0.0, "equivalent", True)
+    assert (up["p"], up["p_tost"], up["verdict"], up["p_exact"]) == (0.0, 1.0, "better", True)
+    assert (up["delta_ci_low"], up["delta_ci_high"], up["mde"]) == (10.0, 10.0, 0.0)
     # only the baseline is constant: Welch's test still applies (its variance is the other side's)
     one = rows["NL C2D 1-block concatenation"]
     assert one["p_exact"] == False  # noqa: E712 (numpy bool)
-    assert one["p_top1"] == pytest.approx(stats.ttest_ind([49.0, 51.0, 52.0], [50.0] * 3, equal_var=False).pvalue)
-    assert any("(exact): no spread over seeds on either side" in n for n in table.attrs["footnotes"])
+    assert one["p"] == pytest.approx(stats.ttest_ind([49.0, 51.0, 52.0], [50.0] * 3, equal_var=False).pvalue)
+    assert any("(exact): no spread over seeds on either side" in n for n in notes(table))
 
 
 def test_welch_p_edge_cases():
@@ -370,14 +391,15 @@ def test_a_distance_sweep_has_one_baseline_per_distance(table_id):
     assert table[keys.DISTANCE].tolist() == [2, 2, 4, 4, 8, 8, 12, 12]
     assert table["label"].tolist() == ["C2D baseline", "NL C2D 1-block"] * 4
     assert table["baseline"].tolist() == [True, False] * 4
-    assert table["top1"].tolist() == pytest.approx([53, 54, 55, 57, 59, 63, 63, 69])
+    assert table["mean"].tolist() == pytest.approx([53, 54, 55, 57, 59, 63, 63, 69])
     # Δ within the distance (d / 2), not against the first distance's baseline
-    assert table["delta_top1"].tolist() == pytest.approx([0, 1, 0, 2, 0, 4, 0, 6])
+    assert deltas(table) == pytest.approx([1, 2, 4, 6])
     # the same spread on both sides: t = (d / 2) / sqrt(2 / 3), df = 4
     expected = [stats.ttest_ind([d / 2 + s for s in range(3)], [0.0, 1.0, 2.0], equal_var=False).pvalue
                 for d in sorted(DISTANCES)]
-    assert table["p_top1"].tolist()[1::2] == pytest.approx(expected)
-    assert table["sig"].tolist()[1::2] == [p < 0.05 for p in expected]
+    assert table["p"].tolist()[1::2] == pytest.approx(expected)
+    holm = [min(1.0, max((4 - i) * p for i, p in enumerate(sorted(expected)[:k + 1]))) for k in range(4)]
+    assert sorted(table["p_holm"].tolist()[1::2]) == pytest.approx(holm)
 
 
 def test_the_generic_table_rows_are_model_keys_and_other_axes_are_groups():
@@ -407,16 +429,16 @@ def test_data_efficiency_groups_by_training_set_size_in_numeric_order():
     assert table.attrs["title"].startswith("Data efficiency: ")
     assert table.attrs["varying_group_keys"] == [keys.TRAIN_SAMPLES]
     assert table[keys.TRAIN_SAMPLES].tolist() == [256, 256, 512, 512, 1024, 1024, 2048, 2048]
-    assert table["delta_top1"].tolist() == pytest.approx([0, 5] * 4)
-    assert any(n.startswith("train_samples: clips in the training split") for n in table.attrs["footnotes"])
+    assert deltas(table) == pytest.approx([5] * 4)
+    assert any(n.startswith("train_samples: clips in the training split") for n in notes(table))
 
 
 def test_receptive_field_title_and_notes_say_what_was_run():
     table = build_table(distance_sweep("receptive_field"), "receptive_field")
     assert "Kinetics" not in table.attrs["title"] and "distance" in table.attrs["title"]
-    notes = table.attrs["footnotes"]
-    assert any("data.synthetic.task=within" in n for n in notes)  # the task, from the runs
-    assert any(n.startswith("distance: pixels between the two patches") for n in notes)
+    lines = notes(table)
+    assert any("data.synthetic.task=within" in n for n in lines)  # the task, from the runs
+    assert any(n.startswith("distance: pixels between the two patches") for n in lines)
 
 
 def test_titles_state_the_setting_of_the_runs_not_the_papers():

@@ -136,7 +136,7 @@ def test_tiny_real_sweep_offline(tmp_path):
     assert set(only_c.history["run_id"]) == set(baseline["run_id"])
     table_c = build_table(both, "2c", expected=planned(find_sweep_files(root)))
     assert list(table_c["n"]) == [2] and list(table_c["n_missing"]) == [0]
-    for metric in ("top1", "top1_std"):
+    for metric in ("mean", "std", "val_top1_best"):
         assert table_c[metric].iloc[0] == table[metric].iloc[0]  # the same runs, the same numbers
     # --no-reuse runs them
     assert "--no-reuse" in subprocess.run([sys.executable, "-m", "nlstudy", "sweep", "--help"], capture_output=True,

@@ -109,7 +109,7 @@ def table_needs(table: pd.DataFrame, sweep: str | None = None, *, axis: str | No
     if table.empty:
         needs.append("finished runs of this table")
     else:
-        if not table["baseline"].astype(bool).any() or not table["delta_top1"].notna().any():
+        if not table["baseline"].astype(bool).any() or not table["delta"].notna().any():
             needs.append("a baseline to compare with: a run of the same settings without blocks "
                          "(`--model.backbone.nonlocal_blocks=none`)")
         if (~table["baseline"].astype(bool)).sum() == 0:
@@ -133,8 +133,12 @@ def table_needs(table: pd.DataFrame, sweep: str | None = None, *, axis: str | No
 
 
 def baseline_lines(table: pd.DataFrame) -> list[str]:
-    """What a table's baseline rows say by themselves (the findings compare the other rows with them)."""
-    return [f"{row['label']}: top-1 {row['top1']:.1f} % (n={int(row['n'])}), the baseline of its group."
+    """What a table's baseline rows say by themselves (the findings compare the other rows with them): each one's
+    value of the table's metric, and its number of runs."""
+    from nlstudy.report.text import metric_name
+
+    name = metric_name(table.attrs.get("settings", {}).get("metric", ""))
+    return [f"{row['label']}: {name} {row['mean']:.1f} (n={int(row['n'])}), the baseline of its group."
             for row in table.to_dict("records") if row.get("baseline") and row.get("n", 0) > 0]
 
 

@@ -70,6 +70,7 @@ class RunFacts(pl.Callback):
         say_where(trainer)
         facts = {f"{keys.DERIVED}{k}": v for k, v in model_facts(pl_module.backbone_spec,
                                                                    trainer.datamodule.clip_shape).items()}
+        facts[keys.NUM_CLASSES] = trainer.datamodule.num_classes  # the report's chance level
         facts.update(getattr(pl_module, "init_facts", {}))  # VideoClassifier: model.init_from's source and count
         trainer.logger.log_hyperparams(facts)
 

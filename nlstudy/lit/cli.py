@@ -84,11 +84,12 @@ def flat_config(config: Namespace) -> dict[str, Any]:
 
 def resolved_key(subcommand: str | None, settings: Namespace) -> str:
     """What makes two runs of this CLI the same run: the subcommand and every resolved setting (defaults,
-    config files and arguments merged: `flat_config`) except ``table``, which only files a run under a table.
+    config files and arguments merged: `flat_config`) except ``table`` and ``report.*``, which only file a run
+    under a table and say how that table compares its rows.
     `{nonlocal_blocks: 1-block}` and `{nonlocal_blocks: 1-block, nl: {pairwise: embedded_gaussian}}` (the
     default) give one key; any setting that differs, the seed included, gives another. `nlstudy check`
     reports it for every run a sweep plans (``nlstudy.sweep.agent.reuse_key``)."""
-    flat = {k: v for k, v in flat_config(settings).items() if k != keys.TABLE}
+    flat = {k: v for k, v in flat_config(settings).items() if k != keys.TABLE and not k.startswith(keys.REPORT)}
     text = json.dumps([subcommand, flat], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -283,6 +284,14 @@ class NLStudyCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--table", type=str | None, default=None,
                             help="the ablation table this run belongs to (set by the sweep files)")
+        # how the report compares the rows of the run's table (a sweep file's parameters, like `table`); not part
+        # of the run's identity (resolved_key), so a run reused by another table is the same run
+        parser.add_argument("--report.metric", type=str | None, default=None,
+                            help="the metric the report compares this run's table on (default test/top1)")
+        parser.add_argument("--report.margin", type=float | None, default=None,
+                            help="the table's equivalence margin, in points of the metric (default 2)")
+        parser.add_argument("--report.looks", type=list[int] | None, default=None,
+                            help="set by `nlstudy sweep --until-decided`: the planned numbers of seeds")
         parser.add_argument("--test_after_fit", type=bool, default=True,
                             help="fit: evaluate the final model on the test split in the same run")
         parser.add_argument("--save_weights", type=bool, default=True,

@@ -1,7 +1,14 @@
 """``nlstudy report``: logged runs -> paper-style tables (md, tex, csv), figures and an index.
 
     nlstudy report (--runs DIR | --wandb ENTITY/PROJECT) [--sweep ID] [--out results/]
-                   [--tables 2a,2c] [--strict] [--cache-dir DIR | --no-cache]
+                   [--tables 2a,2c] [--strict] [--metric test/top1] [--margin 2] [--family report|table]
+                   [--cache-dir DIR | --no-cache]
+
+Every row is compared with its group's baseline on the primary metric (``test/top1``, the test accuracy of
+the model each run ends with, unless --metric or a sweep file's ``report.metric`` says otherwise): Δ with its
+95 % Welch interval, Welch's p, Holm's adjustment over every distinct comparison of the call (--family
+table: over each table's own), TOST against ±margin, the minimal detectable effect, and a verdict
+(:mod:`nlstudy.report.family`). Each table's per-run values go to ``<id>_runs.csv`` beside it.
 
 With --runs, what was read out of each run's log is cached (:mod:`nlstudy.report.logcache`; by
 default under ~/.cache/nlstudy/report): a second report reads only the logs that changed since.
@@ -23,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from nlstudy.errors import UsageError
-from nlstudy.report import collect, logcache, specs, sweeps, tables
+from nlstudy.report import collect, family, findings, logcache, specs, stats, sweeps, tables
 from nlstudy.report import render
 
 PROG = "nlstudy report"
@@ -39,6 +46,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", metavar="IDS",
                    help=f"comma-separated table ids (default: every table found); registered: {', '.join(specs.TABLES)}")
     p.add_argument("--strict", action="store_true", help="fail when a row has no finished run")
+    p.add_argument("--metric", metavar="KEY",
+                   help="the logged metric every table compares (default: each sweep file's report.metric, else "
+                        "test/top1, the test top-1 of the model a run ends with); e.g. val/top1_best")
+    p.add_argument("--margin", type=_margin, metavar="POINTS",
+                   help=f"equivalence margin in points of the metric (default: each sweep file's report.margin, "
+                        f"else {stats.MARGIN:g}): a row is 'equivalent' when TOST shows |Δ| < margin")
+    p.add_argument("--family", choices=family.SCOPES, default="report",
+                   help="what Holm's correction runs over: every distinct comparison of this report (default), "
+                        "or each table on its own")
     cache = p.add_mutually_exclusive_group()
     default_cache = f"${logcache.CACHE_ENV}, else $XDG_CACHE_HOME/nlstudy/report, else ~/.cache/nlstudy/report"
     cache.add_argument("--cache-dir", metavar="DIR",
@@ -54,6 +70,16 @@ class Report:
     tables: dict[str, pd.DataFrame]
     markdown: dict[str, str]
     files: list[Path]
+
+
+def _margin(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of points, got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of points, got {text!r}")
+    return value
 
 
 def parse_table_ids(text: str | None) -> list[str] | None:
@@ -80,14 +106,19 @@ def write_report(
     strict: bool = False,
     command: str = PROG,
     source: str = "",
+    metric: str | None = None,
+    margin: float | None = None,
+    scope: str = "report",
 ) -> Report:
-    """Build every table, then write ``<id>.md/.tex/.csv``, ``figures/<id>_*.png/.pdf`` and
-    ``README.md`` into `out`. With `strict`, all tables are checked before anything is written."""
+    """Build every table (their comparisons one family: `scope`), then write ``<id>.md/.tex/.csv``,
+    ``<id>_runs.csv``, ``figures/<id>_*.png/.pdf`` and ``README.md`` into `out`. With `strict`, all tables
+    are checked before anything is written."""
     from nlstudy.report import plots  # matplotlib only once there is something to draw
 
     runs, history = collection.runs, collection.history
     ids = list(table_ids) if table_ids else specs.table_ids(runs, expected)
-    built = {t: tables.build_table(runs, t, expected=expected, strict=strict) for t in ids}
+    built = tables.build_tables(runs, ids, expected=expected, strict=strict, metric=metric, margin=margin,
+                                scope=scope)
     out = Path(out)
     fig_dir = out / "figures"
     out.mkdir(parents=True, exist_ok=True)
@@ -97,8 +128,10 @@ def write_report(
     for table_id, table in built.items():
         markdown[table_id] = render.to_markdown(table)
         entries = []
-        for ext, text in (("md", markdown[table_id]), ("tex", render.to_latex(table)), ("csv", render.to_csv(table))):
-            path = out / f"{table_id}.{ext}"
+        for name, text in ((f"{table_id}.md", markdown[table_id]), (f"{table_id}.tex", render.to_latex(table)),
+                           (f"{table_id}.csv", render.to_csv(table)),
+                           (f"{table_id}_runs.csv", render.runs_csv(tables.seeds(table)))):
+            path = out / name
             path.write_text(text)
             files.append(path)
             entries.append(f"[{path.name}]({path.name})")
@@ -107,7 +140,8 @@ def write_report(
         for kind, fig in (
             ("acc_vs_flops", plots.plot_accuracy_vs_flops(table)),
             ("bars", plots.plot_bars(table)),
-            ("curves", plots.plot_curves(assigned, history, title=table.attrs.get("title", ""))),
+            ("curves", plots.plot_curves(assigned, history, title=table.attrs.get("title", ""),
+                                         chance=plots.chance_level(table))),
         ):
             if fig is None:
                 continue
@@ -133,6 +167,7 @@ def _readme(index, runs: pd.DataFrame, command: str, source: str, markdown: dict
     if untabled:
         lines.append(f"{untabled} run(s) carry no `table` config key and appear in no table.")
     lines.append("")
+    lines.extend(_verdicts(index))
     lines.append("| table | files | figures |")
     lines.append("|:---|:---|:---|")
     for table_id, table, entries, figures in index:
@@ -145,6 +180,30 @@ def _readme(index, runs: pd.DataFrame, command: str, source: str, markdown: dict
         lines.append("")
     lines.extend(_failed_runs(runs))
     return "\n".join(lines)
+
+
+def _verdicts(index) -> list[str]:
+    """The README's summary of the statistics: the family, and each table's verdicts in one sentence."""
+    built = [table for _, table, _, _ in index if "family" in table.attrs]
+    if not built:
+        return []
+    fam = built[0].attrs["family"]
+    scope = (f"the {fam['size']} distinct comparisons of this report (a comparison several tables show on the same "
+             "runs counts once)" if fam["scope"] == "report" else "each table's comparisons on their own (--family table)")
+    counts = {v: 0 for v in stats.VERDICTS}
+    seen: set = set()
+    for table in built:
+        for c, v in zip(table["comparison"], table["verdict"]):
+            if v in counts and (c, v) not in seen:
+                seen.add((c, v))
+                counts[v] += 1
+    lines = [f"Each row is compared with its group's baseline; Holm's correction runs over {scope}, at "
+             f"α = {stats.ALPHA:g}. Verdicts: "
+             + ", ".join(f"{n} {v}" for v, n in counts.items())
+             + ". A row is called the same as its baseline only when equivalent (TOST within the margin); an "
+             "undecided row needs more seeds (`nlstudy sweep FILE --until-decided`).", ""]
+    lines.extend(f"- {findings.table_summary(table)}" for table in built)
+    return [*lines, ""]
 
 
 def _failed_runs(runs: pd.DataFrame) -> list[str]:
@@ -212,10 +271,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: {note}", file=sys.stderr)
     try:
         report = write_report(collection, args.out, table_ids=table_ids, expected=expected,
-                              strict=args.strict, command=command, source=source)
+                              strict=args.strict, command=command, source=source, metric=args.metric,
+                              margin=args.margin, scope=args.family)
     except tables.MissingRowsError as err:
         print(f"{PROG}: --strict: {err}", file=sys.stderr)
         return 1
+    except ValueError as err:  # a table's runs disagree on its report settings
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return 2
     for text in report.markdown.values():
         print(text)
     print(f"wrote {len(report.files)} files to {args.out}")

@@ -153,8 +153,8 @@ def tidy(records: Iterable[RunRecord]) -> Collection:
 
 def file_stand_ins(runs: pd.DataFrame) -> pd.DataFrame:
     """`runs` with each stand-in's own run (config ``reused_from``: nlstudy.sweep.standin) replaced by a copy of
-    the run it names, filed under the stand-in's ``table`` and ``sweep_id`` (once per table: a table counts a run
-    once); no stand-in is a row of its own, and the ``reused_from`` column goes. A stand-in whose run is not among
+    the run it names, filed under the stand-in's ``table`` and ``sweep_id`` with its ``report.*`` settings (how
+    that table compares; once per table: a table counts a run once); no stand-in is a row of its own, and the ``reused_from`` column goes. A stand-in whose run is not among
     `runs` is left out, its id in ``runs.attrs["unfiled_stand_ins"]`` (read_wandb fetches such runs first)."""
     if runs.empty or keys.REUSED_FROM not in runs.columns:
         return runs
@@ -170,6 +170,8 @@ def file_stand_ins(runs: pd.DataFrame) -> pd.DataFrame:
         row = original.iloc[0].copy()
         row["table"] = stand_in["table"] if isinstance(stand_in["table"], str) else row["table"]
         row["sweep_id"] = stand_in["sweep_id"]
+        for key in (k for k in runs.columns if k.startswith(keys.REPORT)):  # how the reusing table compares
+            row[key] = stand_in[key]
         if (row["run_id"], row["table"]) not in filed:
             filed.add((row["run_id"], row["table"]))
             copies.append(row)

@@ -1,9 +1,12 @@
 """Render a table frame (from :func:`nlstudy.report.tables.build_table`) as Markdown, LaTeX or CSV.
 
-:func:`display_frame` turns the numbers into paper-style cells (``72.7 ± 0.3``, ``+0.9*``,
-``0.012``, ``x1.20``, ``3 (1 failed)``); the Markdown and LaTeX renderers lay those cells out; CSV
-keeps the numbers (``p_top1``, ``sig`` and ``p_exact`` included). A row without a finished run
-shows its status (failed, running, missing) in the accuracy cells.
+:func:`display_frame` turns the numbers into paper-style cells (``72.7 ± 0.3``, ``+33.6 [+12.0, +55.2]``,
+``0.012``, ``better``, ``x1.20``, ``3 (1 failed)``); the Markdown and LaTeX renderers lay those cells out
+with the table's footnotes (what the numbers are, the family and its size, α and the margin); CSV keeps the
+numbers under the column names of :func:`nlstudy.report.tables.build_table` (``delta``, ``delta_ci_low``,
+``delta_ci_high``, ``p``, ``p_holm``, ``p_equiv``, ``margin``, ``mde``, ``verdict``, ...), and
+:func:`runs_csv` the per-run values behind them. A row without a counted run shows its status (failed,
+running, unscored, missing) in the metric cells.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from typing import Any
 
 import pandas as pd
 
-from nlstudy.report.stats import SIG_MARK, trivial_top5
-from nlstudy.report.text import ANY, show, short
+from nlstudy import keys
+from nlstudy.report.comparisons import column
+from nlstudy.report.stats import trivial_top5
+from nlstudy.report.text import ANY, footnotes, metric_name, show, short
 
 MD, TEX = "md", "tex"
 _TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-_TEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "≥": r"$\geq$", "—": "---", "×": r"$\times$",
+_TEX_SYMBOLS = {"±": r"$\pm$", "Δ": r"$\Delta$", "α": r"$\alpha$", "≥": r"$\geq$", "—": "---", "×": r"$\times$",
                 "<": r"$<$", ">": r"$>$"}  # text-mode < and > print as ¡ and ¿ in LaTeX's default font
 
 
@@ -38,7 +43,8 @@ def _acc(mean: Any, std: Any) -> str:
 
 def _count(row: dict) -> str:
     extra = [f"{row[k]} {word}" for k, word in
-             (("n_failed", "failed"), ("n_running", "running"), ("n_missing", "missing")) if row[k]]
+             (("n_failed", "failed"), ("n_running", "running"), ("n_unscored", "unscored"),
+              ("n_missing", "missing")) if row.get(k)]
     if row["n_dup"]:
         extra.append(f"+{row['n_dup']} dup")
     return f"{row['n']} ({', '.join(extra)})" if extra else str(row["n"])
@@ -53,21 +59,29 @@ def _paper(row: dict, depth: Any) -> str:
     return cell
 
 
-def _delta(row: dict) -> str:
-    if row["baseline"]:
-        return "—"
-    if not _num(row["delta_top1"]):
-        return ""
-    return f"{row['delta_top1']:+.1f}" + (SIG_MARK if row["sig"] else "")
+def _compared(row: dict) -> bool:
+    """Does the row have a comparison with a result to show (a baseline in its group and a value)?"""
+    return not row["baseline"] and row.get("comparison") is not None and _num(row["delta"])
 
 
-def _p(row: dict) -> str:
-    """The p-value cell: blank without a Δ, "n<2" when a side has fewer than two seeds."""
+def delta_cell(row: dict) -> str:
+    """"+33.6 [+12.0, +55.2]": Δ with its 95 % interval (just Δ when a side has one seed)."""
     if row["baseline"]:
         return "—"
-    if not _num(row["delta_top1"]):
+    if not _compared(row):
         return ""
-    p = row["p_top1"]
+    if not _num(row["delta_ci_low"]):
+        return f"{row['delta']:+.1f}"
+    return f"{row['delta']:+.1f} [{row['delta_ci_low']:+.1f}, {row['delta_ci_high']:+.1f}]"
+
+
+def p_cell(row: dict, column: str = "p") -> str:
+    """A p-value cell: "—" for the baseline, blank without a Δ, "n<2" when a side has fewer than two seeds."""
+    if row["baseline"]:
+        return "—"
+    if not _compared(row):
+        return ""
+    p = row[column]
     if not _num(p):
         return "n<2"
     if row["p_exact"]:
@@ -75,24 +89,34 @@ def _p(row: dict) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _mde(row: dict) -> str:
+    if row["baseline"]:
+        return "—"
+    return f"{row['mde']:.1f}" if _compared(row) and _num(row["mde"]) else ""
+
+
 def display_frame(table: pd.DataFrame) -> pd.DataFrame:
     """The table as strings, one column per displayed quantity, paper style."""
     group_cols = table.attrs.get("varying_group_keys", [])
-    has = set(table.columns)
+    settings = table.attrs.get("settings", {})
+    metric = settings.get("metric", "")
+    secondary = [m for m in settings.get("secondary", ()) if column(m) in table.columns]
+    with_baseline = bool(table["baseline"].any())
     out = []
     for row in table.to_dict("records"):
         cells: dict[str, str] = {short(k): show(row[k]) for k in group_cols}
         cells["model"] = row["label"]
         status = None if row["n"] else row["status"]
-        cells["top-1"] = status or _acc(row["top1"], row["top1_std"])
-        cells["top-5"] = status or _acc(row["top5"], row["top5_std"])
-        for m, name in (("test_top1", "test top-1"), ("test_top5", "test top-5")):
-            if m in has:
-                cells[name] = status or _acc(row[m], row[f"{m}_std"])
-        cells["Δ top-1"] = _delta(row)
-        cells["p"] = _p(row)
-        ci = (row["top1_ci_low"], row["top1_ci_high"])
-        cells["95% CI"] = f"[{ci[0]:.1f}, {ci[1]:.1f}]" if all(_num(c) for c in ci) else ""
+        cells[metric_name(metric)] = status or _acc(row["mean"], row["std"])
+        if with_baseline:
+            cells["Δ [95% CI]"] = delta_cell(row)
+            cells["p"] = p_cell(row)
+            cells["p Holm"] = p_cell(row, "p_holm")
+            cells["p equiv"] = p_cell(row, "p_equiv")
+            cells["MDE"] = _mde(row)
+            cells["verdict"] = "—" if row["baseline"] else row["verdict"]
+        for m in secondary:
+            cells[metric_name(m)] = status or _acc(row[column(m)], row[f"{column(m)}_std"])
         cells["params"] = f"×{row['params_rel']:.2f}" if _num(row["params_rel"]) else ""
         cells["FLOPs"] = f"×{row['flops_rel']:.2f}" if _num(row["flops_rel"]) else ""
         cells["n"] = _count(row)
@@ -100,10 +124,9 @@ def display_frame(table: pd.DataFrame) -> pd.DataFrame:
             cells["paper"] = _paper(row, row.get("model.backbone.depth"))
         out.append(cells)
     frame = pd.DataFrame.from_records(out)
-    if len(frame) and not frame["95% CI"].astype(bool).any():
-        frame = frame.drop(columns="95% CI")
     if len(frame) and trivial_top5(table):
-        frame = frame.drop(columns=[c for c in ("top-5", "test top-5") if c in frame.columns])
+        frame = frame.drop(columns=[metric_name(m) for m in (keys.TEST_TOP5, keys.VAL_TOP5_BEST)
+                                    if metric_name(m) in frame.columns and m != metric])
     frame.attrs.update(table.attrs)
     frame.attrs["group_starts"] = _group_starts(table)
     return frame
@@ -135,7 +158,7 @@ def to_markdown(table: pd.DataFrame) -> str:
     else:
         lines.append("_no runs_")
     lines.append("")
-    lines.extend(f"- {note}" for note in table.attrs.get("footnotes", []))
+    lines.extend(f"- {note}" for note in footnotes(table))
     return "\n".join(lines) + "\n"
 
 
@@ -161,7 +184,7 @@ def to_latex(table: pd.DataFrame) -> str:
             lines.append(r"\midrule")
         lines.append(" & ".join(tex_escape(v) for v in row) + r" \\")
     lines.append(r"\bottomrule")
-    for note in table.attrs.get("footnotes", []):
+    for note in footnotes(table):
         lines.append(f"\\multicolumn{{{len(cols) or 1}}}{{p{{0.95\\linewidth}}}}{{\\footnotesize {tex_escape(note)}}} \\\\")
     lines.append(r"\end{tabular}")
     return "\n".join(lines) + "\n"
@@ -174,3 +197,8 @@ def to_csv(table: pd.DataFrame, path: str | os.PathLike | None = None) -> str:
     if path is not None:
         Path(path).write_text(text)
     return text
+
+
+def runs_csv(lines: pd.DataFrame) -> str:
+    """The per-run lines behind a table (:func:`nlstudy.report.tables.seeds`) as CSV: ``<id>_runs.csv``."""
+    return lines.map(lambda v: None if isinstance(v, str) and v == ANY else v).to_csv(index=False)

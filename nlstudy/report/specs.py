@@ -58,7 +58,7 @@ class TableSpec:
 
 def is_plain(row: Row) -> bool:
     """The plain baseline: no inserted blocks, C2D (the default where the key is absent)."""
-    return row.get(keys.NONLOCAL_BLOCKS) == NO_BLOCKS and row.get(keys.ARCH, BASELINE_ARCH) == BASELINE_ARCH
+    return row.get(keys.NONLOCAL_BLOCKS) == NO_BLOCKS and (row.get(keys.ARCH) or BASELINE_ARCH) == BASELINE_ARCH
 
 
 def _nl(row: Row) -> bool:
@@ -201,9 +201,9 @@ def config_columns(runs: pd.DataFrame) -> list[str]:
 
 
 def is_axis(key: str) -> bool:
-    """Could `key` be an ablation axis (as opposed to the seed, a derived fact, the run's provenance, a
-    per-run path)?"""
-    if key in (keys.SEED, keys.TABLE) or key.startswith((keys.DERIVED, keys.PROVENANCE)):
+    """Could `key` be an ablation axis (as opposed to the seed, a derived fact, the run's provenance, how the
+    report compares, a per-run path)?"""
+    if key in (keys.SEED, keys.TABLE) or key.startswith((keys.DERIVED, keys.PROVENANCE, keys.REPORT)):
         return False
     lowered = key.lower()
     return not any(part in lowered for part in NOISE_PARTS)

@@ -79,15 +79,19 @@ def stand_ins(runs_root: str | os.PathLike) -> list[dict[str, str | None]]:
     """The reused runs under `runs_root` (a runs root, or a wandb folder alone): for each finished record of a
     local sweep that a finished run stands in for, and for each stand-in's own run (its
     files/nlstudy_stand_in.json: nlstudy.sweep.standin), that run's ``wandb_id`` and the reusing sweep's
-    ``sweep_id`` and ``table``."""
+    ``sweep_id``, ``table`` and ``report`` settings (its ``report.*`` parameters: how its table compares, which
+    the stand-in takes on)."""
     import json
 
     from nlstudy.sweep.spec import flat_values
     from nlstudy.sweep.state import SweepState
 
-    found = [{"wandb_id": rec.get("wandb_id"), "sweep_id": rec["sweep_id"],
-              "table": flat_values(rec.get("config") or {}).get(keys.TABLE)}
-             for rec in SweepState.all_records(runs_root) if rec.get("reused_from") and rec.get("state") == "finished"]
+    out = []
+    for rec in SweepState.all_records(runs_root):
+        if rec.get("reused_from") and rec.get("state") == "finished":
+            values = flat_values(rec.get("config") or {})
+            out.append({"wandb_id": rec.get("wandb_id"), "sweep_id": rec["sweep_id"], "table": values.get(keys.TABLE),
+                        "report": {k: v for k, v in values.items() if k.startswith(keys.REPORT)}})
     root = Path(runs_root)
     base = root / "wandb" if (root / "wandb").is_dir() else root
     for path in sorted(base.glob(f"*run-*/files/{keys.STAND_IN_FILE}")):
@@ -96,9 +100,10 @@ def stand_ins(runs_root: str | os.PathLike) -> list[dict[str, str | None]]:
         except (OSError, ValueError):
             continue
         if isinstance(record, dict) and isinstance(record.get(keys.REUSED_FROM), str):
-            found.append({"wandb_id": record[keys.REUSED_FROM], "sweep_id": record.get("sweep_id"),
-                          "table": record.get(keys.TABLE)})
-    return found
+            report = record.get("report") if isinstance(record.get("report"), dict) else {}
+            out.append({"wandb_id": record[keys.REUSED_FROM], "sweep_id": record.get("sweep_id"),
+                        "table": record.get(keys.TABLE), "report": report})
+    return out
 
 
 def add_stand_ins(runs: pd.DataFrame, runs_root: str | os.PathLike) -> pd.DataFrame:
@@ -113,16 +118,18 @@ def add_stand_ins(runs: pd.DataFrame, runs_root: str | os.PathLike) -> pd.DataFr
         original = runs[runs["run_id"] == stand_in["wandb_id"]]
         if original.empty:
             continue
-        row = original.iloc[0].copy()
+        row = original.iloc[0].to_dict()
         if "sweep_id" in runs.columns:
             row["sweep_id"] = stand_in["sweep_id"]
         row[keys.TABLE] = stand_in["table"] if stand_in["table"] is not None else row.get(keys.TABLE)
+        # the reusing sweep's report settings (how its table compares), not the original's
+        row.update({k: None for k in row if k.startswith(keys.REPORT)}, **stand_in["report"])
         if (row["run_id"], row[keys.TABLE]) not in filed:  # a table counts a run once (an edited sweep reuses its own runs)
             filed.add((row["run_id"], row[keys.TABLE]))
             rows.append(row)
     if not rows:
         return runs
-    merged = pd.concat([runs, pd.DataFrame(rows)], ignore_index=True)
+    merged = pd.concat([runs, pd.DataFrame.from_records(rows)], ignore_index=True)
     merged.attrs.update(runs.attrs)
     return merged
 

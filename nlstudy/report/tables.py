@@ -20,6 +20,7 @@ which the figures follow too; :func:`curves` turns the history into mean ± std 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,10 +29,10 @@ import numpy as np
 import pandas as pd
 
 from nlstudy import choices, keys
+from nlstudy.report import comparisons, family
 from nlstudy.report.paper import paper_cell, paper_numbers
 from nlstudy.report.specs import TableSpec, config_columns, is_axis, is_plain, resolve_spec
-from nlstudy.report.stats import significance, t_interval
-from nlstudy.report.text import ANY, block_count, canon, metadata, row_label, show
+from nlstudy.report.text import ANY, block_count, canon, group_text, metadata, row_label, show
 
 NL_KEYS = (
     keys.BLOCK, keys.PAIRWISE, keys.SUBSAMPLE, keys.SUBSAMPLE_ORDER, keys.MODE, keys.INTER_RATIO, keys.SCALE,
@@ -49,12 +50,7 @@ VALUE_ORDER: dict[str, tuple] = {
     keys.TASK: choices.TASKS,
 }
 
-METRICS = {  # output column -> summary key
-    "top1": keys.VAL_TOP1_BEST,
-    "top5": keys.VAL_TOP5_BEST,
-    "test_top1": keys.TEST_TOP1,
-    "test_top5": keys.TEST_TOP5,
-}
+METRICS = (keys.TEST_TOP1, keys.VAL_TOP1_BEST, keys.TEST_TOP5, keys.VAL_TOP5_BEST)  # the metrics a table may show
 
 
 class MissingRowsError(ValueError):
@@ -98,6 +94,7 @@ def assign_rows(
     table_id: str,
     *,
     expected: pd.DataFrame | None = None,
+    metrics: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Which (group, row) each run of `table_id` belongs to.
 
@@ -124,12 +121,13 @@ def assign_rows(
     group_keys = list(spec.group_keys) + extra
     wanted = row_keys + group_keys
 
+    metrics = tuple(dict.fromkeys((*METRICS, *metrics)))
     items = []
     for rec in mine.to_dict("records"):
-        items.append(_item(rec, wanted, state=rec["state"]))
+        items.append(_item(rec, wanted, metrics, state=rec["state"]))
     if expected is not None and len(expected):
         planned = expected[expected["table"] == table_id] if "table" in expected.columns else expected
-        items.extend(_expected_items(planned, items, wanted, row_keys, group_keys))
+        items.extend(_expected_items(planned, items, wanted, row_keys, group_keys, metrics))
 
     # groups seen with concrete values; wildcard groups join every group that matches them
     concrete = {tuple(it["values"][k] for k in group_keys) for it in items
@@ -145,22 +143,22 @@ def assign_rows(
             values = dict(it["values"], **dict(zip(group_keys, g)))
             rows.append(_assignment(it, values, spec, row_keys, group_keys))
     columns = ["run_id", "state", "seed", "created_at", "sweep_id", "group", "row", "label", "model",
-               "variant", "baseline", *METRICS.values(), keys.PARAMS, keys.FLOPS, *dict.fromkeys(wanted)]
+               "variant", "baseline", *metrics, keys.PARAMS, keys.FLOPS, *dict.fromkeys(wanted)]
     out = pd.DataFrame.from_records(rows, columns=columns)
     out.attrs.update(table_id=table_id, spec=spec, group_keys=group_keys, row_keys=row_keys)
     return out
 
 
-def _item(rec: Mapping[str, Any], wanted: Sequence[str], *, state: str) -> dict[str, Any]:
+def _item(rec: Mapping[str, Any], wanted: Sequence[str], metrics: Sequence[str], *, state: str) -> dict[str, Any]:
     return {
         "run_id": rec.get("run_id"), "state": state, "seed": canon(rec.get(keys.SEED)),
         "created_at": rec.get("created_at"), "sweep_id": rec.get("sweep_id"),
-        "metrics": {m: rec.get(m) for m in (*METRICS.values(), keys.PARAMS, keys.FLOPS)},
+        "metrics": {m: rec.get(m) for m in (*metrics, keys.PARAMS, keys.FLOPS)},
         "values": _identity(rec, wanted),
     }
 
 
-def _expected_items(planned: pd.DataFrame, items: list[dict], wanted, row_keys, group_keys) -> list[dict]:
+def _expected_items(planned: pd.DataFrame, items: list[dict], wanted, row_keys, group_keys, metrics) -> list[dict]:
     """Pseudo-runs for the runs a sweep plans; keys the sweep leaves to the base config are taken
     from that sweep's real runs when they agree, else group keys become wildcards and a row the
     sweep cannot pin down is not expected."""
@@ -170,7 +168,7 @@ def _expected_items(planned: pd.DataFrame, items: list[dict], wanted, row_keys, 
         by_sweep.setdefault(it["sweep_id"], []).append(it)
     for rec in planned.to_dict("records"):
         present = {k for k, v in rec.items() if canon(v) is not None}
-        it = _item(rec, wanted, state="expected")
+        it = _item(rec, wanted, metrics, state="expected")
         it["run_id"] = None
         siblings = by_sweep.get(rec.get("sweep_id"), [])
         unknown_row = False
@@ -213,59 +211,104 @@ def build_table(
     expected: pd.DataFrame | None = None,
     strict: bool = False,
     paper: pd.DataFrame | None = None,
+    metric: str | None = None,
+    margin: float | None = None,
 ) -> pd.DataFrame:
-    """One ablation table: one row per (group, variant), the group's baseline first.
+    """One ablation table, its comparisons corrected as one family (Holm over this table alone; a report's
+    tables are one family together: :func:`build_tables`).
 
-    Columns: the group keys and row keys (canonical values), ``label``, ``model``/``variant``
-    (the paper's naming), ``baseline``, ``status`` (ok | failed | running | missing), ``n``
-    (finished seeds with a result), ``n_failed``, ``n_running``, ``n_missing`` (seeds the sweep
-    plans but never started), ``n_dup`` (extra finished runs of a seed; the latest counts), per
-    metric ``top1, top5[, test_top1, test_top5]`` the mean, ``<m>_std`` (over seeds, ddof=1) and
-    for top-1 the 95% t interval ``top1_ci_low/high`` (n >= 3); ``delta_top1`` vs the group's
-    baseline; ``p_top1``, the two-sided p-value of Welch's t-test of top-1 over seeds against the
-    baseline (:func:`~nlstudy.report.stats.welch_p`: NaN for the baseline row and with fewer than
-    two seeds on a side), ``sig`` (p < :data:`~nlstudy.report.stats.ALPHA`) and ``p_exact`` (both
-    sides without spread: compared exactly);
-    ``params``, ``flops`` and ``params_rel``, ``flops_rel`` vs the baseline; and
-    ``paper_top1``, ``paper_top5``, ``paper_depth`` where the paper published the row (at the
-    group's depth, else the nearest published depth, marked by ``paper_depth``).
+    One row per (group, variant), the group's baseline first. Columns: the group and row keys (canonical
+    values), ``group`` (the group's name: "task=far", or "all"), ``label``, ``model``/``variant`` (the
+    paper's naming), ``baseline``, ``status`` (ok | failed | running | unscored | missing), the counts ``n``
+    (counted seeds: the latest finished run of each seed that logged the metric), ``n_failed``,
+    ``n_running``, ``n_missing`` (planned by the sweep, never started), ``n_unscored`` (finished without the
+    metric), ``n_dup`` (extra finished runs of a counted seed); ``metric`` (the primary metric's logged name:
+    ``test/top1`` unless `metric`, the runs' ``report.metric`` or its absence says otherwise) and its
+    ``mean``, ``std``, ``ci_low``/``ci_high`` (95 % t interval of the mean); each secondary metric's mean and
+    ``_std`` (``val_top1_best``, ``test_top5``, ``val_top5_best``); the comparison with the group's baseline
+    (:mod:`nlstudy.report.comparisons`, :mod:`nlstudy.report.family`): ``delta``, ``delta_ci_low``,
+    ``delta_ci_high``, ``p``, ``p_holm``, ``p_equiv``, ``margin``, ``mde``, ``verdict``, and ``p_tost`` (TOST
+    before Holm), ``alpha_share``, ``p_exact``, ``comparison`` (its id: the same id in every table that
+    shows it); ``params``, ``flops``, ``params_rel``, ``flops_rel``; ``paper_top1``, ``paper_top5``,
+    ``paper_depth`` where the paper published the row. ``attrs``: title, keys, footnotes, the settings,
+    the family, and ``seeds``: the per-run lines (:func:`seeds` gives them as a frame).
 
-    strict: raise MissingRowsError when a row has no finished run (expected by the sweep or seen failed).
+    strict: raise MissingRowsError when a row has no counted run (expected by the sweep or seen failed).
     """
+    table = _build(runs, table_id, expected=expected, strict=strict, paper=paper, metric=metric, margin=margin)
+    return family.apply({table_id: table}, scope="table")[table_id]
+
+
+def build_tables(
+    runs: pd.DataFrame,
+    table_ids: Sequence[str],
+    *,
+    expected: pd.DataFrame | None = None,
+    strict: bool = False,
+    metric: str | None = None,
+    margin: float | None = None,
+    scope: str = "report",
+) -> dict[str, pd.DataFrame]:
+    """Every table of `table_ids` (:func:`build_table`), their comparisons one family (`scope` "report": the
+    distinct comparisons of all of them, Holm over those; "table": each table on its own). With `strict`,
+    every table is checked before any is returned."""
+    built = {t: _build(runs, t, expected=expected, strict=strict, metric=metric, margin=margin) for t in table_ids}
+    return family.apply(built, scope=scope)
+
+
+def _build(runs, table_id, *, expected, strict, paper=None, metric=None, margin=None) -> pd.DataFrame:
     paper = paper_numbers() if paper is None else paper
-    assigned = assign_rows(runs, table_id, expected=expected)
+    mine = runs[runs["table"] == table_id] if "table" in runs.columns else runs.iloc[0:0]
+    try:
+        s = comparisons.settings(mine, metric=metric, margin=margin)
+    except ValueError as err:
+        raise ValueError(f"table {table_id}: {err}") from None
+    assigned = assign_rows(runs, table_id, expected=expected, metrics=(s.metric,))
     spec: TableSpec = assigned.attrs["spec"]
     group_keys, row_keys = assigned.attrs["group_keys"], assigned.attrs["row_keys"]
-    metrics = [m for m, key in METRICS.items()
-               if m in ("top1", "top5") or (key in assigned and assigned[key].notna().any())]
+    varying = varying_keys(assigned, group_keys)
+    names = [group_text(varying, dict(zip(group_keys, g))) or "all" for g in assigned["group"]]
 
     members: dict[tuple, list[int]] = {}
     for i, key in enumerate(zip(assigned["group"], assigned["row"])):
         members.setdefault(key, []).append(i)
     out = []
     for entry in table_rows(assigned).to_dict("records"):
-        c = _cell(assigned.iloc[members[(entry["group"], entry["row"])]], metrics)
+        c = comparisons.cell(assigned.iloc[members[(entry["group"], entry["row"])]], s)
+        first = assigned.iloc[members[(entry["group"], entry["row"])][0]]
+        c.update({k: first[k] for k in (*dict.fromkeys([*group_keys, *row_keys]), "label", "model", "variant")})
+        c["group_name"] = names[members[(entry["group"], entry["row"])][0]]
         c["baseline"] = entry["baseline"]
         out.append(c)
     bases = {c["group"]: c for c in out if c["baseline"]}
     for c in out:
         base = bases.get(c["group"])
-        c.update(_relative(c, base))
-        c.update(significance(c, base))
+        c.update(comparisons.compare_rows(c, base, s), margin=s.margin)
+        c.update(comparisons.relative(c, base))
         c.update(paper_cell(paper, table_id, c))
-
-    columns = [*dict.fromkeys([*group_keys, *row_keys]), "label", "model", "variant", "baseline", "status",
-               "n", "n_failed", "n_running", "n_missing", "n_dup"]
-    for m in metrics:
-        columns += [m, f"{m}_std"] + (["top1_ci_low", "top1_ci_high"] if m == "top1" else [])
-    columns += ["delta_top1", "p_top1", "sig", "p_exact", "params", "flops", "params_rel", "flops_rel",
+    secondary = [m for m in s.secondary  # the secondary metrics some row has a value of
+                 if any(not math.isnan(c.get(comparisons.column(m), math.nan)) for c in out)]
+    columns = [*dict.fromkeys([*group_keys, *row_keys]), "group", "label", "model", "variant", "baseline", "status",
+               *comparisons.COUNTS, "metric", "mean", "std", "ci_low", "ci_high"]
+    for m in secondary:
+        columns += [comparisons.column(m), f"{comparisons.column(m)}_std"]
+    columns += ["delta", "delta_ci_low", "delta_ci_high", "p", "p_holm", "p_equiv", "margin", "mde", "verdict",
+                "p_tost", "alpha_share", "p_exact", "comparison", "params", "flops", "params_rel", "flops_rel",
                 "paper_top1", "paper_top5", "paper_depth"]
-    table = pd.DataFrame.from_records(out, columns=columns)
-    for col in ("n", "n_failed", "n_running", "n_missing", "n_dup"):
+    records = [dict(c, group=c["group_name"], p_holm=math.nan, p_equiv=math.nan, verdict="", metric=s.metric)
+               for c in out]
+    table = pd.DataFrame.from_records(records, columns=columns)
+    for col in comparisons.COUNTS:
         table[col] = table[col].astype("int64")
-    for col in ("sig", "p_exact"):
+    for col in ("baseline", "p_exact"):
         table[col] = table[col].astype("bool")
-    table.attrs.update(metadata(table, table_id, spec, group_keys, row_keys, runs))
+    table.attrs.update(metadata(table, table_id, spec, group_keys, row_keys, runs, s))
+    table.attrs["settings"] = {**dataclasses.asdict(s), "secondary": secondary}
+    classes = {canon(v) for v in mine[keys.NUM_CLASSES]} - {None} if keys.NUM_CLASSES in mine else set()
+    table.attrs["num_classes"] = next(iter(classes)) if len(classes) == 1 else None
+    positions = {key: i for i, key in enumerate((c["group"], c["row"]) for c in out)}
+    lines = comparisons.seed_lines(assigned, names, [positions[k] for k in zip(assigned["group"], assigned["row"])], s)
+    table.attrs["seeds"] = {"columns": list(lines.columns), "records": lines.to_dict("records")}
 
     if strict:
         if table.empty:
@@ -276,6 +319,18 @@ def build_table(
                      for r in bad.to_dict("records")]
             raise MissingRowsError(f"table {table_id}: {len(bad)} row(s) without a finished run: " + "; ".join(lines))
     return table
+
+
+def seeds(table: pd.DataFrame) -> pd.DataFrame:
+    """The per-run lines behind `table` (:func:`nlstudy.report.comparisons.seed_lines`): what
+    ``<id>_runs.csv`` holds."""
+    lines = table.attrs.get("seeds") or {"columns": list(comparisons.SEED_COLUMNS), "records": []}
+    return pd.DataFrame.from_records(lines["records"], columns=lines["columns"])
+
+
+def varying_keys(assigned: pd.DataFrame, group_keys: Sequence[str]) -> list[str]:
+    """The group keys whose value differs between the groups of `assigned`."""
+    return [k for i, k in enumerate(group_keys) if len({g[i] for g in assigned["group"]}) > 1]
 
 
 def table_rows(assigned: pd.DataFrame) -> pd.DataFrame:
@@ -302,47 +357,6 @@ def table_rows(assigned: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(out, columns=["group", "row", "label", "baseline"])
 
 
-def _cell(cell: pd.DataFrame, metrics: Sequence[str]) -> dict[str, Any]:
-    first = cell.iloc[0]
-    res: dict[str, Any] = {k: first[k] for k in cell.columns
-                           if k not in ("run_id", "state", "seed", "created_at", "sweep_id", *METRICS.values(),
-                                        keys.PARAMS, keys.FLOPS)}
-    res["row"], res["group"] = first["row"], first["group"]
-    real = cell[cell["state"] != "expected"]
-    # one status per seed: finished beats running beats failed; a run without a seed is its own seed
-    seed_of = [("seed", s) if s is not None else ("run", r) for s, r in zip(real["seed"], real["run_id"])]
-    real = real.assign(_seed=seed_of)
-    top1_key = METRICS["top1"]
-    done = real[(real["state"] == "finished") & real[top1_key].notna()]
-    # the latest run of a seed counts (run id breaks a tie: the result must not depend on the frame's order)
-    done = done.sort_values(["created_at", "run_id"], kind="stable", na_position="first")
-    kept = done.groupby("_seed", sort=False).tail(1)
-    finished_seeds = set(kept["_seed"])
-    running = {s for s, st in zip(real["_seed"], real["state"]) if st == "running"} - finished_seeds
-    failed = set(real["_seed"]) - finished_seeds - running
-    expected_seeds = set(cell.loc[cell["state"] == "expected", "seed"])
-    seen = {s for kind, s in real["_seed"] if kind == "seed"}
-    if None in expected_seeds:
-        n_missing = int(len(real) == 0)
-    else:
-        n_missing = len(expected_seeds - seen)
-    res.update(n=len(kept), n_failed=len(failed), n_running=len(running), n_missing=n_missing,
-               n_dup=len(done) - len(kept))
-    res["status"] = ("ok" if len(kept) else "running" if running else "failed" if failed else "missing")
-    for m in metrics:
-        # sorted: float sums depend on the order of their terms, the table must not
-        values = np.sort(pd.to_numeric(kept[METRICS[m]], errors="coerce").dropna().to_numpy(dtype=float))
-        res[m] = float(values.mean()) if len(values) else math.nan
-        res[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
-        if m == "top1":
-            res["top1_ci_low"], res["top1_ci_high"] = t_interval(values)
-            res["top1_values"] = values  # for the test against the baseline; not a table column
-    for col, key in (("params", keys.PARAMS), ("flops", keys.FLOPS)):
-        vals = pd.to_numeric(real[key], errors="coerce").dropna()
-        res[col] = float(vals.median()) if len(vals) else math.nan
-    return res
-
-
 def _pick_baseline(cells: list[dict], spec: TableSpec) -> dict | None:
     for c in cells:
         if c["baseline"]:
@@ -354,21 +368,35 @@ def _pick_baseline(cells: list[dict], spec: TableSpec) -> dict | None:
     return None
 
 
-def _relative(c: dict, base: dict | None) -> dict[str, float]:
-    if base is None:
-        return {"delta_top1": math.nan, "params_rel": math.nan, "flops_rel": math.nan}
-    return {
-        "delta_top1": c["top1"] - base["top1"],
-        "params_rel": c["params"] / base["params"] if base["params"] else math.nan,
-        "flops_rel": c["flops"] / base["flops"] if base["flops"] else math.nan,
-    }
-
-
 # --------------------------------------------------------------------------------------------------
 # curves over epochs
 # --------------------------------------------------------------------------------------------------
 
 CURVE_COLUMNS = ("group", "row", "label", "baseline", "position", "mean", "std", "n")
+
+
+def _curve_members(assigned: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The table's layout (:func:`table_rows`) and its finished runs with the position of their row."""
+    layout = table_rows(assigned)
+    position = {(g, r): i for i, (g, r) in enumerate(zip(layout["group"], layout["row"]))}
+    done = assigned[assigned["run_id"].notna() & (assigned["state"] == "finished")]
+    members = pd.DataFrame({"run_id": done["run_id"].to_numpy(), "seed": done["seed"].to_numpy(),
+                            "position": [position[k] for k in zip(done["group"], done["row"])]})
+    return layout, members
+
+
+def seed_curves(history: pd.DataFrame, assigned: pd.DataFrame, *, metric: str = keys.VAL_TOP1,
+                x: str = "epoch") -> pd.DataFrame:
+    """Each finished run's logged `metric` against `x`: ``run_id``, ``seed``, ``position`` (its row's index in
+    the table), `x`, ``value``; sorted by row, seed and x (not by run id), so a figure drawn from it is the same
+    whatever the runs' ids."""
+    _, members = _curve_members(assigned)
+    logged = history[(history["metric"] == metric) & history["run_id"].isin(set(members["run_id"]))]
+    logged = logged[logged[x].notna()].merge(members, on="run_id")
+    logged = logged.assign(_seed=[float(v) if isinstance(v, (int, float)) and v == v else math.inf
+                                  for v in logged["seed"]])
+    out = logged.sort_values(["position", "_seed", x, "value"], kind="stable")
+    return out[["run_id", "seed", "position", x, "value"]]
 
 
 def curves(
@@ -391,11 +419,7 @@ def curves(
     baseline run serving several groups appears in each.
     """
     group_keys = list(assigned.attrs.get("group_keys", []))
-    layout = table_rows(assigned)
-    position = {(g, r): i for i, (g, r) in enumerate(zip(layout["group"], layout["row"]))}
-    done = assigned[assigned["run_id"].notna() & (assigned["state"] == "finished")]
-    members = pd.DataFrame({"run_id": done["run_id"].to_numpy(),
-                            "position": [position[k] for k in zip(done["group"], done["row"])]})
+    layout, members = _curve_members(assigned)
     logged = history[(history["metric"] == metric) & history["run_id"].isin(set(members["run_id"]))]
     if x is None:
         x = "epoch" if logged["epoch"].notna().all() else "step"

@@ -19,7 +19,8 @@ import pandas as pd
 
 from nlstudy import keys
 from nlstudy.choices import ARCH_LABELS, BLOCK_LABELS, KINETICS, NO_BLOCKS, NONLOCAL
-from nlstudy.report.stats import ALPHA, SIG_MARK, trivial_top5
+from nlstudy.report import stats
+from nlstudy.report.stats import trivial_top5
 
 ANY = "*"  # wildcard: a key that does not apply to this run (see nlstudy.report.tables)
 
@@ -185,31 +186,51 @@ def _placement(positions: Sequence[str]) -> str:
     return show(canon(where))
 
 
-def metadata(table, table_id, spec, group_keys, row_keys, runs) -> dict[str, Any]:
+METRIC_NAMES = {  # a logged metric's name in a table's header and sentences
+    keys.TEST_TOP1: "test top-1", keys.TEST_TOP5: "test top-5",
+    keys.VAL_TOP1_BEST: "val top-1 (best)", keys.VAL_TOP5_BEST: "val top-5 (at best top-1)",
+}
+METRIC_NOTES = {
+    keys.TEST_TOP1: "top-1 accuracy (%) on the test split of the model each run ends with",
+    keys.TEST_TOP5: "top-5 accuracy (%) on the test split of the model each run ends with",
+    keys.VAL_TOP1_BEST: ("the best validation top-1 (%) over the epochs, biased upward by the choice of the "
+                         "epoch (a secondary measure)"),
+    keys.VAL_TOP5_BEST: "validation top-5 (%) at the epoch of the best top-1",
+}
+
+
+def metric_name(metric: str) -> str:
+    return METRIC_NAMES.get(metric, metric)
+
+
+def metadata(table, table_id, spec, group_keys, row_keys, runs, settings) -> dict[str, Any]:
     """A built table's ``attrs``: table_id, title (:func:`title`), group / row keys, the group keys that
-    vary, footnotes. `spec` is the table's :class:`~nlstudy.report.specs.TableSpec`."""
+    vary, and the footnotes around the statistics' (``notes_head``, ``notes_tail``: :func:`footnotes` puts
+    the family's between them). `spec` is the table's :class:`~nlstudy.report.specs.TableSpec`, `settings`
+    its :class:`~nlstudy.report.comparisons.Settings`."""
     varying = [k for k in group_keys if table[k].map(lambda v: json.dumps(v, default=str)).nunique() > 1]
     constant = {k: table[k].iloc[0] for k in group_keys if k not in varying and len(table)}
-    notes = ["top-1 / top-5: best validation accuracy (%) over the epochs (`val/top1_best`, "
-             "`val/top5_best`), mean ± std over seeds; 95% CI: Student t over seeds (n ≥ 3), clipped to [0, 100]."]
+    metric = settings.metric
+    shown = [m for m in settings.secondary if m.replace("/", "_") in table.columns]
+    note = (f"{metric_name(metric)} (`{metric}`): {METRIC_NOTES.get(metric, 'the logged metric')}, "
+            "mean ± std over seeds (the primary measure: every Δ, test and verdict is of it)")
+    if settings.fallback:
+        note += (f"; no run of this table logged `{settings.fallback}` (run with its test: "
+                 f"`--test_after_fit=true`), so the table falls back to `{metric}`")
+    notes = [note + "."]
+    if shown:
+        notes.append("Beside it: " + "; ".join(f"{metric_name(m)} (`{m}`): {METRIC_NOTES.get(m, 'logged')}"
+                                               for m in shown) + ", mean ± std over seeds.")
     if trivial_top5(table):
         notes.append("top-5 columns left out: 100 % in every run (the task has at most 5 classes).")
-    notes.append("n: finished seeds; failed, running and missing (planned by the sweep, never started) "
-                 "seeds in brackets; a duplicated seed counts once (its latest run).")
-    if table["baseline"].any():
-        notes.append("Δ top-1, params, FLOPs: relative to the group's baseline (first row).")
-        note = (f"p: Welch's t-test of top-1 over seeds against the group's baseline, two-sided, "
-                f"not corrected for multiple comparisons; {SIG_MARK} p < {ALPHA:g}; "
-                "n<2: fewer than two seeds on a side")
-        if table["p_exact"].any():
-            note += ("; (exact): no spread over seeds on either side, so the rows are compared exactly "
-                     "(p = 1 for equal values, 0 otherwise)")
-        notes.append(note + ".")
-    else:
-        notes.append("No baseline row (no run without inserted blocks): Δ and relative cost left blank.")
+    notes.append("n: counted seeds (the latest finished run of each seed that logged the metric); failed, "
+                 "running, unscored (finished without the metric) and missing (planned by the sweep, never "
+                 "started) seeds in brackets; a duplicated seed counts once (its latest run). The value of "
+                 f"every run is in `{table_id}_runs.csv`.")
+    tail = []
     if table["paper_top1"].notna().any():
         datasets = {show(v) for v in table.get(keys.DATASET, pd.Series(dtype=object))}
-        note = (f"paper: Wang et al. (CVPR 2018), Table {table_id}: Kinetics-400 top-1 / top-5, "
+        note = (f"paper: Wang et al. (CVPR 2018), Table {table_id}: Kinetics-400 top-1 / top-5 (validation), "
                 "ResNet of the same depth")
         other = sorted(d for d in datasets if d.lower() != KINETICS)
         if other:
@@ -217,9 +238,49 @@ def metadata(table, table_id, spec, group_keys, row_keys, runs) -> dict[str, Any
                      "orientation only")
         if keys.DEPTH in table and (table["paper_top1"].notna() & (table["paper_depth"] != table[keys.DEPTH])).any():
             note += "; (R50) / (R101): no published number at our depth, shown at that depth"
-        notes.append(note + ".")
+        tail.append(note + ".")
     if constant:
-        notes.append("All rows: " + ", ".join(f"{k}={show(v)}" for k, v in constant.items()) + ".")
-    notes.extend(spec.notes)
+        tail.append("All rows: " + ", ".join(f"{k}={show(v)}" for k, v in constant.items()) + ".")
+    tail.extend(spec.notes)
     return dict(table_id=table_id, title=title(spec, runs, table_id), group_keys=list(group_keys),
-                row_keys=list(row_keys), varying_group_keys=varying, footnotes=notes)
+                row_keys=list(row_keys), varying_group_keys=varying, notes_head=notes, notes_tail=tail)
+
+
+def family_notes(table: pd.DataFrame) -> list[str]:
+    """The footnotes of a table's statistics, once its family is known (``attrs["family"]``,
+    :func:`nlstudy.report.family.apply`)."""
+    if not table["baseline"].any():
+        return ["No baseline row (no run without inserted blocks): Δ, tests and relative cost left blank."]
+    settings = table.attrs.get("settings", {})
+    fam = table.attrs.get("family", {"scope": "table", "size": 0, "tables": 1})
+    metric, margin, looks = settings.get("metric", ""), settings.get("margin", stats.MARGIN), settings.get("looks")
+    unit = "points" if "top" in metric else "units"
+    if fam["scope"] == "report":
+        scope = (f"the {fam['size']} distinct comparisons of this report ({fam['tables']} table(s); a "
+                 "comparison that several tables show on the same runs counts once)")
+    else:
+        scope = f"the {fam['size']} comparison(s) of this table on its own"
+    notes = [
+        "Δ, params, FLOPs: relative to the group's baseline (its first row). Δ [95% CI]: the difference of the "
+        "means, with the 95 % Welch interval of that difference.",
+        "p: Welch's t-test of the difference, two-sided. p Holm: Holm-adjusted over " + scope + ". p equiv: the "
+        f"two one-sided Welch tests (TOST) of |Δ| ≥ {margin:g} {unit}, Holm-adjusted over the same family. "
+        f"MDE: the smallest |Δ| a two-sided t-test at α = {stats.ALPHA:g} detects with {stats.POWER * 100:.0f} % power "
+        "at the row's n and the pooled spread of the two sides. n<2: fewer than two seeds on a side, not tested.",
+        f"verdict: better / worse when p Holm < {stats.ALPHA:g}, equivalent (the same within ±{margin:g}) when "
+        f"p equiv < {stats.ALPHA:g}, else undecided (neither shown: more seeds would tell).",
+    ]
+    if table["p_exact"].any():
+        notes.append("(exact): no spread over seeds on either side, so the means are compared exactly.")
+    if looks and len(looks) > 1:
+        notes.append(f"Seeds were added until decided, with looks planned at n = {', '.join(map(str, looks))}: each "
+                     "p is divided by its look's share of α (`alpha_share` in the csv) before Holm, so the "
+                     "repeated looks keep α.")
+    notes.append(f"α = {stats.ALPHA:g}; margin = ±{margin:g} {unit} of `{metric}`; family: {fam['size']} "
+                 f"comparison(s){' of this report' if fam['scope'] == 'report' else ' of this table'}.")
+    return notes
+
+
+def footnotes(table: pd.DataFrame) -> list[str]:
+    """Every footnote of a built table: what its numbers are, its statistics and family, then the rest."""
+    return [*table.attrs.get("notes_head", []), *family_notes(table), *table.attrs.get("notes_tail", [])]

@@ -301,9 +301,10 @@ class Agent:
         `wandb/` folder alone, and from W&B once synced, count the reused run in this sweep's table too."""
         from nlstudy.sweep import standin
 
+        values = flat_values(rec["config"])
         try:
             standin.write(state.runs_root, rec, sweep_id=state.id, project=self.options.project,
-                          table=flat_values(rec["config"]).get(keys.TABLE))
+                          table=values.get(keys.TABLE), report={k: v for k, v in values.items() if k.startswith(keys.REPORT)})
         except Exception as e:  # noqa: BLE001 - the sweep's own record (run.json) still says it
             self.say(f"  note: the stand-in's own wandb run was not written ({one_line(e)}); a report of this runs "
                      "root still counts it, one of its wandb/ folder alone or of W&B does not")

@@ -66,6 +66,16 @@ def parser() -> Parser:
     p.add_argument(CHECK_ONLY_CONFIG, dest="check_machine", action="store_false",
                    help="check the files without checking that this machine can run their runs (its GPUs and "
                         "devices): for a login node preparing a sweep for other machines")
+    decided = p.add_argument_group("seeds until decided (grid sweeps with seed_everything values)")
+    decided.add_argument("--until-decided", action="store_true",
+                         help="after the files' seeds, add seeds in rounds (3 -> 6 -> 10) to every row whose verdict "
+                              "against its baseline is undecided, until each is decided or has --max-seeds; the "
+                              "looks are planned in advance and share alpha, so the error rate holds; then write the "
+                              "report of the files' tables")
+    decided.add_argument("--max-seeds", type=positive, default=10, metavar="N",
+                         help="with --until-decided: the most seeds a row gets (default 10)")
+    decided.add_argument("--out", metavar="DIR",
+                         help="with --until-decided: where the report goes (default: RUNS_ROOT/report)")
     # the agents of --jobs (not for users)
     p.add_argument("--agent-of", help=argparse.SUPPRESS)
     p.add_argument("--agent-index", type=int, default=0, help=argparse.SUPPRESS)
@@ -80,6 +90,10 @@ def project_of(args: argparse.Namespace, sweep: Sweep) -> str:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     say = lambda line: print(line, flush=True)  # noqa: E731
+    if args.until_decided or args.out:  # `nlstudy sweep` hands --until-decided to nlstudy.until_decided
+        print(f"{PROG}: --until-decided and --out are for `nlstudy sweep FILE --until-decided` (spelt out)",
+              file=sys.stderr)
+        return 2
     try:
         if args.sweep_id is not None and len(args.files) > 1:
             raise SweepError("--sweep-id: give one sweep file with a sweep id")
