@@ -120,10 +120,11 @@ def say_where(trainer: pl.Trainer, out: TextIO | None = None) -> None:
     run_dir = Path(experiment.dir).parent if getattr(experiment, "dir", None) else Path(logger.log_dir or ".")
     run_id = getattr(experiment, "id", None) or logger.version
     offline = getattr(experiment, "offline", False) is True
-    print(f"run {run_id}: {_shown(run_dir)}{' (offline)' if offline else ''}", file=out or sys.stdout, flush=True)
+    line = f"run {run_id}: {shown_path(run_dir)}{' (offline)' if offline else ''}"
+    print(line, file=out if out is not None else sys.stdout, flush=True)
 
 
-def _shown(path: Path) -> str:
+def shown_path(path: Path) -> str:
     """`path` relative to the working directory where it is under it, else as it is."""
     try:
         return str(path.absolute().relative_to(Path.cwd()))

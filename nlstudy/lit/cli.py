@@ -53,7 +53,7 @@ from nlstudy.choices import TRAIN_COMMANDS
 from nlstudy.data import ClipDataModule
 from nlstudy.errors import MAX_LINE, UsageError, one_line, yaml_problem
 from nlstudy.registry import did_you_mean, lookup
-from nlstudy.lit.callbacks import RunCheckpoint, RunFacts, RunProgress, SaveWeights, SweepBridge
+from nlstudy.lit.callbacks import RunCheckpoint, RunFacts, RunProgress, SaveWeights, SweepBridge, shown_path
 from nlstudy.lit.module import VideoClassifier
 from nlstudy.models.weights import load_weights
 from nlstudy.provenance import provenance
@@ -752,7 +752,7 @@ def ended_line(command: str, run: Any) -> str:
     """The run's last line: its id, its best validation and test top-1 where it has them, and its directory."""
     summary = {k: run.summary.get(k) for k in (keys.VAL_TOP1_BEST, keys.TEST_TOP1)}
     shown = ", ".join(f"{k} {v:.1f}" for k, v in summary.items() if isinstance(v, (int, float)))
-    return f"nlstudy {command}: run {run.id} done{': ' + shown if shown else ''} ({Path(run.dir).parent})"
+    return f"nlstudy {command}: run {run.id} done{': ' + shown if shown else ''} ({shown_path(Path(run.dir).parent)})"
 
 
 def train_main(argv: list[str]) -> int:

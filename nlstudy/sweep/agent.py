@@ -64,11 +64,10 @@ from typing import Any
 
 from nlstudy import keys
 from nlstudy.choices import TRAIN_COMMANDS
-from nlstudy.sweep import command as cmd
-from nlstudy.sweep import engine
 from nlstudy.errors import one_line
+from nlstudy.sweep import command as cmd
+from nlstudy.sweep import engine, standin
 from nlstudy.sweep.check import config_key
-from nlstudy.sweep.standin import close as standin_close
 from nlstudy.sweep.spec import EARLY_TERMINATE, Sweep, compact, flat_values
 from nlstudy.processes import process_start
 from nlstudy.sweep.state import (ENDED, HEARTBEAT_S, LIVE, SweepState, agent_alive, new_id, now, read_progress,
@@ -223,7 +222,7 @@ class Agent:
         be written (a full disk); 130: interrupted."""
         with self.interrupt, contextlib.ExitStack() as stack:
             stack.callback(self.stop_worker)
-            stack.callback(standin_close)
+            stack.callback(standin.close)  # the wandb service of the stand-ins' runs, if one was started
             try:
                 self.work()
             except OSError as e:  # records are written whole or not at all: what was written stays readable
@@ -299,8 +298,6 @@ class Agent:
     def record_stand_in(self, state: SweepState, rec: Mapping[str, Any]) -> None:
         """The stand-in's own small offline wandb run (`nlstudy.sweep.standin`), so that the tables from the runs'
         `wandb/` folder alone, and from W&B once synced, count the reused run in this sweep's table too."""
-        from nlstudy.sweep import standin
-
         values = flat_values(rec["config"])
         try:
             standin.write(state.runs_root, rec, sweep_id=state.id, project=self.options.project,
