@@ -54,7 +54,7 @@ def per_run(runs_root: Path) -> tuple[list[dict], list[dict], list[tuple[float, 
     records = [r for r in SweepState.all_records(runs_root) if r["state"] == "finished"]
     trained = [r for r in records if not r.get("reused_from")]
     reused = [r for r in records if r.get("reused_from")]
-    runs = read_offline(runs_root).runs.set_index("run_id")
+    runs = read_offline(runs_root).runs.drop_duplicates("run_id").set_index("run_id")  # a stand-in: a copy of its run
     times = [(r["duration_s"], float(runs.loc[r.get("wandb_id") or r["id"], keys.WALL_S])) for r in trained]
     return trained, reused, times
 

@@ -64,6 +64,10 @@ METRIC_KEYS = (
 
 # --- config keys ---
 TABLE = "table"  # which ablation table a run belongs to (set by the sweep files)
+# a stand-in's own run (nlstudy.sweep.standin): the wandb id of the finished run that stands in for a run its
+# `table` planned (the sweep agent's reuse); readers file that run under this table too, and show no stand-in row
+REUSED_FROM = "reused_from"
+STAND_IN_FILE = "nlstudy_stand_in.json"  # under a stand-in run's files/: {reused_from, table, sweep_id}
 SEED = "seed_everything"
 DERIVED = "derived."  # prefix of facts computed at the start of a run
 PROVENANCE = "provenance."  # prefix of where the run's numbers come from: git commit, package versions, host

@@ -178,4 +178,56 @@ def test_notebook_runs_end_to_end(path, runs_root, tmp_path):
     assert figures, "the notebook saves its figures"
     text = html.read_text()
     assert f"'{runs_root}" not in text and f"'{tmp_path}" not in text  # paths were handed in relative
-    assert "<img" in text or "image/png" in text
+    # every figure is shown as an image, once: none as its text alone ("<Figure size 700x380 with 1 Axes>")
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    as_text = [o for o in outputs if "<Figure" in o.get("data", {}).get("text/plain", "") + o.get("text", "")]
+    assert not as_text and len(images) == len(figures), (len(as_text), len(images), figures)
+    assert text.count("<img") == len(images) and "&lt;Figure size" not in text
+
+
+# --- every notebook on one run of the user's own ---
+
+
+@pytest.fixture(scope="module")
+def own_run(tmp_path_factory) -> Path:
+    """One run as README's "One experiment" makes it (`nlstudy fit --config experiments/demo.yaml
+    --model.backbone.nonlocal_blocks=1-block`, shrunk to seconds): no table, one seed, its own runs root."""
+    root = tmp_path_factory.mktemp("own-runs")
+    script = (f"import nlstudy; r = nlstudy.train({str(ROOT / 'experiments' / 'demo.yaml')!r}, {{'trainer.max_epochs': 2, "
+              "'data.synthetic.train_samples': 64, 'data.synthetic.val_samples': 32, 'data.synthetic.test_samples': 32, "
+              f"'model.backbone.width': 4, 'model.backbone.nonlocal_blocks': '1-block'}}, runs_dir={str(root)!r}); "
+              "assert r.status == 'finished'")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_on_one_run_of_the_users_own(path, own_run, tmp_path):
+    """Only the runs root changes (and the figures folder): each notebook runs to its end, says what that one run
+    shows and what it would need for more (which runs, and the sweep that makes them), and shows its figures."""
+    declared = declared_parameters(nbformat.read(path, as_version=4))
+    values = {"runs_roots": [own_run]} if "runs_roots" in declared else {"runs_root": own_run}
+    values["figures_dir"] = tmp_path / "figures"
+    nb = execute(path, values)
+    conclusion = "".join(o.get("data", {}).get("text/markdown", "") for o in nb.cells[-1].outputs)
+    said, _, needs = conclusion.partition("**For more, this notebook needs:**")
+    assert said.strip() and needs.strip(), conclusion
+    assert "`nlstudy sweep sweeps/demo/" in needs, needs
+    if path.stem != "01-ablation-tables":
+        assert "1-block" in said or "embedded_gaussian" in said, said  # it speaks of that run
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == len(list((tmp_path / "figures").glob("*.png"))) > 0
+
+
+@pytest.mark.slow
+def test_report_on_runs_without_a_table_says_why_and_writes_a_generic_table(own_run, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "nlstudy", "report", "--runs", str(own_run), "--out", str(tmp_path),
+                           "--no-cache"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == ("nlstudy report: 1 of 1 run(s) carry no `table` key (the sweep files set it; "
+                                   "`nlstudy fit --table=NAME` names one): they make the generic table 'untabled'")
+    assert (tmp_path / "untabled.md").is_file() and "NL C2D 1-block" in (tmp_path / "untabled.md").read_text()

@@ -423,3 +423,78 @@ def test_runs_frame_of_a_missing_or_empty_root(tmp_path):
         study.runs_frame(tmp_path / "nowhere")
     empty = study.runs_frame(tmp_path)
     assert empty.empty and list(empty.columns) == ["run_id", "run_dir", "has_weights"]
+
+
+def test_show_displays_a_figure_as_a_png_and_closes_a_pyplot_one(monkeypatch, tmp_path):
+    """A figure of the object API (the report's plots) and a pyplot one are both shown as a PNG image, whatever
+    the backend; the pyplot one is closed (the inline backend would show it a second time); with a folder and
+    a name it is saved too."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from IPython.display import Image
+    from matplotlib.figure import Figure
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: shown.extend(objs))
+    bare = Figure(figsize=(2, 1))
+    bare.add_subplot().plot([0, 1])
+    study.show(bare)
+    made, ax = plt.subplots(figsize=(2, 1))
+    study.show(made, tmp_path / "figures", "made")
+    assert [type(o) for o in shown] == [Image, Image]
+    assert all(o.format == "png" and o.data.startswith(b"\x89PNG") for o in shown)
+    assert made.number not in plt.get_fignums()
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["made.pdf", "made.png"]
+
+
+# --- a notebook on the user's own runs ------------------------------------------------------------------------
+
+
+def test_runs_for_falls_back_to_every_run_where_the_table_has_none(tmp_path, capsys):
+    """A run of `nlstudy fit` carries no table: a notebook pointed at its root reads it (saying so), and a root
+    with no run at all is one clear error naming it."""
+    fake_run(tmp_path, "offline-run-20260101_000000-own", run_config(3, None, "1-block"), weights=True)
+    frame = study.runs_for(tmp_path, "attention")
+    assert frame["run_id"].tolist() == ["own"]
+    assert capsys.readouterr().out.strip() == f"no runs of table 'attention' under {tmp_path}: these are its 1 run(s), of any table"
+    assert study.one_seed(frame, 0)["run_id"].tolist() == ["own"] and "seed 3" in capsys.readouterr().out
+    assert study.with_blocks(frame)["run_id"].tolist() == ["own"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no runs under .*empty: `nlstudy fit --config experiments/demo.yaml`"):
+        study.runs_for(tmp_path / "empty", "attention")
+
+
+def test_what_a_notebook_needs_for_more_is_read_from_what_it_has():
+    one_run = pd.DataFrame({"label": ["NL C2D 1-block"], "baseline": [False], "n": [1], "mean": [50.0],
+                            "delta": [float("nan")], "data.synthetic.distance": [6]})
+    needs = study.table_needs(one_run, "sweeps/demo/receptive_field.yaml", axis="data.synthetic.distance")
+    assert needs[0].startswith("a baseline to compare with") and "two seeds" in needs[1]
+    assert needs[2] == ("runs at several values of data.synthetic.distance (these runs have "
+                        "data.synthetic.distance=6 only), with and without the block")
+    assert needs[3].endswith("`nlstudy sweep sweeps/demo/receptive_field.yaml --runs-root <your runs root>`")
+    complete = pd.DataFrame({"label": ["C2D baseline", "NL"], "baseline": [True, False], "n": [3, 3],
+                             "mean": [50.0, 90.0], "delta": [0.0, 40.0], "data.synthetic.distance": [4, 12]})
+    complete.attrs["settings"] = {"metric": "test/top1"}
+    assert study.table_needs(complete, axis="data.synthetic.distance") == []
+    assert study.baseline_lines(complete) == ["C2D baseline: test top-1 50.0 (n=3), the baseline of its group."]
+    assert study.variants_needs(["gaussian, spacetime", "embedded_gaussian, spacetime", "dot_product, spacetime",
+                                 "concatenation, spacetime", "embedded_gaussian, space", "embedded_gaussian, time"]) == []
+    assert "dot_product, spacetime; concatenation, spacetime" in study.variants_needs(["embedded_gaussian, spacetime"])[0]
+    text = study.conclusion(["It says this."], ["that"])
+    assert text == "It says this.\n\n**For more, this notebook needs:**\n\n- that"
+
+
+def test_runs_without_a_table_make_a_generic_table_and_say_so():
+    from nlstudy.report.collect import Collection
+    from nlstudy.report.specs import UNTABLED, file_untabled
+
+    runs = pd.DataFrame({"run_id": ["a", "b"], "table": [None, "2a"]})
+    filed, note = file_untabled(Collection(runs, pd.DataFrame()), None)
+    assert filed.runs["table"].tolist() == [UNTABLED, "2a"]
+    assert note == ("1 of 2 run(s) carry no `table` key (the sweep files set it; `nlstudy fit --table=NAME` names "
+                    "one): they make the generic table 'untabled'")
+    kept, note = file_untabled(Collection(runs, pd.DataFrame()), ["2a"])
+    assert kept.runs["table"].isna().sum() == 1 and note.endswith("they are in none of the tables asked for (--tables)")
+    assert file_untabled(Collection(runs.iloc[1:], pd.DataFrame()), None)[1] == ""

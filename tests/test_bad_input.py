@@ -359,7 +359,7 @@ def test_generated_bad_sweep_files_fail_in_one_line_and_leave_no_state(workspace
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(err), \
             contextlib.redirect_stdout(io.StringIO()):
         # `nlstudy check` in this process (the same CheckCLI) rather than a subprocess per example
-        patch.setattr(sweep_check, "run_nlstudy_check", lambda arg_lists: check_all(arg_lists, cli))
+        patch.setattr(sweep_check, "run_nlstudy_check", lambda arg_lists, machine=True: check_all(arg_lists, cli))
         code = sweep_cli.main([str(path), "--runs-root", str(runs)])
     err = err.getvalue()
     assert code == 2 and err.count("\n") == 1 and err.startswith(f"nlstudy sweep: {path}: "), err

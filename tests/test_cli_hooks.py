@@ -12,7 +12,7 @@ from pytorch_lightning.loggers import Logger
 
 from nlstudy import keys
 from nlstudy.errors import UsageError
-from nlstudy.lit.callbacks import RunCheckpoint, RunFacts, SaveWeights, SweepBridge
+from nlstudy.lit.callbacks import RunCheckpoint, RunFacts, RunProgress, SaveWeights, SweepBridge
 from nlstudy.lit.cli import CheckCLI, LogConfig, argument_error_line, checkpoint_settings, run_callbacks
 
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter:UserWarning")
@@ -25,10 +25,12 @@ def kinds(callbacks) -> list[type]:
 
 
 def test_every_run_gets_its_facts_and_sweep_callbacks_and_fit_keeps_its_weights_and_checkpoint():
-    assert kinds(run_callbacks("fit", save_weights=True)) == [RunFacts, SweepBridge, SaveWeights, RunCheckpoint]
-    assert kinds(run_callbacks("fit", save_weights=False)) == [RunFacts, SweepBridge, RunCheckpoint]
-    assert kinds(run_callbacks("fit", True, save_checkpoints=False)) == [RunFacts, SweepBridge, SaveWeights]
-    assert kinds(run_callbacks("test", save_weights=True)) == [RunFacts, SweepBridge]  # nothing trained, nothing kept
+    assert kinds(run_callbacks("fit", save_weights=True)) == [RunFacts, SweepBridge, RunProgress, SaveWeights,
+                                                               RunCheckpoint]
+    assert kinds(run_callbacks("fit", save_weights=False)) == [RunFacts, SweepBridge, RunProgress, RunCheckpoint]
+    assert kinds(run_callbacks("fit", True, save_checkpoints=False)) == [RunFacts, SweepBridge, RunProgress, SaveWeights]
+    assert kinds(run_callbacks("test", save_weights=True)) == [RunFacts, SweepBridge, RunProgress]  # nothing kept
+    assert kinds(run_callbacks("fit", False, False, progress=False)) == [RunFacts, SweepBridge]
     first, second = run_callbacks("fit", True), run_callbacks("fit", True)
     assert all(a is not b for a, b in zip(first, second))  # fresh state for every run
 

@@ -333,3 +333,72 @@ def test_stand_ins_file_a_reused_run_under_each_table_that_planned_it_once(tmp_p
     out = with_stand_ins(Collection(runs, pd.DataFrame()), tmp_path).runs
     assert sorted(zip(out["run_id"], out["table"], out["sweep_id"])) == [("a", "2a", "s1"), ("a", "2b", "s2")]
     assert list(out["val/top1_best"]) == [50.0, 50.0]
+
+
+# --------------------------------------------------------------------------------------------------
+# reused runs: the same tables from a runs root, its wandb/ folder alone and the W&B API
+# --------------------------------------------------------------------------------------------------
+
+REUSE = json.loads((FIXTURES / "reuse_runs.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def reuse_root(tmp_path_factory, launch_run):
+    """Two sweeps as the agent leaves them: 2a's runs, 2b's own runs, and 2b's baseline stood in for by 2a's (the
+    sweep's records, run.json, and the stand-ins' own small wandb runs, written by nlstudy.sweep.standin)."""
+    import sys
+
+    root = tmp_path_factory.mktemp("reuse")
+    assert launch_run(REUSE["runs"], root).wait(timeout=300) == 0
+    write = "; ".join(
+        f"standin.write({str(root)!r}, {{'id': {s['id']!r}, 'wandb_id': {s['reused_from']!r}, 'note': 'reused'}}, "
+        f"sweep_id={s['sweep']!r}, project='nlstudy-reuse', table={s['table']!r})" for s in REUSE["stand_ins"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    proc = subprocess.run([sys.executable, "-c", f"from nlstudy.sweep import standin; {write}"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for s in REUSE["stand_ins"]:
+        folder = root / "sweeps" / s["sweep"] / "runs" / s["id"]
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({
+            "id": s["id"], "state": "finished", "exitcode": 0, "config": {"table": {"value": s["table"]}},
+            "reused_from": s["reused_from"], "wandb_id": s["reused_from"]}))
+    return root
+
+
+def tables_of(collection, ids=("2a", "2b")):
+    from nlstudy.report.tables import build_table
+
+    columns = ["label", "n", "n_failed", "mean", "std", "delta", "delta_ci_low", "delta_ci_high", "params_rel"]
+    return {t: build_table(collection.runs, t)[columns].reset_index(drop=True) for t in ids}
+
+
+@pytest.mark.slow  # real offline runs, made in subprocesses
+def test_reused_runs_give_the_same_tables_from_the_runs_root_its_wandb_folder_alone_and_wandb(
+        reuse_root, recorded_api, tmp_path):
+    import shutil
+
+    alone = tmp_path / "elsewhere" / "wandb"  # the wandb folder copied without the sweeps' state beside it
+    shutil.copytree(reuse_root / "wandb", alone)
+    sources = {"runs root": sweeps.read_local(reuse_root), "wandb folder": sweeps.read_local(alone),
+               "W&B": collect.read_wandb("nlstudy-lab/nlstudy-reuse")}
+    got = {name: tables_of(c) for name, c in sources.items()}
+    assert got["runs root"]["2b"]["n"].tolist() == [2, 2]  # the baseline row: 2a's two runs
+    for name in ("wandb folder", "W&B"):
+        for table_id in ("2a", "2b"):
+            pd.testing.assert_frame_equal(got[name][table_id], got["runs root"][table_id], obj=f"{name} {table_id}")
+    for collection in sources.values():  # no stand-in is a row of its own
+        assert not {"sb2b0", "sb2b1"} & set(collection.runs["run_id"]) and keys.REUSED_FROM not in collection.runs
+        stood_in = collection.runs[collection.runs["table"] == "2b"]
+        assert sorted(stood_in["run_id"]) == ["rbase0", "rbase1", "rres30", "rres31"]
+        assert set(stood_in["sweep_id"]) == {"swpb"}
+    # one sweep alone: its stand-ins are filed under it though their runs ran in the other sweep
+    only_b = {"runs root": sweeps.read_local(reuse_root, sweep="swpb"),
+              "wandb folder": collect.read_offline(alone, sweep="swpb"),
+              "W&B": collect.read_wandb("nlstudy-lab/nlstudy-reuse", sweep="swpb")}
+    for name, collection in only_b.items():
+        assert sorted(collection.runs["run_id"]) == ["rbase0", "rbase1", "rres30", "rres31"], name
+        assert set(collection.runs["table"]) == {"2b"} and set(collection.history["run_id"]) == set(collection.runs["run_id"])
+        pd.testing.assert_frame_equal(tables_of(collection, ("2b",))["2b"], got["runs root"]["2b"], obj=name)
+    asked = [json.loads(v["filters"]) for op, v in recorded_api if op == "Runs"]
+    assert {"name": {"$in": ["rbase0", "rbase1"]}} in asked  # the runs that stand in, fetched by id

@@ -255,8 +255,18 @@ def test_explicit_placement_maps_and_integral_floats_are_one_row():
     runs = frame(run("b", "2c", **{DEPTH: 18.0}), run("m0", "2c", seed=0, top1=60.0, **{NB: placement}),
                  run("m1", "2c", seed=1, top1=62.0, **{NB: {"res4": [1, 3, 5], "res3": [1.0, 3.0]}, DEPTH: 18.0}))
     table = build_table(runs, "2c")
-    assert table["label"].tolist() == ["C2D baseline", "NL C2D res3[1,3]+res4[1,3,5]"]
+    assert table["label"].tolist() == ["C2D baseline", "NL C2D 5 blocks (res3[1,3]+res4[1,3,5])"]
     assert table["n"].tolist() == [1, 2]
+
+
+def test_table_2c_orders_its_rows_by_block_count_and_labels_say_the_count():
+    """The demo's 2c: 1-block, then the maps of 2 and 4 blocks (their text sorts 4 before 2)."""
+    two, four = {"res3": [1], "res4": [1]}, {"res3": [0, 1], "res4": [0, 1]}
+    runs = frame(run("b", "2c"), run("four", "2c", top1=70.0, **{NB: four}), run("two", "2c", top1=65.0, **{NB: two}),
+                 run("one", "2c", top1=60.0, **{NB: "1-block"}))
+    table = build_table(runs, "2c")
+    assert table["label"].tolist() == ["C2D baseline", "NL C2D 1-block", "NL C2D 2 blocks (res3[1]+res4[1])",
+                                       "NL C2D 4 blocks (res3[0,1]+res4[0,1])"]
 
 
 def test_table_ids_and_lookup():

@@ -454,3 +454,33 @@ def test_the_time_left_counts_the_distinct_runs_left(tmp_path):
                      "exitcode": 0, "agent": this_agent("s"), "reuse_key": reuse_key(sweeps[0], config, 1)})
     assert suite.distinct_left(3) == 1
     assert "about 0:00:10 left" in suite.progress()  # one run of 10 s left, one agent
+
+
+@pytest.mark.slow  # the agent starts toy-run processes
+def test_a_sweep_whose_first_runs_fail_the_same_way_stops_and_runs_them_again_next_time(tmp_path, capsys):
+    """Six runs that would all fail alike (say, a data root this machine lacks): the agent stops after the first
+    three, says why in one line, and the next session runs those three again (the cause may be fixed)."""
+    body = GRID.replace("fail: {values: [false, true]}", "fail: {value: true}\n  say: {value: 'error: data.video.root: /data does not exist'}")
+    body = body.replace("a: {values: [1, 2, 3]}", "a: {values: [1, 2, 3, 4, 5, 6]}")
+    path, root = sweep_file(tmp_path, body), tmp_path / "runs"
+    assert cli.main([str(path), "--runs-root", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert len(toy_log(tmp_path)) == 3
+    stopped = [line for line in out.splitlines() if line.startswith("stopped:")]
+    assert stopped == [f"stopped: the first 3 runs failed the same way (error: data.video.root: /data does not exist); "
+                       f"the others would too. Fix that, then run the same command again: these 3 runs run again "
+                       f"({stopped[0].rsplit('(', 1)[1]}"]
+    recs = records(root, path)
+    assert len(recs) == 3 and all(r["state"] == "failed" and r["retry"] for r in recs)
+    assert cli.main([str(path), "--runs-root", str(root)]) == 1  # the next session: the three again first
+    assert [r["params"]["a"] for r in toy_log(tmp_path)] == [1, 2, 3, 1, 2, 3]
+    assert "stopped: the first 3 runs failed the same way" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # the agent starts toy-run processes
+def test_runs_failing_in_different_ways_do_not_stop_the_sweep(tmp_path, capsys):
+    body = GRID.replace("fail: {values: [false, true]}", "fail: {value: true}")
+    body = body.replace("a: {values: [1, 2, 3]}", "a: {values: [1, 2, 3, 4]}\n  say: {values: [one, other]}")
+    path, root = sweep_file(tmp_path, body), tmp_path / "runs"
+    assert cli.main([str(path), "--runs-root", str(root)]) == 1
+    assert len(toy_log(tmp_path)) == 8 and "stopped:" not in capsys.readouterr().out

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -117,8 +118,18 @@ def test_tiny_real_sweep_offline(tmp_path):
     baseline = runs[runs["model.backbone.nonlocal_blocks"] == "none"]
     assert sorted(r["wandb_id"] for r in reused) == sorted(baseline["run_id"])
     assert all(r["state"] == "finished" and r["reused_from"] for r in reused)
-    assert len(read_offline(root).runs) == 4  # no new run
+    # no new training run: each stand-in is a small wandb run of its own (nlstudy.sweep.standin) that the readers
+    # turn into the run it names, filed under 2c, so the runs' wandb folder alone gives the 2c table too
+    stand_in_dirs = sorted(p.parent.parent for p in (root / "wandb").glob("*run-*/files/nlstudy_stand_in.json"))
+    assert sorted(p.name.rsplit("-", 1)[1] for p in stand_in_dirs) == sorted(r["id"] for r in reused)
+    offline = read_offline(root).runs
+    assert len(offline) == 6 and sorted(offline["run_id"]) == sorted([*runs["run_id"], *baseline["run_id"]])
+    alone = tmp_path / "copied" / "wandb"
+    shutil.copytree(root / "wandb", alone)
+    from_wandb_folder = read_local(alone)
+    assert sorted(from_wandb_folder.runs[from_wandb_folder.runs["table"] == "2c"]["run_id"]) == sorted(baseline["run_id"])
     both = with_stand_ins(read_offline(root), root).runs
+    assert len(both) == 6  # the sweeps' records and the stand-ins' runs say the same: counted once
     # what the report and the tables notebook read for the second sweep alone: its two stand-in rows
     only_c = read_local(root, sweep=load(other).default_id)
     assert sorted(only_c.runs["run_id"]) == sorted(baseline["run_id"]) and set(only_c.runs["table"]) == {"2c"}

@@ -55,7 +55,7 @@ def test_not_a_mapping(tmp_path, capsys):
 
 def test_schema_violation_names_the_valid_methods(tmp_path, capsys):
     err = reject(tmp_path, capsys, GOOD.replace("method: grid", "method: gird"))
-    assert err.endswith("unknown method 'gird'; valid choices: 'grid', 'random', 'bayes'")
+    assert err.endswith("unknown method 'gird'; valid choices: 'grid', 'random', 'bayes'; did you mean 'grid'?")
 
 
 def test_method_this_agent_does_not_run(tmp_path, capsys):
@@ -162,3 +162,21 @@ def test_sweep_layer_imports_no_torch():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           cwd=Path(__file__).parent.parent)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.slow  # starts the training CLI in a subprocess (torch + LightningCLI): seconds
+def test_a_gpu_sweep_on_a_machine_without_one_is_refused_at_check_and_at_start(tmp_path, capsys, monkeypatch):
+    """The files are fine, the machine is not: --check and a start both refuse in one line before any run (the
+    check's processes see no GPU: CUDA_VISIBLE_DEVICES is empty); --check-only-config checks the files alone."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    gpu = GOOD.replace("seed_everything: {values: [0]}", "seed_everything: {values: [0, 1]}") + params(
+        "trainer.accelerator: {value: gpu}") + NLSTUDY_CMD
+    for extra in (["--check"], []):
+        err = reject(tmp_path, capsys, gpu, *extra)
+        assert err.endswith("bad.yaml: this machine cannot run any of its 2 run(s): trainer.accelerator: the config "
+                            "asks for 'gpu', but this machine has no GPU (torch finds no CUDA or MPS device; it has "
+                            f"{cli.cores()} CPU cores); to run on the CPU: --trainer.accelerator=cpu; on a login node, "
+                            "--check-only-config checks the file without this machine"), err
+    path = tmp_path / "bad.yaml"
+    assert cli.main([str(path), "--runs-root", str(tmp_path / "runs"), "--check", "--check-only-config"]) == 0
+    assert capsys.readouterr().out.startswith(f"{path}: ok, grid sweep, 2 run(s)")

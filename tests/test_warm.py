@@ -42,7 +42,8 @@ def test_a_warm_run_ends_as_it_ended_with_the_clients_streams(worker, tmp_path):
     sock, proc = worker
     run = client(sock, "no-such-command", cwd=tmp_path)
     out, err = run.communicate(timeout=30)
-    assert run.returncode == 2 and err.startswith("usage: nlstudy {fit,validate,test,sweep,report,check}")
+    assert run.returncode == 2 and err.startswith("nlstudy: error: unknown command 'no-such-command'")
+    assert "\nusage: nlstudy {fit,validate,test,sweep,report,check}" in err
     run = client(sock, "--help")
     out, err = run.communicate(timeout=30)
     assert run.returncode == 0 and out.startswith("usage: nlstudy") and not err
@@ -51,7 +52,7 @@ def test_a_warm_run_ends_as_it_ended_with_the_clients_streams(worker, tmp_path):
 def test_without_a_worker_the_run_starts_cold(tmp_path):
     run = client(tmp_path / "no-socket", "no-such-command")
     _, err = run.communicate(timeout=60)
-    assert run.returncode == 2 and err.startswith("usage: nlstudy")
+    assert run.returncode == 2 and err.startswith("nlstudy: error: unknown command 'no-such-command'")
 
 
 @pytest.mark.slow  # an inner sweep agent and its toy run

@@ -19,6 +19,7 @@ from nlstudy import keys
 from nlstudy.analysis.attention import BlockAttention, attention_maps, grid_to_input_box, query_dependence, query_map
 from nlstudy.analysis.receptive_field import erf_area, temporal_spread
 from nlstudy.analysis.runs import run_config
+from nlstudy.choices import NO_BLOCKS, NONLOCAL
 from nlstudy.data.synthetic import SyntheticSpec, make_clips
 from nlstudy.report.collect import Collection, read_runs
 from nlstudy.report.sweeps import add_stand_ins
@@ -53,11 +54,126 @@ def runs_frame(runs_root: str | os.PathLike, table: str | None = None) -> pd.Dat
     return frame.sort_values(order, key=_sort_key, kind="stable").reset_index(drop=True)
 
 
+def runs_for(runs_root: str | os.PathLike, table: str | None = None) -> pd.DataFrame:
+    """What a notebook reads: `runs_frame(runs_root, table)`, or, where `table` has no runs there but the root
+    has runs (your own: `nlstudy fit` sets no table), every run of the root, saying so in one line. A runs root
+    that holds no run at all is a FileNotFoundError naming it and how to make one."""
+    frame = runs_frame(runs_root, table)
+    if len(frame):
+        return frame
+    every = runs_frame(runs_root) if table is not None else frame
+    if every.empty:
+        raise FileNotFoundError(f"no runs under {runs_root}: `nlstudy fit --config experiments/demo.yaml` makes one "
+                                "(in runs/), `make analysis` makes the analysis runs (in runs/analysis)")
+    print(f"no runs of table {table!r} under {runs_root}: these are its {len(every)} run(s), of any table")
+    return every
+
+
+def one_seed(runs: pd.DataFrame, seed: Any) -> pd.DataFrame:
+    """The runs of `seed`, or where there are none, those of the lowest seed there is (saying so)."""
+    if runs.empty or keys.SEED not in runs:
+        return runs
+    mine = runs[runs[keys.SEED] == seed]
+    if len(mine) or runs[keys.SEED].isna().all():
+        return mine
+    lowest = runs[keys.SEED].min()
+    print(f"no run of seed {seed}: these are the runs of seed {lowest}")
+    return runs[runs[keys.SEED] == lowest]
+
+
+def with_blocks(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that kept their weights and have non-local blocks (the ones whose attention can be drawn)."""
+    if runs.empty:
+        return runs
+    blocks = runs.get(keys.NONLOCAL_BLOCKS, pd.Series("none", index=runs.index))
+    block = runs.get(keys.BLOCK, pd.Series(NONLOCAL, index=runs.index)).fillna(NONLOCAL)
+    return runs[runs["has_weights"].astype(bool) & (blocks != NO_BLOCKS) & (block == NONLOCAL)]
+
+
+# --- what a notebook can say from the runs it has, and what it would need for more -------------------------------
+
+ATTENTION_SWEEP = "sweeps/demo/attention.yaml"  # the four pairwise functions, then space-only and time-only
+
+
+def sweep_command(sweep: str) -> str:
+    return f"`nlstudy sweep {sweep} --runs-root <your runs root>`"
+
+
+def table_needs(table: pd.DataFrame, sweep: str | None = None, *, axis: str | None = None,
+                runs: pd.DataFrame | None = None) -> list[str]:
+    """What a built table lacks for its comparison: a baseline row, a row to compare with it, two seeds a row,
+    and (`axis`: a distance, a training-set size) runs at two values of that key at least (read from `runs`,
+    else the table); then the sweep that makes them all (`sweep`, else the demo's sweep files). [] when nothing
+    is missing."""
+    needs = []
+    if table.empty:
+        needs.append("finished runs of this table")
+    else:
+        if not table["baseline"].astype(bool).any() or not table["delta"].notna().any():
+            needs.append("a baseline to compare with: a run of the same settings without blocks "
+                         "(`--model.backbone.nonlocal_blocks=none`)")
+        if (~table["baseline"].astype(bool)).sum() == 0:
+            needs.append("a variant to compare with the baseline (another setting of the model: a block, another "
+                         "pairwise function, ...)")
+        few = table[table["n"] < 2]
+        if len(few):
+            needs.append(f"at least two seeds a row for a test ({len(few)} of {len(table)} row(s) have fewer: the "
+                         "same run again with `--seed_everything=1`, `2`)")
+    if axis is not None:
+        source = runs if runs is not None else table
+        values = sorted({v for v in source.get(axis, pd.Series(dtype=object)).dropna()})
+        if len(values) < 2:
+            have = f" (these runs have {axis}={values[0]:g} only)" if values and isinstance(values[0], (int, float)) else ""
+            needs.append(f"runs at several values of {axis}{have}, with and without the block")
+    if needs:
+        needs.append(f"the sweep of this question runs all of it: {sweep_command(sweep)}" if sweep else
+                     "a sweep runs a table's rows with their seeds: sweeps/demo/*.yaml, e.g. "
+                     f"{sweep_command('sweeps/demo/2a_pairwise.yaml')} for Table 2a")
+    return needs
+
+
+def baseline_lines(table: pd.DataFrame) -> list[str]:
+    """What a table's baseline rows say by themselves (the findings compare the other rows with them): each one's
+    value of the table's metric, and its number of runs."""
+    from nlstudy.report.text import metric_name
+
+    name = metric_name(table.attrs.get("settings", {}).get("metric", ""))
+    return [f"{row['label']}: {name} {row['mean']:.1f} (n={int(row['n'])}), the baseline of its group."
+            for row in table.to_dict("records") if row.get("baseline") and row.get("n", 0) > 0]
+
+
+def variants_needs(variants: Sequence[str]) -> list[str]:
+    """What attention variants ("pairwise, mode") a notebook lacks for its comparison: the four spacetime pairwise
+    functions and embedded Gaussian's space-only and time-only modes."""
+    from nlstudy.choices import MODES, PAIRWISE
+
+    wanted = [f"{p}, spacetime" for p in PAIRWISE] + [f"embedded_gaussian, {m}" for m in MODES if m != "spacetime"]
+    missing = [v for v in wanted if v not in set(variants)]
+    if not missing:
+        return []
+    return [f"runs of the variants to compare it with: {'; '.join(missing)} "
+            f"(pairwise function, mode; {sweep_command(ATTENTION_SWEEP)} trains them all, 7 runs)"]
+
+
+NO_ATTENTION = ("a run with non-local blocks that kept its weights, on the embedded task, e.g. "
+                "`nlstudy fit --config experiments/demo.yaml --model.backbone.nonlocal_blocks=res2`")
+
+
+def conclusion(said: Sequence[str], needs: Sequence[str] = ()) -> str:
+    """A notebook's last words as Markdown: what its runs say, then what it would need for more."""
+    lines = list(said) or ["These runs answer nothing of this notebook's question yet."]
+    text = "\n\n".join(lines)
+    if needs:
+        text += "\n\n**For more, this notebook needs:**\n\n" + "\n".join(f"- {n}" for n in needs)
+    return text
+
+
 def table_runs(runs_root: str | os.PathLike, table: str) -> Collection:
     """The runs of `table` under `runs_root` as the report's tables count them: the logs of `runs_frame`'s runs
     read once (`collect.read_runs`: summaries and histories), each filed under `table`; a run that stands in
-    for this table's run of the same resolved configuration was logged under the table it ran for."""
-    collection = read_runs(runs_frame(runs_root, table)["run_dir"].unique())
+    for this table's run of the same resolved configuration was logged under the table it ran for. Where the
+    root has no run of `table` (your own runs), its runs of any table, filed under `table` (`runs_for`)."""
+    collection = read_runs(runs_for(runs_root, table)["run_dir"].unique())
     runs = collection.runs.copy()
     runs[keys.TABLE] = table
     return Collection(runs, collection.history)
@@ -234,3 +350,36 @@ def save_figure(fig: Any, figures_dir: str | os.PathLike | None, name: str) -> N
     from nlstudy.report.plots import save
 
     save(fig, Path(figures_dir) / name)
+
+
+FIGURE_DPI = 100  # the image a notebook shows (the saved PNG keeps the report's 120)
+
+
+def figure_png(fig: Any, dpi: int = FIGURE_DPI) -> bytes:
+    """A matplotlib figure as PNG bytes (savefig renders PNG with Agg whatever the figure's canvas: no pyplot,
+    no backend needed)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def show(fig: Any, figures_dir: str | os.PathLike | None = None, name: str | None = None) -> None:
+    """Show a matplotlib figure in the notebook as an image (image/png), and save it as
+    `<figures_dir>/<name>.png` and `.pdf` when both are given (`save_figure`).
+
+    Every figure a notebook shows goes through here: `display(fig)` of a figure built with the object API
+    (the report's plots) shows only its text (`<Figure size 700x380 with 1 Axes>`) unless an inline backend
+    happens to be active, in Jupyter, nbclient and nbconvert alike; a PNG is an image in all of them and in
+    the notebook's HTML. A pyplot figure is closed afterwards, so the inline backend does not show it twice."""
+    import sys
+
+    from IPython.display import Image, display
+
+    if name is not None:
+        save_figure(fig, figures_dir, name)
+    display(Image(data=figure_png(fig), format="png"))
+    pyplot = sys.modules.get("matplotlib.pyplot")  # only a figure pyplot made is known to it (never import it here)
+    if pyplot is not None:
+        pyplot.close(fig)

@@ -68,7 +68,8 @@ class ClipDataModule(pl.LightningDataModule):
     """Clips and labels for fit / validate / test.
 
     Args:
-        dataset: one of DATASETS.
+        dataset: synthetic (the embedded task), kinetics, ucf101, hmdb51, video_folder, rawframes, images,
+            cifar10 or cifar100 (nlstudy.choices.DATASETS).
         frames: frames per clip (T).
         size: frame side in pixels after cropping (H = W).
         batch_size: clips per batch (per device).

@@ -43,7 +43,7 @@ import torch
 import yaml
 from jsonargparse import ArgumentError, Namespace, lazy_instance
 from pytorch_lightning.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator, XLAAccelerator
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies import StrategyRegistry
@@ -53,8 +53,8 @@ from nlstudy import files, interrupts, keys
 from nlstudy.choices import TRAIN_COMMANDS
 from nlstudy.data import ClipDataModule
 from nlstudy.errors import MAX_LINE, UsageError, one_line, yaml_problem
-from nlstudy.registry import lookup
-from nlstudy.lit.callbacks import RunCheckpoint, RunFacts, SaveWeights, SweepBridge
+from nlstudy.registry import did_you_mean, lookup
+from nlstudy.lit.callbacks import RunCheckpoint, RunFacts, RunProgress, SaveWeights, SweepBridge, shown_path
 from nlstudy.lit.module import VideoClassifier
 from nlstudy.models.weights import load_weights
 from nlstudy.provenance import provenance
@@ -155,21 +155,35 @@ def saved_config(path: Path) -> dict[str, Any]:
     return tree
 
 
-def run_callbacks(subcommand: str | None, save_weights: bool, save_checkpoints: bool = True) -> list[pl.Callback]:
+def run_callbacks(subcommand: str | None, save_weights: bool, save_checkpoints: bool = True,
+                  progress: bool = True) -> list[pl.Callback]:
     """The callbacks every run gets besides the user's: its facts and performance, the sweep agent's
-    files, and for fit its weights (unless save_weights is false) and its checkpoint for --resume (unless
-    save_checkpoints is false: the CLI passes false too when the config disables checkpointing or has
-    its own ModelCheckpoint)."""
+    files, its progress (`RunProgress`, unless `progress` is false: `progress_settings`), and for fit its
+    weights (unless save_weights is false) and its checkpoint for --resume (unless save_checkpoints is false:
+    the CLI passes false too when the config disables checkpointing or has its own ModelCheckpoint)."""
     fit = subcommand == "fit"
     keep = [SaveWeights()] if fit and save_weights else []
     checkpoint = [RunCheckpoint()] if fit and save_checkpoints else []
-    return [RunFacts(), SweepBridge(), *keep, *checkpoint]
+    bar = [RunProgress()] if progress else []
+    return [RunFacts(), SweepBridge(), *bar, *keep, *checkpoint]
+
+
+def progress_settings(settings: Namespace) -> bool:
+    """Whether a run gets `RunProgress`: not when `trainer.enable_progress_bar` is false (Lightning refuses a bar
+    then) or `trainer.callbacks` has a progress bar of its own."""
+    trainer = settings.get("trainer") or Namespace()
+    return trainer.get("enable_progress_bar") is not False and not has_callback(trainer.get("callbacks"), ProgressBar)
 
 
 def has_model_checkpoint(callbacks: Any) -> bool:
     """Whether a `trainer.callbacks` setting (parsed, not instantiated) holds a ModelCheckpoint."""
+    return has_callback(callbacks, ModelCheckpoint)
+
+
+def has_callback(callbacks: Any, kind: type) -> bool:
+    """Whether a `trainer.callbacks` setting (parsed, not instantiated) holds a callback of class `kind`."""
     for callback in callbacks if isinstance(callbacks, list) else [callbacks] if callbacks else []:
-        if isinstance(callback, ModelCheckpoint):
+        if isinstance(callback, kind):
             return True
         class_path = callback.get("class_path") if isinstance(callback, (Namespace, dict)) else None
         module, _, name = (class_path or "").rpartition(".")
@@ -177,7 +191,7 @@ def has_model_checkpoint(callbacks: Any) -> bool:
             cls = getattr(importlib.import_module(module), name) if module else None
         except (ImportError, AttributeError):  # the parser has rejected such a class already
             continue
-        if isinstance(cls, type) and issubclass(cls, ModelCheckpoint):
+        if isinstance(cls, type) and issubclass(cls, kind):
             return True
     return False
 
@@ -374,8 +388,8 @@ class NLStudyCLI(LightningCLI):
         settings = self.settings()
         save_weights = settings.get("save_weights", True)
         save_checkpoints = self.subcommand == "fit" and checkpoint_settings(settings)
-        self.trainer_defaults = {**self.trainer_defaults,
-                                 "callbacks": run_callbacks(self.subcommand, save_weights, save_checkpoints)}
+        self.trainer_defaults = {**self.trainer_defaults, "callbacks": run_callbacks(
+            self.subcommand, save_weights, save_checkpoints, progress_settings(settings))}
         try:
             super().instantiate_classes()
         except (ValueError, TypeError, KeyError) as e:
@@ -445,7 +459,8 @@ class CheckCLI(NLStudyCLI):
     errors), without training or logging: the model is built on the meta device (shapes only), the data
     module touches no disk, and the before_<subcommand> hook stops the run before the Trainer is used."""
 
-    def __init__(self, args: list[str]):
+    def __init__(self, args: list[str], machine: bool = True):
+        self.machine = machine  # also check the settings against this machine (check_machine)
         try:
             super().__init__(args=args)
         except Checked:
@@ -466,6 +481,8 @@ class CheckCLI(NLStudyCLI):
             raise UsageError(argument_error_line(e)) from None
         trainer = self.settings().get("trainer") or Namespace()
         check_trainer_names(trainer)
+        if self.machine:
+            check_machine(trainer)
         self.check_trainer_values((built[self.subcommand] if self.subcommand else built).get("trainer") or {})
 
     _checked_trainer: str | None = None  # the last trainer settings found good (a sweep rarely varies them)
@@ -497,34 +514,42 @@ class CheckCLI(NLStudyCLI):
         self.instantiate_classes()
 
 
+CONFIG_ONLY = "--config-only"  # nlstudy check: leave the settings' fit to this machine unchecked (a login node)
+
+
 def check_main(argv: list[str]) -> int:
-    """`nlstudy check FILE`: FILE holds a JSON list of training argument lists (each starting with fit,
-    validate or test). Prints a JSON list of {"ok": bool, "error": str | None, "key": str | None} (key: the
-    run's `resolved_key` when ok); exit 0 when all are ok."""
+    """`nlstudy check [--config-only] FILE`: FILE holds a JSON list of training argument lists (each starting with
+    fit, validate or test). Prints a JSON list of {"ok": bool, "error": str | None, "key": str | None, "machine":
+    bool} (key: the run's `resolved_key` when ok; machine: the error is that this machine cannot run it, which
+    --config-only does not check); exit 0 when all are ok."""
+    machine = CONFIG_ONLY not in argv
+    argv = [a for a in argv if a != CONFIG_ONLY]
     if len(argv) != 1 or not Path(argv[0]).is_file():
-        print("usage: nlstudy check FILE  (FILE: a JSON list of argument lists such as [\"fit\", \"--config\", ...])",
-              file=sys.stderr)
+        print(f"usage: nlstudy check [{CONFIG_ONLY}] FILE  (FILE: a JSON list of argument lists such as "
+              "[\"fit\", \"--config\", ...])", file=sys.stderr)
         return 2
-    results = check_all(json.loads(Path(argv[0]).read_text()))
+    results = check_all(json.loads(Path(argv[0]).read_text()), machine=machine)
     print(json.dumps(results))
     return 0 if all(r["ok"] for r in results) else 1
 
 
-def check_all(candidates: Sequence[Sequence[str]], cli: CheckCLI | None = None) -> list[dict[str, Any]]:
-    """{"ok": bool, "error": str | None, "key": str | None} for each training argument list, all judged by one
-    CheckCLI (`cli`, or one made for the first list); key: the run's `resolved_key`, when ok."""
+def check_all(candidates: Sequence[Sequence[str]], cli: CheckCLI | None = None, *,
+              machine: bool = True) -> list[dict[str, Any]]:
+    """{"ok": bool, "error": str | None, "key": str | None, "machine": bool} for each training argument list, all
+    judged by one CheckCLI (`cli`, or one made for the first list, checking the settings against this machine
+    unless `machine` is false); key: the run's `resolved_key`, when ok; machine: the error is a `MachineError`."""
     results = []
     for args in candidates:
         try:
             if cli is None:
-                cli = CheckCLI(list(args))
+                cli = CheckCLI(list(args), machine=machine)
             else:
                 cli.check(list(args))
-            results.append({"ok": True, "error": None, "key": cli.key})
+            results.append({"ok": True, "error": None, "key": cli.key, "machine": False})
         except UsageError as e:
-            results.append({"ok": False, "error": str(e), "key": None})
+            results.append({"ok": False, "error": str(e), "key": None, "machine": isinstance(e, MachineError)})
         except SystemExit as e:
-            results.append({"ok": False, "error": f"arguments rejected (exit {e.code})", "key": None})
+            results.append({"ok": False, "error": f"arguments rejected (exit {e.code})", "key": None, "machine": False})
     return results
 
 
@@ -552,6 +577,9 @@ def argument_error_line(error: BaseException) -> str:
         line = f"{head} {reason}" if reason and reason not in head else head
     if choices:
         line += f"; valid choices: {', '.join(repr(c) for c in choices)}"
+    given_value = re.search(r"(?:Got|Given) value: (.+)$", text, flags=re.M)
+    if key and given_value and key.group(1) in LITERAL_CHOICES:  # a misspelled choice: the one meant
+        line += did_you_mean(given_value.group(1).strip().strip("'\""), LITERAL_CHOICES[key.group(1)])
     return one_line(line, limit)
 
 
@@ -697,6 +725,10 @@ def cpu_arguments(trainer: Namespace) -> str:
     return " ".join(args)
 
 
+class MachineError(UsageError):
+    """Settings this machine cannot run (a GPU it lacks, more devices than it has): fine on the machine they are for."""
+
+
 def check_machine(trainer: Namespace) -> None:
     """The accelerator and devices the settings ask for, against this machine: a GPU the machine lacks, or
     more GPUs than it has, fail in one line saying what the machine has and how to run on the CPU."""
@@ -706,19 +738,19 @@ def check_machine(trainer: Namespace) -> None:
     name = accelerator.lower()
     cores = os.cpu_count() or 1
     if name == "tpu" and not XLAAccelerator.is_available():
-        raise UsageError(f"trainer.accelerator: the config asks for {accelerator!r}, but this machine has no TPU "
+        raise MachineError(f"trainer.accelerator: the config asks for {accelerator!r}, but this machine has no TPU "
                          f"(torch_xla finds none; it has {cores} CPU cores); to run on the CPU: {cpu_arguments(trainer)}")
     if name not in GPU_ACCELERATORS:
         return
     count = max(kind.auto_device_count() if kind.is_available() else 0 for kind in GPU_ACCELERATORS[name])
     if count == 0:
         kinds = " or ".join(kind.__name__.removesuffix("Accelerator") for kind in GPU_ACCELERATORS[name])
-        raise UsageError(f"trainer.accelerator: the config asks for {accelerator!r}, but this machine has no GPU "
+        raise MachineError(f"trainer.accelerator: the config asks for {accelerator!r}, but this machine has no GPU "
                          f"(torch finds no {kinds} device; it has {cores} CPU cores); to run on the CPU: "
                          f"{cpu_arguments(trainer)}")
     wanted = requested_devices(trainer.get("devices"))
     if wanted and wanted[1] > count:
-        raise UsageError(f"trainer.devices: the config asks for {trainer.get('devices')!r} ({wanted[0]} GPU(s)), but "
+        raise MachineError(f"trainer.devices: the config asks for {trainer.get('devices')!r} ({wanted[0]} GPU(s)), but "
                          f"this machine has {count} GPU(s): --trainer.devices={count} (or auto), or run on the CPU: "
                          f"{cpu_arguments(trainer)}")
 
@@ -804,6 +836,23 @@ def stop_interrupted(command: str, signum: int) -> int:
     return interrupts.exit_code(signum)
 
 
+def quiet_wandb() -> None:
+    """$WANDB_SILENT (nlstudy's default) from the start: wandb applies it only once wandb.init has validated its
+    settings, and Lightning's WandbLogger passes `anonymous`, which wandb 0.31 warns about while validating them
+    ("The anonymous setting has no effect...", a line no user can act on)."""
+    import wandb
+
+    if os.environ.get("WANDB_SILENT", "").lower() in ("true", "1", "yes"):
+        wandb.termsetup(wandb.Settings(silent=True), None)
+
+
+def ended_line(command: str, run: Any) -> str:
+    """The run's last line: its id, its best validation and test top-1 where it has them, and its directory."""
+    summary = {k: run.summary.get(k) for k in (keys.VAL_TOP1_BEST, keys.TEST_TOP1)}
+    shown = ", ".join(f"{k} {v:.1f}" for k, v in summary.items() if isinstance(v, (int, float)))
+    return f"nlstudy {command}: run {run.id} done{': ' + shown if shown else ''} ({shown_path(Path(run.dir).parent)})"
+
+
 def train_main(argv: list[str]) -> int:
     """`nlstudy fit|validate|test ...`: 0 on success, 2 on a bad key or value, 1 if the run fails (a
     traceback, then `nlstudy fit: failed: <reason>` as the last line, which the sweep agent records), 128 + the
@@ -813,6 +862,7 @@ def train_main(argv: list[str]) -> int:
     import wandb
 
     _set_threads()
+    quiet_wandb()
     resume = os.environ.get(keys.RESUME_ENV)
     if resume and argv[:1] == ["fit"] and not any(a.startswith("--resume") for a in argv):
         argv = [*argv, "--resume", resume]
@@ -820,6 +870,8 @@ def train_main(argv: list[str]) -> int:
         with interrupts.raising():  # SIGTERM and SIGHUP stop the run as Ctrl-C does, not on the spot
             cli = NLStudyCLI(args=None if argv == sys.argv[1:] else argv)
             if wandb.run is not None:
+                if cli.trainer.state.status.value == "finished":
+                    print(ended_line(argv[0], wandb.run), flush=True)
                 wandb.finish()
     except UsageError as e:
         print(f"nlstudy {argv[0]}: error: {e}", file=sys.stderr)
@@ -875,6 +927,7 @@ def train(config: str | os.PathLike | Sequence[str | os.PathLike] = (), override
     import wandb
 
     _set_threads()  # $NLSTUDY_NUM_THREADS, as for `nlstudy fit` (two threads on two busy cores: 5x slower)
+    quiet_wandb()
     configs = [config] if isinstance(config, (str, os.PathLike)) else list(config)
     argv = ["fit"] + (["--resume", str(resume)] if resume is not None else [])
     for path in configs:

@@ -37,7 +37,14 @@ class NLOptions:
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """The backbone (`model.backbone.*`). Width 64, the paper's strides and pools give the paper's C2D/I3D."""
+    """The backbone (`model.backbone.*`). Width 64, the paper's strides and pools give the paper's C2D/I3D.
+
+    Attributes:
+        width: channels after conv1 (64: the paper).
+        nonlocal_blocks: where blocks go: a preset (none, 1-block, 5-block, 10-block, res2, res3, res4, res5;
+            nlstudy.choices.PLACEMENTS) or a map such as {"res3": [1, 3], "res4": [1, 3, 5]} (after those
+            0-based residual blocks of each stage).
+    """
 
     arch: Arch = BASELINE_ARCH
     depth: Depth = 50

@@ -270,6 +270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2
     command = " ".join([PROG, shlex.join(argv)])
+    collection, note = specs.file_untabled(collection, table_ids)
+    if note:
+        print(f"{PROG}: {note}", file=sys.stderr)
     try:
         report = write_report(collection, args.out, table_ids=table_ids, expected=expected,
                               strict=args.strict, command=command, source=source, metric=args.metric,

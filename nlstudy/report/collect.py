@@ -149,6 +149,54 @@ def tidy(records: Iterable[RunRecord]) -> Collection:
             runs[key] = pd.to_numeric(runs[key], errors="coerce").astype("float64")
     runs.attrs["config_columns"] = config_keys
     history = history_frame((r.run_id, r.history) for r in records)
+    return Collection(runs=file_stand_ins(runs), history=history)
+
+
+def file_stand_ins(runs: pd.DataFrame) -> pd.DataFrame:
+    """`runs` with each stand-in's own run (config ``reused_from``: nlstudy.sweep.standin) replaced by a copy of
+    the run it names, filed under the stand-in's ``table`` and ``sweep_id`` with its ``report.*`` settings (how
+    that table compares; once per table: a table counts a run once); no stand-in is a row of its own, and the ``reused_from`` column goes. A stand-in whose run is not among
+    `runs` is left out, its id in ``runs.attrs["unfiled_stand_ins"]`` (read_wandb fetches such runs first)."""
+    if runs.empty or keys.REUSED_FROM not in runs.columns:
+        return runs
+    marked = runs[keys.REUSED_FROM].map(lambda v: isinstance(v, str) and bool(v))
+    own, stand_ins = runs[~marked], runs[marked]
+    filed = set(zip(own["run_id"], own["table"]))
+    copies, unfiled = [], []
+    for stand_in in stand_ins.to_dict("records"):
+        original = own[own["run_id"] == stand_in[keys.REUSED_FROM]]
+        if original.empty:
+            unfiled.append(stand_in["run_id"])
+            continue
+        row = original.iloc[0].copy()
+        row["table"] = stand_in["table"] if isinstance(stand_in["table"], str) else row["table"]
+        row["sweep_id"] = stand_in["sweep_id"]
+        for key in (k for k in runs.columns if k.startswith(keys.REPORT)):  # how the reusing table compares
+            row[key] = stand_in[key]
+        if (row["run_id"], row["table"]) not in filed:
+            filed.add((row["run_id"], row["table"]))
+            copies.append(row)
+    out = pd.concat([own, pd.DataFrame(copies)], ignore_index=True) if copies else own.reset_index(drop=True)
+    out = out.drop(columns=[keys.REUSED_FROM])
+    out.attrs.update(runs.attrs)
+    out.attrs["config_columns"] = [c for c in runs.attrs.get("config_columns", []) if c != keys.REUSED_FROM]
+    out.attrs["unfiled_stand_ins"] = sorted(unfiled)
+    return out
+
+
+def of_sweep(records: list[RunRecord], sweep: str | None) -> Collection:
+    """The runs of `sweep` (all of them when None) as one collection: its runs, and each of its stand-ins filed
+    under it as the run that stands in, which may have run in another sweep (that run's own row is left out;
+    its history stays, under its id)."""
+    if sweep is None:
+        return tidy(records)
+    mine = [r for r in records if r.sweep_id == sweep]
+    wanted = {r.config.get(keys.REUSED_FROM) for r in mine} - {None}
+    sources = [r for r in records if r.run_id in wanted and r.sweep_id != sweep]
+    collection = tidy(mine + sources)
+    runs = collection.runs[collection.runs["sweep_id"] == sweep].reset_index(drop=True)
+    runs.attrs.update(collection.runs.attrs)
+    history = collection.history[collection.history["run_id"].isin(runs["run_id"])].reset_index(drop=True)
     return Collection(runs=runs, history=history)
 
 
@@ -268,9 +316,7 @@ def _read_files(files: list[Path], *, sweep: str | None, workers: int, stale_aft
         records = list(pool.map(lambda f: read_offline_run(f, stale_after_s=stale_after_s, cache=cache), files))
     finally:  # interrupted (Ctrl-C, SIGTERM): the logs not read yet are not read after all
         pool.shutdown(wait=True, cancel_futures=True)
-    if sweep is not None:
-        records = [r for r in records if r.sweep_id == sweep]
-    return tidy(merge_resumed(records))
+    return of_sweep(merge_resumed(records), sweep)
 
 
 def merge_resumed(records: Iterable[RunRecord]) -> list[RunRecord]:
@@ -540,21 +586,28 @@ def read_wandb(path: str, *, sweep: str | None = None, api: Any = None) -> Colle
 
         api = wandb.Api()
     filters = {"sweep": sweep} if sweep else {}
-    records = []
-    for run in api.runs(path, filters=filters, lazy=False):
-        lines = max(int(getattr(run, "history_line_count", 0) or 0), 1)  # the GraphQL field historyLineCount
-        rows = run.history(samples=lines, pandas=False)
-        records.append(RunRecord(
-            run_id=run.id,
-            state=run.state,
-            config=config_from_wandb(run.config),
-            summary=keys.flatten(run.summary_metrics),
-            history=list(rows),
-            source="wandb",
-            path="/".join(run.path),
-            name=run.name or None,
-            sweep_id=run.sweep_name or None,
-            project=run.project,
-            created_at=run.created_at,
-        ))
-    return tidy(records)
+    records = [_api_record(run) for run in api.runs(path, filters=filters, lazy=False)]
+    have = {r.run_id for r in records}
+    missing = sorted({r.config.get(keys.REUSED_FROM) for r in records} - {None} - have)
+    if missing:  # runs that stand in for some of this sweep's, logged under another sweep
+        records += [_api_record(run) for run in api.runs(path, filters={"name": {"$in": missing}}, lazy=False)]
+    return of_sweep(records, sweep)
+
+
+def _api_record(run: Any) -> RunRecord:
+    """One run of the public API as a RunRecord (its full history: `historyLineCount` rows)."""
+    lines = max(int(getattr(run, "history_line_count", 0) or 0), 1)  # the GraphQL field historyLineCount
+    rows = run.history(samples=lines, pandas=False)
+    return RunRecord(
+        run_id=run.id,
+        state=run.state,
+        config=config_from_wandb(run.config),
+        summary=keys.flatten(run.summary_metrics),
+        history=list(rows),
+        source="wandb",
+        path="/".join(run.path),
+        name=run.name or None,
+        sweep_id=run.sweep_name or None,
+        project=run.project,
+        created_at=run.created_at,
+    )

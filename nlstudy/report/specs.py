@@ -15,7 +15,7 @@ functions, architectures, placements) come from :mod:`nlstudy.choices`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -23,7 +23,7 @@ import pandas as pd
 from nlstudy import keys
 from nlstudy.choices import BASELINE_ARCH, DEFAULT_MODE, DEFAULT_PAIRWISE, MODE_LABELS, NO_BLOCKS, NONLOCAL, RESIDUAL, STAGES
 from nlstudy.registry import lookup
-from nlstudy.report.collect import FIXED_COLUMNS
+from nlstudy.report.collect import FIXED_COLUMNS, Collection
 from nlstudy.report.text import canon, short
 
 Row = Mapping[str, Any]  # one row's canonical key values
@@ -235,3 +235,23 @@ def resolve_spec(table_id: str, runs: pd.DataFrame) -> TableSpec:
     if axes:
         title += (" at each " if rows else ": ") + ", ".join(short(k) for k in axes)
     return TableSpec(title=title, row_keys=rows, group_keys=(keys.DATASET, *axes))
+
+
+UNTABLED = "untabled"  # the generic table of the runs that carry no `table` key (a run of `nlstudy fit` alone)
+
+
+def file_untabled(collection: Collection, table_ids: Sequence[str] | None) -> tuple[Collection, str]:
+    """Runs without a `table` key (set by the sweep files) are in no ablation table: unless --tables picks the
+    tables, they are filed under the generic table UNTABLED (its rows: the model settings that vary among them).
+    Returns the collection and the one line that says so ("" when every run has a table)."""
+    runs = collection.runs
+    untabled = runs["table"].isna() if "table" in runs else pd.Series(False, index=runs.index)
+    if not untabled.any():
+        return collection, ""
+    what = (f"{int(untabled.sum())} of {len(runs)} run(s) carry no `table` key (the sweep files set it; "
+            "`nlstudy fit --table=NAME` names one)")
+    if table_ids:
+        return collection, f"{what}: they are in none of the tables asked for (--tables)"
+    filed = runs.assign(table=runs["table"].where(~untabled, UNTABLED))
+    filed.attrs.update(runs.attrs)
+    return Collection(filed, collection.history), f"{what}: they make the generic table {UNTABLED!r}"

@@ -97,9 +97,13 @@ def planned(sweep_files: Iterable[str | os.PathLike], *, sweep: str | None = Non
 
 
 def stand_ins(runs_root: str | os.PathLike) -> list[dict[str, str | None]]:
-    """The reused runs of the local sweeps under `runs_root`: for each finished record that a finished run
-    stands in for, that run's ``wandb_id`` and the reusing sweep's ``sweep_id``, ``table`` and ``report``
-    settings (its ``report.*`` parameters: how its table compares, which the stand-in takes on)."""
+    """The reused runs under `runs_root` (a runs root, or a wandb folder alone): for each finished record of a
+    local sweep that a finished run stands in for, and for each stand-in's own run (its
+    files/nlstudy_stand_in.json: nlstudy.sweep.standin), that run's ``wandb_id`` and the reusing sweep's
+    ``sweep_id``, ``table`` and ``report`` settings (its ``report.*`` parameters: how its table compares, which
+    the stand-in takes on)."""
+    import json
+
     from nlstudy.sweep.spec import flat_values
     from nlstudy.sweep.state import SweepState
 
@@ -109,6 +113,17 @@ def stand_ins(runs_root: str | os.PathLike) -> list[dict[str, str | None]]:
             values = flat_values(rec.get("config") or {})
             out.append({"wandb_id": rec.get("wandb_id"), "sweep_id": rec["sweep_id"], "table": values.get(keys.TABLE),
                         "report": {k: v for k, v in values.items() if k.startswith(keys.REPORT)}})
+    root = Path(runs_root)
+    base = root / "wandb" if (root / "wandb").is_dir() else root
+    for path in sorted(base.glob(f"*run-*/files/{keys.STAND_IN_FILE}")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get(keys.REUSED_FROM), str):
+            report = record.get("report") if isinstance(record.get("report"), dict) else {}
+            out.append({"wandb_id": record[keys.REUSED_FROM], "sweep_id": record.get("sweep_id"),
+                        "table": record.get(keys.TABLE), "report": report})
     return out
 
 

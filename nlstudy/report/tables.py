@@ -32,7 +32,7 @@ from nlstudy import choices, keys
 from nlstudy.report import comparisons, family
 from nlstudy.report.paper import paper_cell, paper_numbers
 from nlstudy.report.specs import TableSpec, config_columns, is_axis, is_plain, resolve_spec
-from nlstudy.report.text import ANY, canon, group_text, metadata, row_label, show
+from nlstudy.report.text import ANY, block_count, canon, group_text, metadata, row_label, show
 
 NL_KEYS = (
     keys.BLOCK, keys.PAIRWISE, keys.SUBSAMPLE, keys.SUBSAMPLE_ORDER, keys.MODE, keys.INTER_RATIO, keys.SCALE,
@@ -69,6 +69,8 @@ def _sort_value(key: str, value: Any) -> tuple:
     for i, preferred in enumerate(order):
         if type(preferred) is type(value) and preferred == value:
             return (i, 0, "")
+    if key == keys.NONLOCAL_BLOCKS and block_count(value) is not None:  # placement maps after the presets, by count
+        return (len(order), float(block_count(value)), str(value))
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (len(order), float(value), "")
     return (len(order) + 1, 0, str(value))

@@ -79,6 +79,17 @@ def short(key: str) -> str:
     return key.rsplit(".", 1)[-1]
 
 
+def block_count(value: Any) -> int | None:
+    """How many blocks a canonical placement map places ('{"res3":[1],"res4":[1]}' -> 2); None for a preset."""
+    if not (isinstance(value, str) and value.startswith("{")):
+        return None
+    try:
+        tree = json.loads(value)
+    except ValueError:
+        return None
+    return sum(len(v) for v in tree.values() if isinstance(v, list)) if isinstance(tree, dict) else None
+
+
 def group_text(group_keys: Sequence[str], values: Mapping[str, Any]) -> str:
     """A group's name from the keys that vary between groups: "distance=8, task=within" ("" if none)."""
     return ", ".join(f"{short(k)}={show(values[k])}" for k in group_keys)
@@ -101,7 +112,9 @@ def row_label(values: Mapping[str, Any], row_keys: Sequence[str], paper: tuple[s
         block = BLOCK_LABELS.get(values.get(keys.BLOCK), show(values.get(keys.BLOCK)))
         if values.get(keys.BLOCK) is None:
             block = "NL"
-        head = f"{block} {arch} {show(blocks)}"
+        count = block_count(blocks)  # a map: its number of blocks first, as the presets' names say it
+        head = f"{block} {arch} {show(blocks)}" if count is None else \
+            f"{block} {arch} {count} block{'s' if count != 1 else ''} ({show(blocks)})"
     rest = [f"{short(k)}={show(values[k])}" for k in row_keys if k not in used and values.get(k) != ANY]
     return ", ".join([head, *rest])
 

@@ -65,8 +65,9 @@ from typing import Any
 
 from nlstudy import files, interrupts, keys
 from nlstudy.choices import TRAIN_COMMANDS
+from nlstudy.errors import one_line
 from nlstudy.sweep import command as cmd
-from nlstudy.sweep import engine
+from nlstudy.sweep import engine, standin
 from nlstudy.sweep.check import config_key
 from nlstudy.sweep.spec import EARLY_TERMINATE, MAX_GRID_CHECKED, Sweep, compact, flat_values
 from nlstudy.processes import process_start
@@ -76,6 +77,7 @@ from nlstudy.sweep.state import (ENDED, HEARTBEAT_S, LIVE, SweepState, agent_ali
 # environment variables the run reads (names owned by nlstudy.cli and nlstudy.lit.callbacks)
 
 KILL_DELAY_S = 30.0  # after asking a run to stop (Ctrl-C), how long before it is killed
+SAME_FAILURES = 3  # the sweep stops when the first this many runs a command starts all fail the same way
 POLL_S = 0.5
 BLOCKED = "blocked"  # Agent.claim: every config left in this sweep is running in another sweep for now
 
@@ -92,6 +94,7 @@ class Options:
     label: str = ""  # "[agent 2] " for the agents of --jobs
     reuse: bool = True  # a configuration that already finished under the runs root is not run again
     warm: bool = True  # `nlstudy fit` runs start warm, forked from a worker that imported torch once (nlstudy.warm)
+    same_failures: int = SAME_FAILURES  # stop once the first this many runs all failed the same way (0: never)
 
 
 class Interrupt:
@@ -217,6 +220,7 @@ class Agent:
         self.failed = 0
         self.worker: subprocess.Popen | None = None  # the warm-start worker, once a run needs it
         self.worker_dir: str | None = None
+        self.stopped: str | None = None  # why this agent stopped early (the first runs all failed the same way)
 
     def say(self, line: str) -> None:
         self.out(f"{self.options.label}{line}")
@@ -227,6 +231,7 @@ class Agent:
         be written (a full disk); 128 + the signal when interrupted (130: Ctrl-C)."""
         with self.interrupt, contextlib.ExitStack() as stack:
             stack.callback(self.stop_worker)
+            stack.callback(standin.close)  # the wandb service of the stand-ins' runs, if one was started
             try:
                 self.work()
             except OSError as e:  # records are written whole or not at all: what was written stays readable
@@ -237,6 +242,8 @@ class Agent:
         if self.interrupt.count:
             self.say(f"interrupted: run the same command again to resume ({self.suite.progress()})")
             return interrupts.exit_code(self.interrupt.signum or signal.SIGINT)
+        if self.stopped is not None:
+            return 1
         self.say(f"agent done: {self.suite.progress()}")
         return 1 if self.failed else 0
 
@@ -247,7 +254,7 @@ class Agent:
         for sweep, state in self.suite.items:
             if self.work_on(sweep, state) == BLOCKED:
                 blocked.append((sweep, state))
-            if self.interrupt.count or self.count_reached():
+            if self.interrupt.count or self.count_reached() or self.stopped is not None:
                 return
         if blocked:
             self.say(f"waiting: what is left of {', '.join(sweep.name for sweep, _ in blocked)} is running in "
@@ -259,16 +266,54 @@ class Agent:
     def work_on(self, sweep: Sweep, state: SweepState) -> str | None:
         """Run the sweep's runs until it has none left (None) or those left are running elsewhere (BLOCKED)."""
         while not self.interrupt.count:
+            if self.same_failure() is not None:
+                return None
             rec = self.claim(sweep, state)
             if rec is None or rec == BLOCKED:
                 return rec
             if rec["state"] == "finished":  # reused: another run stands in for it
+                self.record_stand_in(state, rec)
                 self.say(f"[{sweep.name} {self._position(sweep, state)}] run {rec['id']}: "
                          f"{describe_config(sweep, rec['config'])} finished already as run "
                          f"{rec['wandb_id']}, which stands in for it | {self.suite.progress()}")
                 continue
             self.execute(sweep, state, rec)
         return None
+
+    def same_failure(self) -> str | None:
+        """Why the sweep stops, when the first `Options.same_failures` runs this command started (over all its
+        agents) ended, every one failed, and with the same last log line: the rest would fail so too (a GPU
+        this machine lacks, a missing data root). Their records are marked to run again when the command is run
+        again, and the agent says so once; None while the runs do not all fail alike."""
+        if self.stopped is not None or not self.options.same_failures:
+            return self.stopped
+        n = self.options.same_failures
+        ended = sorted((r for _, st in self.suite.items for r in st.records()
+                        if r.get("agent", {}).get("session") == self.options.session and not r.get("reused_from")
+                        and r["state"] in ENDED and not r.get("retried_by")),
+                       key=lambda r: (r.get("started_at") or r.get("created_at") or "", r["id"]))[:n]
+        notes = {r.get("note") for r in ended}
+        if len(ended) < n or any(r["state"] != "failed" for r in ended) or len(notes) != 1 or None in notes:
+            return None
+        self.stopped = notes.pop()
+        for sweep, state in self.suite.items:  # the next session runs them again, once the cause is fixed
+            for r in ended:
+                if state.record_file(r["id"]).is_file():
+                    state.update(r["id"], retry=True, not_retried_by=self.options.session)
+        self.say(f"stopped: the first {n} runs failed the same way ({self.stopped}); the others would too. Fix "
+                 f"that, then run the same command again: these {n} runs run again ({self.suite.progress()})")
+        return self.stopped
+
+    def record_stand_in(self, state: SweepState, rec: Mapping[str, Any]) -> None:
+        """The stand-in's own small offline wandb run (`nlstudy.sweep.standin`), so that the tables from the runs'
+        `wandb/` folder alone, and from W&B once synced, count the reused run in this sweep's table too."""
+        values = flat_values(rec["config"])
+        try:
+            standin.write(state.runs_root, rec, sweep_id=state.id, project=self.options.project,
+                          table=values.get(keys.TABLE), report={k: v for k, v in values.items() if k.startswith(keys.REPORT)})
+        except Exception as e:  # noqa: BLE001 - the sweep's own record (run.json) still says it
+            self.say(f"  note: the stand-in's own wandb run was not written ({one_line(e)}); a report of this runs "
+                     "root still counts it, one of its wandb/ folder alone or of W&B does not")
 
     def count_reached(self) -> bool:
         if self.options.count is None:
@@ -340,7 +385,8 @@ class Agent:
             worker_env = {k: v for k, v in env.items() if k in (keys.THREADS_ENV, "OMP_NUM_THREADS", "PATH")}
             self.worker = subprocess.Popen(
                 [sys.executable, "-m", "nlstudy.lit.worker", str(Path(self.worker_dir, "socket"))],
-                env={**os.environ, **worker_env}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                env={**{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}, **worker_env},
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent(os.getpid()))
         return [sys.executable, "-m", "nlstudy.warm", str(Path(self.worker_dir, "socket")), *argv[1:]]
 

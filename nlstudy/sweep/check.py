@@ -27,6 +27,8 @@ from nlstudy.sweep import command as cmd
 from nlstudy.sweep.spec import Sweep, SweepError, candidates, compact, flat_values
 
 CHECK_TIMEOUT_S = 900
+CONFIG_ONLY = "--config-only"  # nlstudy check's flag (nlstudy.lit.cli.CONFIG_ONLY): leave this machine unchecked
+CHECK_ONLY_CONFIG = "--check-only-config"  # nlstudy sweep's flag for it
 PER_PROCESS = 24  # argument lists a check process gets at least (its imports take seconds)
 DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.\w+)+|seed_everything|table")
 
@@ -42,8 +44,10 @@ def training_args(command: Sequence[str]) -> list[str] | None:
     return None
 
 
-def run_nlstudy_check(arg_lists: list[list[str]], processes: int | None = None) -> list[dict[str, Any]]:
-    """``nlstudy check`` on many argument lists: one {"ok", "error", "key"} per list, in order. The lists are
+def run_nlstudy_check(arg_lists: list[list[str]], processes: int | None = None, *,
+                      machine: bool = True) -> list[dict[str, Any]]:
+    """``nlstudy check`` on many argument lists: one {"ok", "error", "key", "machine"} per list, in order (with
+    `machine` false, ``--config-only``: whether this machine can run them is not checked). The lists are
     shared out over `processes` subprocesses run side by side (default: one per core, each with at least
     PER_PROCESS lists: a process spends seconds importing before it checks anything)."""
     if processes is None:
@@ -56,7 +60,8 @@ def run_nlstudy_check(arg_lists: list[list[str]], processes: int | None = None) 
         for i, chunk in enumerate(chunks):
             request = Path(tmp, f"check-{i}.json")
             request.write_text(json.dumps(chunk))
-            procs.append(subprocess.Popen([sys.executable, "-m", "nlstudy", "check", str(request)], env=env, text=True,
+            only = [] if machine else [CONFIG_ONLY]
+            procs.append(subprocess.Popen([sys.executable, "-m", "nlstudy", "check", *only, str(request)], env=env, text=True,
                                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         try:
             outputs = [proc.communicate(timeout=CHECK_TIMEOUT_S) for proc in procs]
@@ -98,8 +103,9 @@ def config_key(config: Mapping[str, Any]) -> str:
     return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def check_sweeps(sweeps: Sequence[Sweep]) -> Checked:
-    """Check every candidate run of every sweep in one ``nlstudy check``; raise a SweepError (one
+def check_sweeps(sweeps: Sequence[Sweep], *, machine: bool = True) -> Checked:
+    """Check every candidate run of every sweep in one ``nlstudy check``, and (unless `machine` is false: a
+    login node checking files for other machines) that this machine can run them; raise a SweepError (one
     line, the first problem found) or return what was found (`Checked`)."""
     notes: list[str] = []
     resolved: list[dict[str, str]] = [{} for _ in sweeps]
@@ -123,8 +129,15 @@ def check_sweeps(sweeps: Sequence[Sweep]) -> Checked:
                              "against the training CLI")
         if not jobs:
             return Checked(notes, resolved)
-        results = run_nlstudy_check([argv for *_, argv in jobs])
-        bad = [(job, r["error"]) for job, r in zip(jobs, results) if not r.get("ok")]
+        results = run_nlstudy_check([argv for *_, argv in jobs], machine=machine)
+        bad = [(job, r["error"]) for job, r in zip(jobs, results) if not r.get("ok") and not r.get("machine")]
+        machine_bad = [(job, r["error"]) for job, r in zip(jobs, results) if not r.get("ok") and r.get("machine")]
+        if machine_bad and not bad:  # the runs are fine, but not for this machine
+            (_, sweep, _, _), error = machine_bad[0]
+            rejected, total = (sum(job[1] is sweep for job in js) for js in ([j for j, _ in machine_bad], jobs))
+            which = "any of its" if rejected == total else f"{rejected} of its"
+            raise SweepError(f"{sweep.path}: this machine cannot run {which} {total} run(s): {error}; on a login "
+                             f"node, {CHECK_ONLY_CONFIG} checks the file without this machine")
         if bad:
             (_, sweep, config, _), error = bad[0]
             more = f" ({len(bad) - 1} more run(s) rejected)" if len(bad) > 1 else ""
@@ -135,17 +148,25 @@ def check_sweeps(sweeps: Sequence[Sweep]) -> Checked:
     return Checked(notes, resolved)
 
 
+SUBJECT = re.compile(r'Parser key "([^"]+)"|([A-Za-z_][\w.]*): ')  # the key an error starts with
+
+
 def describe(config: Mapping[str, Mapping[str, Any]], error: str) -> str:
-    """'parameter NAME: ERROR' for the parameter the error is about, else 'run {values}: ERROR'."""
+    """'parameter NAME: ERROR' for the parameter the error is about (the key it starts with, else the first key
+    it names before its lists of guesses and valid keys), else 'run {values}: ERROR'."""
     flat = flat_values(config)
-    for key in DOTTED.findall(error or ""):
+    error = error or ""
+    about = re.split(r" \(did you mean|; did you mean|; valid ", error, maxsplit=1)[0]  # not the keys it suggests
+    subject = SUBJECT.match(error)
+    named = [k for k in (subject.groups() if subject else ()) if k] + DOTTED.findall(about)
+    for key in named:
         for name, spec in config.items():
             if key == name or key.startswith(name + "."):
                 value = flat.get(key, spec["value"])
                 where = name if key == name else f"{name} ({key}={compact(value)})"
                 return f"parameter {where}: {error}"
     for name in config:  # a parameter named as it is (an unknown top-level key has no dot)
-        if re.search(rf"(?<![\w.]){re.escape(name)}(?![\w.])", error or ""):
+        if re.search(rf"(?<![\w.]){re.escape(name)}(?![\w.])", about):
             return f"parameter {name}: {error}"
     values = ", ".join(f"{k}={compact(v['value'])}" for k, v in config.items())
     return f"run with {values}: {error}"

@@ -2,7 +2,8 @@
 
     nlstudy sweep sweeps/demo/2a_pairwise.yaml                 run (or resume) one sweep here
     nlstudy sweep sweeps/demo/*.yaml --jobs 2                   the demo suite, two runs at a time
-    nlstudy sweep sweeps/2c_blocks.yaml --check                 validate only
+    nlstudy sweep sweeps/2c_blocks.yaml --check                 validate only (the files, and this machine for them)
+    nlstudy sweep sweeps/2c_blocks.yaml --check --check-only-config   the files only (on a login node)
     nlstudy sweep sweeps/2c_blocks.yaml --online                W&B's server and agents
 
 Every file is validated before anything runs (bad input: one line on stderr, exit 2). Exit 0 when
@@ -25,7 +26,7 @@ from nlstudy.errors import one_line
 from nlstudy.processes import cores
 from nlstudy.sweep import online
 from nlstudy.sweep.agent import Agent, Options, Suite
-from nlstudy.sweep.check import check_sweeps
+from nlstudy.sweep.check import CHECK_ONLY_CONFIG, check_sweeps
 from nlstudy.sweep.spec import Sweep, SweepError, load
 from nlstudy.sweep.state import ENDED, SweepState
 
@@ -64,6 +65,9 @@ def parser() -> Parser:
     p.add_argument("--sweep-id", metavar="ID", help="join (or create) the sweep with this id (default: derived from the file)")
     p.add_argument("--project", metavar="P", help="wandb project (default: the file's project, $WANDB_PROJECT or nlstudy)")
     p.add_argument("--check", action="store_true", help="validate the files, print what they would run, and exit")
+    p.add_argument(CHECK_ONLY_CONFIG, dest="check_machine", action="store_false",
+                   help="check the files without checking that this machine can run their runs (its GPUs and "
+                        "devices): for a login node preparing a sweep for other machines")
     decided = p.add_argument_group("seeds until decided (grid sweeps with seed_everything values)")
     decided.add_argument("--until-decided", action="store_true",
                          help="after the files' seeds, add seeds in rounds (3 -> 6 -> 10) to every row whose verdict "
@@ -101,7 +105,7 @@ def main(argv: list[str]) -> int:
         projects = {project_of(args, s) for s in sweeps}
         checked = None
         if args.agent_of is None:  # the agents of --jobs were started after this check
-            checked = check_sweeps(sweeps)
+            checked = check_sweeps(sweeps, machine=args.check_machine)
             for note in checked.notes:
                 say(f"{PROG}: note: {note}")
         states = [] if args.online else [joined(args, s) for s in sweeps]
