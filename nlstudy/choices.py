@@ -59,7 +59,7 @@ SPLITS = ("train", "val", "test")  # append only: the index seeds the embedded t
 SPLIT_INDEX = {split: i for i, split in enumerate(SPLITS)}  # and picks a split's list / annotation file
 DATASETS = ("synthetic", "kinetics", "ucf101", "hmdb51", "video_folder", "rawframes", "images", "cifar10", "cifar100")
 KINETICS = "kinetics"
-TASKS = ("far", "near", "within")  # the embedded task (data.synthetic.task); append only: the index seeds its clips
+TASKS = ("far", "near", "within", "reach")  # the embedded task (data.synthetic.task); append only: the index seeds its clips
 
 # --- training (nlstudy <command>, model.optim.*) ---
 TRAIN_COMMANDS = ("fit", "validate", "test")  # the LightningCLI subcommands nlstudy offers
