@@ -39,9 +39,9 @@ non-local block is about. The digits stay as clutter the network must learn to i
 Everything is generated from `seed` and the split name (the distractor digits are split 60/20/20 by
 image between train/val/test): the same arguments give the same clips on any machine. `make_evidence`
 gives where the patches of those clips are (for the analysis: queries on the evidence or the background),
-`evidence_mask` the same as a per-pixel mask; both replay the generator, so they describe exactly the clips
-`make_clips` returns. The clips of every task are bit-identical to those of earlier versions of this file
-(tests/test_data_synthetic.py keeps their digests).
+`evidence_mask` the same as a per-pixel mask, `make_colours` their colours; all three replay the generator,
+so they describe exactly the clips `make_clips` returns. The clips of every task are bit-identical to those
+of earlier versions of this file (tests/test_data_synthetic.py keeps their digests).
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def reach_limit(size: int, patch: int) -> int:
 
 def make_clips(spec: SyntheticSpec, split: str, frames: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(n, 3, T, S, S) float32 clips and (n,) int64 labels of `split`; deterministic in (spec, split)."""
-    clips, labels, _ = _generate(spec, split, frames, size)
+    clips, labels, _, _ = _generate(spec, split, frames, size)
     return clips, labels
 
 
@@ -146,6 +146,12 @@ def make_evidence(spec: SyntheticSpec, split: str, frames: int, size: int) -> np
     """Where the two patches of `make_clips(spec, split, frames, size)` are: an (n, 2, 3) int64 array of the
     (t, y, x) top-left corner of patch A and of patch B (each `spec.patch` pixels square), clip by clip."""
     return _generate(spec, split, frames, size)[2]
+
+
+def make_colours(spec: SyntheticSpec, split: str, frames: int, size: int) -> np.ndarray:
+    """The palette indices (n, 2) int64 of patch A and patch B of each clip of `make_clips(spec, split, ...)`
+    (the label is 1 where they are equal): what a classifier's errors can be broken down by."""
+    return _generate(spec, split, frames, size)[3]
 
 
 def evidence_mask(spec: SyntheticSpec, split: str, frames: int, size: int) -> np.ndarray:
@@ -158,8 +164,10 @@ def evidence_mask(spec: SyntheticSpec, split: str, frames: int, size: int) -> np
     return mask
 
 
-def _generate(spec: SyntheticSpec, split: str, frames: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The clips, labels and patch corners (n, 2, 3) of `split`: one random stream per (seed, split, task)."""
+def _generate(spec: SyntheticSpec, split: str, frames: int,
+              size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The clips, labels, patch corners (n, 2, 3) and patch colours (n, 2) of `split`: one random stream per
+    (seed, split, task)."""
     split_id = lookup(SPLIT_INDEX, split, "split")
     check(spec, frames, size)
     n = {"train": spec.train_samples, "val": spec.val_samples, "test": spec.test_samples}[split]
@@ -167,6 +175,7 @@ def _generate(spec: SyntheticSpec, split: str, frames: int, size: int) -> tuple[
     rng = np.random.default_rng([spec.seed, split_id, TASKS.index(spec.task)])
     clips = np.zeros((n, 3, frames, size, size), dtype=np.float32)
     corners = np.zeros((n, 2, 3), dtype=np.int64)
+    colours = np.zeros((n, 2), dtype=np.int64)
     labels = (np.arange(n) % 2).astype(np.int64)
     rng.shuffle(labels)
     p, span = spec.patch, size - spec.patch + 1
@@ -200,9 +209,10 @@ def _generate(spec: SyntheticSpec, split: str, frames: int, size: int) -> tuple[
         clips[i, :, t_a, ya : ya + p, xa : xa + p] = PALETTE[colour_a][:, None, None]
         clips[i, :, t_b, yb : yb + p, xb : xb + p] = PALETTE[colour_b][:, None, None]
         corners[i] = ((t_a, ya, xa), (t_b, yb, xb))
+        colours[i] = (colour_a, colour_b)
     if spec.noise > 0:
         clips += rng.normal(0.0, spec.noise, clips.shape).astype(np.float32)
-    return clips, labels, corners
+    return clips, labels, corners, colours
 
 
 def _pair_around_anchor(rng: np.random.Generator, span: int, distance: int) -> tuple[tuple[int, int], tuple[int, int]]:
