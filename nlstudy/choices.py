@@ -45,10 +45,12 @@ TORCHVISION_ARCHS = tuple(f"torchvision:{name}" for name in (
 BASELINE_ARCH = "c2d"
 DEPTHS = (18, 34, 50, 101)
 STAGES = ("res2", "res3", "res4", "res5")
-BLOCK_LABELS = {"residual": "Res", "nonlocal": "NL", "global_context": "GC", "squeeze_excitation": "SE"}
+BLOCK_LABELS = {"residual": "Res", "nonlocal": "NL", "global_context": "GC", "squeeze_excitation": "SE",
+                "temporal_residual": "Res 3x3x3"}
 BLOCKS = tuple(BLOCK_LABELS)  # what is inserted at the placement: the non-local block or a comparison block
 NONLOCAL = "nonlocal"  # the block under study, and the default
 RESIDUAL = "residual"  # the paper's control: one more residual block at the same place
+TEMPORAL_RESIDUAL = "temporal_residual"  # the same with a 3x3x3 kernel (I3D's inflation): a convolutional mixer of frames
 NO_BLOCKS = "none"
 NORMS = ("bn", "frozen_bn", "sync_bn")  # model.backbone.norm: BatchNorm; frozen statistics and affine; SyncBatchNorm under DDP
 INITS = ("msra", "pytorch")  # model.backbone.init of a fresh backbone: the released code's (Kaiming) or PyTorch's defaults

@@ -24,9 +24,20 @@ def test_rho_is_spearmans_and_the_interval_holds_it():
     # exact permutation test (8! orderings): a strong monotone relation is rare under the null
     assert result.p < 0.01
     assert rank_correlation(x, y[::-1]).rho == pytest.approx(-result.rho)
-    # a perfect rank agreement: rho 1, an interval that still says how little 5 runs tell
+    # a perfect rank agreement of 5 runs: rho 1, and p = 2 / 5! (the orderings as extreme, either sign)
     perfect = rank_correlation([1, 2, 3, 4, 5], [10, 20, 30, 40, 55])
-    assert perfect.rho == 1.0 and perfect.high == 1.0 and perfect.low < 1.0
+    assert perfect.rho == pytest.approx(1.0) and perfect.p == pytest.approx(2 / 120)
+
+
+def test_the_permutation_p_agrees_with_scipys_permutation_test():
+    rng = np.random.default_rng(3)
+    for n in (6, 15):  # enumerated, sampled
+        x = rng.standard_normal(n)
+        y = 0.4 * x + rng.standard_normal(n)
+        ours = rank_correlation(x, y, resamples=20000).p
+        reference = stats.permutation_test((y,), lambda v: stats.spearmanr(x, v).statistic, n_resamples=2000,
+                                           permutation_type="pairings", rng=np.random.default_rng(0)).pvalue
+        assert ours == pytest.approx(reference, abs=0.035), n  # the reference samples 2,000 orderings for n = 15
 
 
 def test_nan_pairs_are_dropped_and_bad_input_is_one_line():

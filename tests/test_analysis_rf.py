@@ -224,3 +224,21 @@ def test_noise_clips_are_seeded_and_batching_does_not_change_the_erf():
     torch.testing.assert_close(effective_receptive_field(model, clips, "res3", batch_size=3), whole)
     with pytest.raises(ValueError, match="batch_size"):
         effective_receptive_field(model, clips, "res3", batch_size=0)
+
+
+def test_the_temporal_residual_control_reaches_two_more_frames_per_block():
+    """block=temporal_residual (the convolutional control that mixes frames: a residual block with I3D's 3x3x3
+    kernel) widens the temporal RF by its kernel, where a non-local block makes it global; it starts as the
+    identity, and torchvision networks refuse it as they refuse the residual control."""
+    plain = build_model(arch="c2d", depth=18, width=8, num_classes=2, nonlocal_blocks="none",
+                        conv1_stride=(1, 2, 2), pool1=False, pool2=False, dropout=0.0).eval()
+    model = build_model(arch="c2d", depth=18, width=8, num_classes=2, nonlocal_blocks={"res3": [1], "res4": [1]},
+                        block="temporal_residual", conv1_stride=(1, 2, 2), pool1=False, pool2=False, dropout=0.0).eval()
+    rf = {stage: g.rf for stage, g in theoretical_rf(model, (8, 32, 32)).items()}
+    assert [r[0] for r in rf.values()] == [1, 3, 5, 5] and not any(math.isinf(r) for rs in rf.values() for r in rs)
+    assert model.res3.temporal_residual1.conv1.kernel_size == (3, 3, 3)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if "temporal_residual" not in k})
+    x = torch.randn(2, 3, 8, 32, 32)
+    torch.testing.assert_close(model(x), plain(x))  # a fresh control block changes nothing
+    with pytest.raises(ValueError, match="block='temporal_residual' adds this package's own C2D residual blocks"):
+        build_model(arch="torchvision:r3d_18", nonlocal_blocks="res4", block="temporal_residual")
