@@ -83,6 +83,10 @@ def test_choose_by_arm_takes_each_arms_best_mean_validation_rate():
     assert chosen[arm("none", "nonlocal")] == (0.01, 79.5, 2)
     assert chosen[arm('{"res3":[1]}', "nonlocal")] == (0.002, 91.0, 2)
     assert chosen[arm('{"res3":[1]}', "global_context")][0] == 0.005  # a tie goes to the smaller rate
+    # the frame of collect.read_runs holds placement maps as dicts, study.runs_frame as their JSON text: one arm
+    as_maps = rate_runs()
+    as_maps[keys.NONLOCAL_BLOCKS] = as_maps[keys.NONLOCAL_BLOCKS].map(lambda v: v if v == "none" else json.loads(v))
+    assert choose_by_arm(as_maps, ARM_KEYS) == chosen
     with pytest.raises(ValueError, match="no column 'model.optim.lr'"):
         choose_by_arm(rate_runs().drop(columns=[LR]), ARM_KEYS)
     failed = rate_runs()
@@ -114,3 +118,25 @@ def test_with_rates_writes_each_arms_rate_into_the_study_file():
            [r["backbone"] for r in before["parameters"]["model"]["values"]]
     with pytest.raises(ValueError, match="no single chosen rate"):
         with_rates(text, {k: v for k, v in chosen.items() if "residual" not in k}, ARM_KEYS)
+
+
+GPU = ROOT / "sweeps" / "study"
+
+
+def test_the_gpu_recipe_is_complete_and_plans_the_full_size_study():
+    """sweeps/study/: the rate sweep and the study the GPU script runs, at the paper's network (ResNet-50 width 64)
+    on 112-px frames; the script names both, writes the chosen rates with tuning.with_rates, and parses."""
+    import subprocess
+
+    lr, study = load(GPU / "reach_gpu_lr.yaml"), load(GPU / "reach_gpu_112.yaml")
+    assert lr.planned_count() == 18 and study.planned_count() == 90
+    assert lr.config["parameters"]["trainer.accelerator"] == {"value": "gpu"}
+    rows = study.config["parameters"]["model"]["values"]
+    assert all(r["backbone"]["depth"] == 50 and r["backbone"]["width"] == 64 for r in rows)
+    # every arm of the study has its rate in the rate sweep
+    lr_arms = {json.dumps({k: v for k, v in r.items()}, sort_keys=True)
+               for r in lr.config["parameters"]["model.backbone"]["values"]}
+    assert {json.dumps(r["backbone"], sort_keys=True) for r in rows} == lr_arms
+    script = (GPU / "gpu.sh").read_text()
+    assert "reach_gpu_lr.yaml" in script and "reach_gpu_112.yaml" in script and "with_rates" in script
+    assert subprocess.run(["bash", "-n", str(GPU / "gpu.sh")]).returncode == 0

@@ -25,8 +25,10 @@ LR = "model.optim.lr"
 
 
 def arm_of(values: Mapping[str, Any], arm_keys: Sequence[str]) -> str:
-    """An arm's name: its values of `arm_keys` as compact JSON (the same for equal values, order-free)."""
-    return json.dumps({k: values.get(k) for k in arm_keys}, sort_keys=True, separators=(",", ":"), default=str)
+    """An arm's name: its values of `arm_keys` as compact JSON (the same for equal values, order-free; a placement
+    map counts as its compact JSON text, whether the frame holds the map (`collect.read_runs`) or its text
+    (`study.runs_frame`))."""
+    return json.dumps({k: _cell(values.get(k)) for k in arm_keys}, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def choose_by_arm(runs: pd.DataFrame, arm_keys: Sequence[str], *, rate: str = LR,
