@@ -45,10 +45,12 @@ TORCHVISION_ARCHS = tuple(f"torchvision:{name}" for name in (
 BASELINE_ARCH = "c2d"
 DEPTHS = (18, 34, 50, 101)
 STAGES = ("res2", "res3", "res4", "res5")
-BLOCK_LABELS = {"residual": "Res", "nonlocal": "NL", "global_context": "GC", "squeeze_excitation": "SE"}
+BLOCK_LABELS = {"residual": "Res", "nonlocal": "NL", "global_context": "GC", "squeeze_excitation": "SE",
+                "temporal_residual": "Res 3x3x3"}
 BLOCKS = tuple(BLOCK_LABELS)  # what is inserted at the placement: the non-local block or a comparison block
 NONLOCAL = "nonlocal"  # the block under study, and the default
 RESIDUAL = "residual"  # the paper's control: one more residual block at the same place
+TEMPORAL_RESIDUAL = "temporal_residual"  # the same with a 3x3x3 kernel (I3D's inflation): a convolutional mixer of frames
 NO_BLOCKS = "none"
 NORMS = ("bn", "frozen_bn", "sync_bn")  # model.backbone.norm: BatchNorm; frozen statistics and affine; SyncBatchNorm under DDP
 INITS = ("msra", "pytorch")  # model.backbone.init of a fresh backbone: the released code's (Kaiming) or PyTorch's defaults
@@ -59,7 +61,7 @@ SPLITS = ("train", "val", "test")  # append only: the index seeds the embedded t
 SPLIT_INDEX = {split: i for i, split in enumerate(SPLITS)}  # and picks a split's list / annotation file
 DATASETS = ("synthetic", "kinetics", "ucf101", "hmdb51", "video_folder", "rawframes", "images", "cifar10", "cifar100")
 KINETICS = "kinetics"
-TASKS = ("far", "near", "within")  # the embedded task (data.synthetic.task); append only: the index seeds its clips
+TASKS = ("far", "near", "within", "reach")  # the embedded task (data.synthetic.task); append only: the index seeds its clips
 
 # --- training (nlstudy <command>, model.optim.*) ---
 TRAIN_COMMANDS = ("fit", "validate", "test")  # the LightningCLI subcommands nlstudy offers

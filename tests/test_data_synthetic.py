@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from nlstudy.data import ClipDataModule
-from nlstudy.data.synthetic import DIGIT_LEVEL, PALETTE, SyntheticSpec, check, digit_pools, make_clips
+from nlstudy.data.synthetic import (
+    DIGIT_LEVEL, PALETTE, SyntheticSpec, check, digit_pools, evidence_mask, make_clips, make_evidence, reach_limit,
+)
 
 CLEAN = SyntheticSpec(noise=0.0, distractors=0, train_samples=200, val_samples=50, test_samples=50)
 
@@ -194,3 +196,119 @@ def test_far_and_near_clips_are_the_same_as_before_task_within(case, change, fra
         digest.update(np.ascontiguousarray(clips).tobytes())
         digest.update(np.ascontiguousarray(labels).tobytes())
     assert digest.hexdigest() == BEFORE_WITHIN[case]
+
+
+# the clips every task gave before task 'reach' existed (main at bb76377), by SHA-256 of each case's splits: the
+# demo's far task with its defaults and every split, the locality control's near task, the receptive-field
+# study's 'within' at 4 and 12 pixels, and smaller settings of 'within' and 'far'
+BEFORE_REACH = {
+    "demo_far": "b7228473a7951197216781958f17dd1d10cfc33f93754067f36e4fef6891fdcc",
+    "locality_near": "ed5104a90ad9aec838eea1bbd449d9db4134e6d8951c127f7da15b67aff7c71c",
+    "within_4": "33aab9ed57bc8b9c5b069add8e08cdf43d60ba769561577d22693f0b1ff3280e",
+    "within_12": "44a1bacb35184c683c8cd75688bc6ca8d8be4abc61d7bcefd5d0c735a1c35f1d",
+    "within_small": "d6ddae43927db7fd06e6ed9a0d1217c3a8166cc7b272e28d71a452d7965ed90e",
+    "far_24": "4f2b5667bc2819065eacb6ed49a983d922435885ece16c831e6b27dd26e64218",
+}
+BEFORE_REACH_CASES = {
+    "demo_far": (dict(), 4, 16, ("train", "val", "test")),
+    "locality_near": (dict(task="near"), 4, 16, ("val",)),
+    "within_4": (dict(task="within", distance=4), 4, 16, ("val",)),
+    "within_12": (dict(task="within", distance=12), 4, 16, ("val",)),
+    "within_small": (dict(task="within", distance=7, patch=3, colours=5, distractors=1, noise=0.05, seed=2,
+                          train_samples=40, val_samples=12, test_samples=12), 1, 20, ("train", "val", "test")),
+    "far_24": (dict(train_samples=64, val_samples=16, test_samples=16), 4, 24, ("train", "val", "test")),
+}
+
+
+@pytest.mark.parametrize("case", list(BEFORE_REACH))
+def test_every_existing_task_gives_the_clips_it_gave_before_task_reach(case):
+    import hashlib
+
+    knobs, frames, size, splits = BEFORE_REACH_CASES[case]
+    digest = hashlib.sha256()
+    for split in splits:
+        clips, labels = make_clips(SyntheticSpec(**knobs), split, frames, size)
+        digest.update(np.ascontiguousarray(clips).tobytes())
+        digest.update(np.ascontiguousarray(labels).tobytes())
+    assert digest.hexdigest() == BEFORE_REACH[case]
+
+
+# --------------------------------------------------------------------------------------------------
+# task "reach": one frame, exactly `distance` apart, placed independently of the distance
+# --------------------------------------------------------------------------------------------------
+
+
+def anchors(corners: np.ndarray) -> np.ndarray:
+    """The anchor (y, x) each pair was placed around: corner A + floor(offset / 2)."""
+    a, b = corners[:, 0, 1:], corners[:, 1, 1:]
+    return a + (b - a) // 2
+
+
+@pytest.mark.parametrize("distance", [4, 9, 20, 34])  # touching ... reach_limit(56, 4) = 34
+def test_reach_puts_both_patches_in_one_frame_exactly_distance_apart(distance):
+    spec = replace(CLEAN, task="reach", distance=distance, train_samples=200)
+    clips, labels = make_clips(spec, "train", 2, 56)
+    corners = make_evidence(spec, "train", 2, 56)
+    assert labels.mean() == 0.5
+    for clip, label, pair in zip(clips[:60], labels, corners):
+        found = two_squares(clip, spec.patch)
+        assert sorted((t, y, x) for t, y, x, _ in found) == sorted(map(tuple, pair.tolist()))
+        (ta, ya, xa, ca), (tb, yb, xb, cb) = found
+        assert ta == tb and max(abs(ya - yb), abs(xa - xb)) == distance and (ca == cb) == bool(label)
+    assert (np.abs(corners[:, 0, 1:] - corners[:, 1, 1:]).max(1) == distance).all()
+    assert set(corners[:, 0, 0]) == {0, 1}  # either frame
+    # every direction occurs: the offset is uniform over the ring of radius `distance`
+    offsets = corners[:, 1, 1:] - corners[:, 0, 1:]
+    assert {tuple(np.sign(o)) for o in offsets} >= {(-1, -1), (-1, 1), (1, -1), (1, 1)}
+
+
+def test_reach_places_pairs_the_same_way_at_every_distance():
+    """The anchor is uniform on the same window at every distance: no corner forcing, positions carry no
+    information about the distance."""
+    lo, hi = (28 - 4) // 3, 28 - 4 - (28 - 4) // 3  # the middle third of the 25 corner positions: [8, 16]
+    window = hi - lo + 1
+    spread = {}
+    for distance in (4, 10, 16):  # touching ... reach_limit(28, 4)
+        spec = replace(CLEAN, task="reach", distance=distance, train_samples=1500)
+        found = anchors(make_evidence(spec, "train", 1, 28))  # (n, 2)
+        assert found.min() == lo and found.max() == hi  # the whole window, nothing outside it
+        counts = np.stack([np.bincount(found[:, axis] - lo, minlength=window) for axis in (0, 1)])
+        expected = len(found) / window
+        assert np.abs(counts - expected).max() < 5 * np.sqrt(expected)  # uniform within sampling noise
+        spread[distance] = found.mean(0)
+    means = np.array(list(spread.values()))
+    assert np.abs(means - (lo + hi) / 2).max() < 0.4  # the same centre at each distance (sd of a mean: 0.07)
+    # "within" on a small frame, for contrast: the largest distance forces the pairs into the corners
+    within = make_evidence(replace(CLEAN, task="within", distance=12, train_samples=200), "train", 1, 16)
+    assert (np.isin(within[:, :, 1:], [0, 12]).any(axis=(1, 2))).all()
+
+
+def test_reach_limit_and_its_one_line_error():
+    assert reach_limit(56, 4) == 34 and reach_limit(16, 4) == 8 and reach_limit(112, 6) == 70
+    for ok in (4, 34):
+        check(replace(CLEAN, task="reach", distance=ok), 1, 56)
+    for bad in (3, 35):
+        with pytest.raises(ValueError) as info:
+            check(replace(CLEAN, task="reach", distance=bad), 1, 56)
+        message = str(info.value)
+        assert "\n" not in message and message.startswith(f"data.synthetic.distance={bad}:")
+        assert "'reach'" in message and "[4, 34]" in message
+
+
+def test_evidence_mask_marks_the_patches_of_the_clips():
+    spec = replace(CLEAN, task="reach", distance=10, patch=5, train_samples=30)
+    clips, _ = make_clips(spec, "train", 2, 40)
+    mask = evidence_mask(spec, "train", 2, 40)
+    assert mask.shape == (30, 2, 40, 40) and mask.dtype == bool
+    lit = clips.max(1) > 0  # noise 0, no digits: only the patches are lit
+    assert np.array_equal(mask, lit)
+    assert (mask.sum(axis=(1, 2, 3)) == 2 * 25).all()
+    # the other tasks too, with noise and digits: the generator is replayed, not re-read from pixels
+    for task, frames in (("far", 4), ("near", 4), ("within", 1)):
+        noisy = SyntheticSpec(task=task, distance=6, train_samples=20)
+        corners = make_evidence(noisy, "train", frames, 16)
+        clean_clips, _ = make_clips(replace(noisy, noise=0.0), "train", frames, 16)
+        for clip, pair in zip(clean_clips, corners):
+            for t, y, x in pair:
+                patch = clip[:, t, y : y + 4, x : x + 4].reshape(3, -1)
+                assert (patch == patch[:, :1]).all() and patch.max() == 1.0  # a saturated, one-colour patch

@@ -3,28 +3,52 @@
 Plain functions on tensors and modules; no Lightning Trainer:
 - `load_run(run, weights="final")`: a logged run's network (eval mode) and its resolved config;
 - `attention_maps(model, clips)`: every non-local block's (B, N_query, N_key) weights on its real input,
-  with the query and key grids and the block's input and output features;
-- `query_dependence(att)`: GCNet's mean cosine distance between the maps (or features) of query pairs;
-- `effective_receptive_field(model, clips, stage)` and `erf_area(erf)`: Luo et al.'s effective receptive
-  field and the smallest share of input positions that holds half of it.
+  with the query and key grids, the block's input and output features and its context term before fusion;
+- `query_dependence(att, queries=)`: GCNet's mean cosine distance between the maps (or features) of query
+  pairs, by query type (`evidence_queries`); `shuffled_query_dependence(att)`: its null with the same entropy
+  per query and no query dependence; `evidence_share`;
+- `effective_receptive_field(model, clips, stage)` (Luo et al.: the centre unit, averaged over clips),
+  `erf_squares(erf, centre)` (RepLKNet's centred squares), `theoretical_rf(model, clip_shape)` and `erf_area`
+  (the smallest share of positions anywhere holding half of it);
+- `rank_correlation(x, y)` (does one per-run measure predict another: Spearman's rho, interval, p),
+  `analysis.shortcuts` (a classifier's errors by colour pair), `analysis.tuning` (each arm's rate).
 """
 
 from nlstudy.analysis.attention import (
     BlockAttention,
     QueryDependence,
+    allowed_keys,
     attention_maps,
+    evidence_queries,
+    evidence_share,
     grid_to_input_box,
     grid_to_input_map,
     query_dependence,
     query_index,
     query_map,
+    shuffled_query_dependence,
     top_positions,
 )
-from nlstudy.analysis.receptive_field import effective_receptive_field, erf_area, erf_by_stage, temporal_spread
+from nlstudy.analysis.receptive_field import (
+    Geometry,
+    Square,
+    effective_receptive_field,
+    erf_area,
+    erf_by_stage,
+    erf_square,
+    erf_squares,
+    noise_clips,
+    temporal_spread,
+    theoretical_rf,
+    unit_centre,
+)
+from nlstudy.analysis.relation import RankCorrelation, rank_correlation
 from nlstudy.analysis.runs import find_run, load_run, run_config
 
 __all__ = [
-    "BlockAttention", "QueryDependence", "attention_maps", "effective_receptive_field", "erf_area", "erf_by_stage",
-    "find_run", "grid_to_input_box", "grid_to_input_map", "load_run", "query_dependence", "query_index", "query_map",
-    "run_config", "temporal_spread", "top_positions",
+    "BlockAttention", "Geometry", "QueryDependence", "RankCorrelation", "Square", "allowed_keys", "attention_maps",
+    "effective_receptive_field", "erf_area", "erf_by_stage", "erf_square", "erf_squares", "evidence_queries",
+    "evidence_share", "find_run", "grid_to_input_box", "grid_to_input_map", "load_run", "noise_clips",
+    "query_dependence", "query_index", "query_map", "rank_correlation", "run_config", "shuffled_query_dependence",
+    "temporal_spread", "theoretical_rf", "top_positions", "unit_centre",
 ]

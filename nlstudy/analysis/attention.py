@@ -7,7 +7,17 @@
                                     position sits in the input clip (the paper's Fig. 3)
     query_dependence(att)           GCNet's measure (Cao et al. 2019, sec. 3.2): the mean cosine distance
                                     between the rows of distinct query positions; 0 when every query
-                                    sees the same map
+                                    sees the same map; `queries=` restricts it to some queries per clip
+    shuffled_query_dependence(att)  its expected value when each query's own weights are assigned to its
+                                    keys in random order: the same entropy per query, nothing in where it
+                                    looks that depends on the query (the null a measured value is read against)
+    evidence_queries(mask, grid)    which grid positions sit on the evidence (a per-pixel input mask)
+    evidence_share(att, keys)       the share of each query's weight on given keys (the evidence)
+    allowed_keys(record)            which keys each query of a space- or time-mode block may attend to
+
+Each record also holds the block's context term before its fusion with the input (`context`): a non-local
+block's BN(W_z y), a global-context block's transform of its pooled context, the same at every position. GCNet
+measures the query dependence of that term, not of the block's output x + W_z y (which mostly repeats x).
 
 Grids are the spatial shape of a block's input, (T, H, W) in a video backbone; positions on them are
 flattened in C order (t, h, w), as `NonLocalBlock.attention` flattens them.
@@ -42,6 +52,10 @@ class BlockAttention:
     outputs:     (B, N_query, C) the block's output features (input + the block's residual)
     kind:        "nonlocal", or "global_context" for a GlobalContextBlock (include_context=True), whose
                  one shared (B, N) map is expanded to every query: weights[b, i] is the same row for all i
+    context:     (B, N_query, C) the context term before the fusion, outputs = inputs + context: a non-local
+                 block's BN(W_z y_i) (the output of its out_norm), a global-context block's transform of its
+                 pooled context (one vector, expanded to every position: a view, no copy)
+    mode:        the block's mode ("spacetime", "space", "time"; a global-context block: "spacetime")
     """
 
     name: str
@@ -51,6 +65,8 @@ class BlockAttention:
     inputs: torch.Tensor
     outputs: torch.Tensor
     kind: str = "nonlocal"
+    context: torch.Tensor | None = None
+    mode: str = "spacetime"
 
 
 def _positions_last(t: torch.Tensor) -> torch.Tensor:
@@ -58,18 +74,35 @@ def _positions_last(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(2).transpose(1, 2).clone(memory_format=torch.contiguous_format)  # (B, N, C)
 
 
-def _capture(name: str, block: nn.Module, x: torch.Tensor, output: torch.Tensor) -> BlockAttention:
-    """The record of one call of `block` on input x (B, C, *S) that returned `output` (B, C, *S)."""
+# the submodule whose output is a block's context term before the fusion x + context: the one place that reads
+# the blocks' inner structure (tests/test_analysis_attention.py checks inputs + context == outputs for each kind,
+# so a renamed or fused layer fails there, loudly)
+CONTEXT_MODULE = {NonLocalBlock: "out_norm", GlobalContextBlock: "transform"}
+
+
+def _context(block: nn.Module, term: torch.Tensor, n_positions: int) -> torch.Tensor:
+    """The captured context term as (B, N, C): per position for a non-local block, expanded for a GC block."""
+    if isinstance(block, NonLocalBlock):
+        return _positions_last(term)  # (B, C, *S) -> (B, N, C)
+    return term.flatten(1).unsqueeze(1).expand(-1, n_positions, -1)  # (B, C, 1, ...) -> (B, N, C), a view
+
+
+def _capture(name: str, block: nn.Module, x: torch.Tensor, output: torch.Tensor,
+             term: torch.Tensor | None = None) -> BlockAttention:
+    """The record of one call of `block` on input x (B, C, *S) that returned `output` (B, C, *S), with the
+    context term `term` its CONTEXT_MODULE returned during that call."""
     query_grid = tuple(x.shape[2:])
     if isinstance(block, NonLocalBlock):
         _, keys, _ = block.project(x)  # keys (B, d, *S'): S' is the subsampled grid
-        key_grid, kind = tuple(keys.shape[2:]), "nonlocal"
+        key_grid, kind, mode = tuple(keys.shape[2:]), "nonlocal", block.mode
         weights = block.attention(x)  # (B, N, N')
     else:  # GlobalContextBlock: one map over every position, shared by all queries
         shared = block.attention(x)  # (B, N)
-        key_grid, kind = query_grid, "global_context"
+        key_grid, kind, mode = query_grid, "global_context", "spacetime"
         weights = shared.unsqueeze(1).expand(-1, shared.shape[1], -1)  # (B, N, N): a view, no copy
-    return BlockAttention(name, query_grid, key_grid, weights, _positions_last(x), _positions_last(output), kind)
+    context = None if term is None else _context(block, term, weights.shape[1])
+    return BlockAttention(name, query_grid, key_grid, weights, _positions_last(x), _positions_last(output), kind,
+                          context, mode)
 
 
 def attention_maps(model: nn.Module, clips: torch.Tensor, *, include_context: bool = False) -> list[BlockAttention]:
@@ -86,13 +119,23 @@ def attention_maps(model: nn.Module, clips: torch.Tensor, *, include_context: bo
                       "its running ones; call model.eval() first", stacklevel=2)
     kinds = (NonLocalBlock, GlobalContextBlock) if include_context else (NonLocalBlock,)
     records: list[BlockAttention] = []
+    terms: dict[str, torch.Tensor] = {}  # block name -> its context term of the call in progress
 
     def hook_for(name: str):
         def hook(block: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            records.append(_capture(name, block, args[0], output))  # computed now, before any later in-place op
+            # computed now, before any later in-place op
+            records.append(_capture(name, block, args[0], output, terms.pop(name, None)))
         return hook
 
-    handles = [m.register_forward_hook(hook_for(name)) for name, m in model.named_modules() if isinstance(m, kinds)]
+    def term_hook_for(name: str):
+        def hook(_module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
+            terms[name] = output.clone(memory_format=torch.contiguous_format)
+        return hook
+
+    blocks = [(name, m) for name, m in model.named_modules() if isinstance(m, kinds)]
+    handles = [m.register_forward_hook(hook_for(name)) for name, m in blocks]
+    handles += [m.get_submodule(CONTEXT_MODULE[type(m)]).register_forward_hook(term_hook_for(name))
+                for name, m in blocks if type(m) in CONTEXT_MODULE]
     try:
         with torch.no_grad():
             model(clips)
@@ -202,41 +245,154 @@ def _wide(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.float32 if t.device.type == "mps" else torch.float64)
 
 
-def query_dependence(att: torch.Tensor, *, max_queries: int | None = None, seed: int = 0) -> QueryDependence:
-    """GCNet's query dependence (Cao et al. 2019, sec. 3.2) of `att` (B, N_query, N_key): per clip, the
-    mean over ordered pairs of distinct query rows i != j of the cosine distance 1 - cos(a_i, a_j),
-    then the mean over the clips. The same maths on (B, N, C) features gives GCNet's "input" and
-    "output" measures (`BlockAttention.inputs` / `.outputs`).
-
-    With unit rows u_i, sum_{i != j} <u_i, u_j> = |sum_i u_i|^2 - sum_i |u_i|^2, so the mean is computed
-    from one sum over the rows, never the N x N x N_key tensor nor the N x N Gram matrix.
-    `max_queries` uses that many query rows drawn at random (`seed`) when N is larger; the result says
-    so (`sampled`, `n_queries`). Rows that are all zero (dot product / concatenation weights can be)
-    have no direction: they are left out and counted in `skipped`; a clip with fewer than two rows left
-    is left out of the mean.
-    """
+def _query_rows(att: torch.Tensor, max_queries: int | None, seed: int, queries: torch.Tensor | None):
+    """The query rows each clip contributes: (rows, per-clip masks or None), checked."""
     if att.dim() != 3:
-        raise ValueError(f"query_dependence expects a (B, N, K) tensor, got shape {tuple(att.shape)}")
+        raise ValueError(f"query dependence expects a (B, N, K) tensor, got shape {tuple(att.shape)}")
     if max_queries is not None and max_queries < 2:
         raise ValueError(f"max_queries must be at least 2, got {max_queries}")
-    att = att.detach()
+    if queries is not None and (queries.shape != att.shape[:2] or queries.dtype != torch.bool):
+        raise ValueError(f"queries must be a (B, N) = {tuple(att.shape[:2])} bool mask, got "
+                         f"{tuple(queries.shape)} {queries.dtype}")
     n_positions = att.shape[1]
     rows = torch.arange(n_positions, device=att.device)
     if max_queries is not None and max_queries < n_positions:
         generator = torch.Generator().manual_seed(seed)
         rows = torch.randperm(n_positions, generator=generator)[:max_queries].to(att.device)
-    per_clip, skipped = [], 0
-    for clip in att:  # one (N, K) clip at a time: only one float64 copy is alive
-        x = _wide(clip.index_select(0, rows))  # (n, K)
+    return rows
+
+
+def _mean_distance(vectors: list[torch.Tensor]) -> tuple[float, list[int]]:
+    """The mean over clips of 1 - mean_{i != j} <v_i, v_j> for each clip's (n, K) rows v (unit rows for the
+    cosine distance); a clip with fewer than two rows is left out. Returns (value, rows used per clip)."""
+    per_clip, used = [], []
+    for v in vectors:
+        n = v.shape[0]
+        used.append(n)
+        if n < 2:
+            continue
+        total = v.sum(0)  # (K,)
+        off_diagonal = total.dot(total) - (v * v).sum()  # sum_{i != j} <v_i, v_j>: no N x N Gram matrix
+        per_clip.append(1.0 - float(off_diagonal) / (n * (n - 1)))
+    return (sum(per_clip) / len(per_clip) if per_clip else math.nan), used
+
+
+def _clip_rows(att: torch.Tensor, rows: torch.Tensor, queries: torch.Tensor | None):
+    """Per clip: its (n, K) selected rows in float64 with their norms, the all-zero ones dropped; and how
+    many were dropped in all."""
+    out, skipped = [], 0
+    for b, clip in enumerate(att):  # one (N, K) clip at a time: only one float64 copy is alive
+        chosen = rows if queries is None else rows[queries[b].index_select(0, rows)]
+        x = _wide(clip.index_select(0, chosen))  # (n, K)
         norms = x.norm(dim=1)  # (n,)
         keep = norms > 0
         skipped += int((~keep).sum())
-        u = x[keep] / norms[keep, None]  # (n', K): unit rows
-        n = u.shape[0]
-        if n < 2:
-            continue
-        total = u.sum(0)  # (K,)
-        off_diagonal = total.dot(total) - (u * u).sum()  # sum_{i != j} <u_i, u_j>
-        per_clip.append(1.0 - float(off_diagonal) / (n * (n - 1)))
-    value = sum(per_clip) / len(per_clip) if per_clip else math.nan
-    return QueryDependence(value, n_positions, len(rows), len(rows) < n_positions, skipped)
+        out.append((b, chosen[keep], x[keep], norms[keep]))
+    return out, skipped
+
+
+def query_dependence(att: torch.Tensor, *, max_queries: int | None = None, seed: int = 0,
+                     queries: torch.Tensor | None = None) -> QueryDependence:
+    """GCNet's query dependence (Cao et al. 2019, sec. 3.2) of `att` (B, N_query, N_key): per clip, the
+    mean over ordered pairs of distinct query rows i != j of the cosine distance 1 - cos(a_i, a_j),
+    then the mean over the clips. The same maths on (B, N, C) features gives GCNet's "input" and
+    "output" measures (`BlockAttention.inputs`, and `.context`: the block's term before the fusion).
+
+    With unit rows u_i, sum_{i != j} <u_i, u_j> = |sum_i u_i|^2 - sum_i |u_i|^2, so the mean is computed
+    from one sum over the rows, never the N x N x N_key tensor nor the N x N Gram matrix.
+    `max_queries` uses that many query rows drawn at random (`seed`) when N is larger; the result says
+    so (`sampled`, `n_queries`). `queries` (B, N) bool keeps, per clip, only the rows it marks (queries on
+    the evidence, or on the background: `evidence_queries`). Rows that are all zero (dot product /
+    concatenation weights can be) have no direction: they are left out and counted in `skipped`; a clip with
+    fewer than two rows left is left out of the mean.
+    """
+    rows = _query_rows(att, max_queries, seed, queries)
+    clips, skipped = _clip_rows(att.detach(), rows, queries)
+    value, _ = _mean_distance([x / norms[:, None] for _, _, x, norms in clips])
+    return QueryDependence(value, att.shape[1], len(rows), len(rows) < att.shape[1], skipped)
+
+
+def shuffled_query_dependence(att: torch.Tensor, *, max_queries: int | None = None, seed: int = 0,
+                              queries: torch.Tensor | None = None,
+                              allowed: torch.Tensor | None = None) -> QueryDependence:
+    """The expected `query_dependence` of `att` under the null that each query's weights are assigned to its
+    keys in a random order, independently across queries: every query keeps its own weights (so its map's
+    entropy, and its norm), but where it puts them carries nothing about the query.
+
+    Read a measured value against this one: a near-uniform map scores near zero whatever it depends on, and so
+    does its null; maps built to be identical score 0 against a positive null; maps whose arrangement is
+    independent across queries score the null. Exact, not sampled: a permuted row's expectation is its mean
+    weight on every key it may attend to, E[a_pi] = (sum a / |A|) 1_A, and rows are permuted independently,
+    so E[cos] between two rows is <E[a_pi], E[b_sigma]> / (|a| |b|). `allowed` (N, K) bool marks the keys each
+    query may attend to (`allowed_keys`: a space- or time-mode block's own frame or pixel; default every key);
+    `max_queries`, `seed` and `queries` select rows as in `query_dependence`.
+    """
+    rows = _query_rows(att, max_queries, seed, queries)
+    if allowed is not None and allowed.shape != att.shape[1:]:
+        raise ValueError(f"allowed must be an (N, K) = {tuple(att.shape[1:])} bool mask, got {tuple(allowed.shape)}")
+    clips, skipped = _clip_rows(att.detach(), rows, queries)
+    expected = []
+    for _, chosen, x, norms in clips:
+        if allowed is None:
+            support = torch.ones_like(x, dtype=torch.bool)
+        else:
+            support = allowed.to(x.device).index_select(0, chosen)  # (n, K)
+        spread = x.sum(1) / support.sum(1)  # (n,): each row's mean weight over its keys
+        expected.append(support * (spread / norms)[:, None])  # (n, K): E[a_pi] / |a|
+    value, _ = _mean_distance(expected)
+    return QueryDependence(value, att.shape[1], len(rows), len(rows) < att.shape[1], skipped)
+
+
+def allowed_keys(record: BlockAttention) -> torch.Tensor:
+    """(N_query, N_key) bool: the keys each query of `record`'s block may attend to. Every key in spacetime
+    mode (and for a global-context block); the keys of its own frame in space mode (which never pools
+    across frames); the keys of its own pixel in time mode (which never pools across pixels)."""
+    (t, h, w), (tk, hk, wk) = record.query_grid, record.key_grid
+    if record.mode == "spacetime":
+        return torch.ones(t * h * w, tk * hk * wk, dtype=torch.bool)
+    qt, qh, qw = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
+    kt, kh, kw = torch.meshgrid(torch.arange(tk), torch.arange(hk), torch.arange(wk), indexing="ij")
+    if record.mode == "space":  # the same frame: t' = t (space mode keeps every frame)
+        return qt.reshape(-1, 1) == kt.reshape(1, -1)
+    # time: the same pixel, any frame (time mode keeps every pixel; its frames may be pooled)
+    return (qh.reshape(-1, 1) == kh.reshape(1, -1)) & (qw.reshape(-1, 1) == kw.reshape(1, -1))
+
+
+# --- queries on the evidence, and where they look ---
+
+
+def evidence_queries(mask: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    """(B, N) bool: the positions of `grid` (T', H', W') whose input footprint (`grid_to_input_box`) holds any
+    pixel of the (B, T, H, W) input `mask` (the evidence: `nlstudy.data.synthetic.evidence_mask`). Its
+    complement is the background queries. Also serves keys: pass a block's key grid."""
+    mask = torch.as_tensor(mask)
+    if mask.dim() != len(grid) + 1:
+        raise ValueError(f"mask must be (B, {', '.join('THW'[-len(grid):])}) for a {len(grid)}-d grid, "
+                         f"got shape {tuple(mask.shape)}")
+    out = mask.to(torch.float32)
+    for axis, (g, size) in enumerate(zip(grid, mask.shape[1:]), start=1):
+        starts = torch.arange(g) * size // g  # the first input cell of each grid cell's footprint
+        owner = torch.searchsorted(starts, torch.arange(size), right=True) - 1  # the grid cell holding each input cell
+        shape = list(out.shape)
+        shape[axis] = g
+        out = torch.zeros(shape).index_add_(axis, owner, out)  # how many evidence pixels each cell holds
+    return (out > 0).flatten(1)  # (B, N)
+
+
+def evidence_share(att: torch.Tensor, keys: torch.Tensor, queries: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,) the mean over each clip's selected queries (`queries` (B, N) bool; default all) of the share of the
+    query's absolute weight on the keys `keys` (B, N_key) bool marks; nan for a clip with no query selected
+    (or whose selected rows are all zero). Compare queries on the evidence with queries on the background
+    (the null for "it looks at the evidence because it asks from the evidence"), and with the share of keys
+    marked (a uniform map's share)."""
+    if att.dim() != 3 or keys.shape != (att.shape[0], att.shape[2]):
+        raise ValueError(f"att must be (B, N, K) and keys (B, K) bool; got {tuple(att.shape)} and {tuple(keys.shape)}")
+    weights = _wide(att.detach()).abs()  # (B, N, K)
+    total = weights.sum(2)  # (B, N)
+    on = (weights * keys[:, None, :].to(weights.dtype)).sum(2)  # (B, N)
+    selected = total > 0
+    if queries is not None:
+        selected = selected & queries
+    share = torch.where(selected, on / total.clamp_min(torch.finfo(total.dtype).tiny), torch.zeros_like(on))
+    count = selected.sum(1)
+    return torch.where(count > 0, share.sum(1) / count.clamp_min(1), torch.full_like(count, math.nan, dtype=share.dtype))

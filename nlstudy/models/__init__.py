@@ -92,11 +92,18 @@ def _insert_residual(options: NLOptions, dim: int = 3):  # 3-d only: nlstudy.mod
     return lambda channels, inner, kind: RESIDUAL_BLOCKS[kind](channels, inner, zero_init=True)
 
 
+def _insert_temporal_residual(options: NLOptions, dim: int = 3):  # 3-d only, as the residual control
+    # the convolutional control that mixes frames: the residual block with I3D's 3x3x3 kernel (basic: its first
+    # conv; bottleneck: its middle one), starting as the identity
+    return lambda channels, inner, kind: RESIDUAL_BLOCKS[kind](channels, inner, t_middle=3, zero_init=True)
+
+
 # model.backbone.block (nlstudy.choices.BLOCKS) -> builder of the inserted block from the nl options and the
 # features' dim (3 in our backbone; 2 in torchvision's 2-d ResNets, nlstudy.models.plugin)
 INSERTABLE = {
     "nonlocal": _insert_nonlocal,
     "residual": _insert_residual,
+    "temporal_residual": _insert_temporal_residual,
     "global_context": lambda o, dim=3: lambda channels, inner, kind: GlobalContextBlock(channels, dim, o.reduction),
     "squeeze_excitation": lambda o, dim=3: lambda channels, inner, kind: SqueezeExcitationBlock(channels, dim, o.reduction),
 }

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from nlstudy.blocks.nonlocal_block import parse_subsample
-from nlstudy.choices import BLOCKS, DEFAULT_MODE, RESIDUAL, SOFTMAX_PAIRWISE, STAGES
+from nlstudy.choices import BLOCKS, DEFAULT_MODE, RESIDUAL, SOFTMAX_PAIRWISE, STAGES, TEMPORAL_RESIDUAL
 from nlstudy.models.placement import resolve_placement
 from nlstudy.models.resnet import LOGITS, InsertFn, StagedNetwork, inserted_children
 from nlstudy.registry import lookup
@@ -109,9 +109,9 @@ def insert_blocks(model: nn.Module, placement: str | Mapping[str, Sequence[int]]
     network = network or type(model).__name__
     check_nl(options, dim)
     positions = resolve_placement(placement, stage_sizes(model), network)
-    if positions and kind == RESIDUAL:
-        others = ", ".join(repr(b) for b in BLOCKS if b != RESIDUAL)
-        raise ValueError(f"model.backbone.block={RESIDUAL!r} adds this package's own C2D residual blocks, not "
+    if positions and kind in (RESIDUAL, TEMPORAL_RESIDUAL):
+        others = ", ".join(repr(b) for b in BLOCKS if b not in (RESIDUAL, TEMPORAL_RESIDUAL))
+        raise ValueError(f"model.backbone.block={kind!r} adds this package's own C2D residual blocks, not "
                          f"{network}'s; valid choices for it: {others}")
     taken = [f"{stage}.{i}" for stage, indices in positions.items() for i in indices
              if f"{kind}{i}" in dict(layers[stage].named_children())]
