@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pytest
 
 from nlstudy.data import ClipDataModule, cache
 from nlstudy.data.synthetic import SyntheticSpec, make_clips
@@ -64,7 +63,9 @@ def test_a_folder_that_cannot_be_written_leaves_the_run_its_clips(tmp_path):
 
 def test_the_folder_follows_the_runs_root_and_can_be_turned_off(tmp_path, monkeypatch):
     monkeypatch.delenv(cache.CACHE_ENV, raising=False)
-    monkeypatch.setenv("NLSTUDY_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.delenv("NLSTUDY_RUNS_DIR", raising=False)
+    assert cache.folder() is None  # no runs root set (a plain `nlstudy fit`, a notebook): no cache
+    monkeypatch.setenv("NLSTUDY_RUNS_DIR", str(tmp_path / "runs"))  # as the sweep agent sets it
     assert cache.folder() == tmp_path / "runs" / "cache" / "clips"
     monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "elsewhere"))
     assert cache.folder() == tmp_path / "elsewhere"
@@ -85,7 +86,3 @@ def test_the_data_module_reads_its_synthetic_splits_through_the_cache(tmp_path, 
     assert np.array_equal(again.split("train").tensors[0].numpy(), clips)
     assert np.array_equal(again.split("train").tensors[1].numpy(), labels)
 
-
-@pytest.fixture(autouse=True)
-def _no_cache_in_the_repository(monkeypatch, tmp_path):
-    monkeypatch.setenv("NLSTUDY_RUNS_DIR", str(tmp_path / "default-runs"))

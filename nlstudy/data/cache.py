@@ -5,10 +5,11 @@ is named by a digest of everything the clips depend on: the generator's source (
 arguments (the SyntheticSpec, the split, frames and size) and the versions of numpy (its random generator) and
 scikit-learn (the digits). A changed generator or argument makes a new name, so a stale file is never read.
 
-Where: $NLSTUDY_CLIP_CACHE if set ("off" disables the cache), else `<runs root>/cache/clips` (the runs root is
-$NLSTUDY_RUNS_DIR, else ./runs: a sweep's runs share it, and `make clean` removes it). A file is written whole
-or not at all (a temporary file renamed into place); one that cannot be read is generated again, and a folder
-that cannot be written leaves the run to generate its clips, as without the cache.
+Where: $NLSTUDY_CLIP_CACHE if set ("off" disables the cache), else `$NLSTUDY_RUNS_DIR/cache/clips` when a runs
+root is set (the sweep agent sets it for every run: a suite's runs share one cache, and `make clean` removes it
+with runs/), else nowhere (a plain `nlstudy fit`, a notebook or a test generates its clips, as before). A file is
+written whole or not at all (a temporary file renamed into place); one that cannot be read is generated again,
+and a folder that cannot be written leaves the run to generate its clips, as without the cache.
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ OFF = "off"
 def folder() -> Path | None:
     """The cache folder, or None when the cache is off."""
     chosen = os.environ.get(CACHE_ENV)
-    if chosen == OFF:
-        return None
-    return Path(chosen) if chosen else Path(keys.default_runs_root()) / "cache" / "clips"
+    if chosen:
+        return None if chosen == OFF else Path(chosen)
+    runs = os.environ.get(keys.RUNS_ENV)
+    return Path(runs) / "cache" / "clips" if runs else None
 
 
 @functools.cache
