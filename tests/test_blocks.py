@@ -262,11 +262,9 @@ def peak_bytes(step, tmp_path) -> int:
 
 
 @pytest.mark.parametrize("pairwise", ["gaussian", "embedded_gaussian"])
-def test_the_softmax_weights_path_holds_one_pairwise_matrix(pairwise, monkeypatch, tmp_path):
-    from nlstudy.blocks.nonlocal_block import ExplicitSoftmaxAttention
-
-    monkeypatch.setattr(ExplicitSoftmaxAttention, "chunk_bytes", 2**16)  # chunks of 16 query rows
+def test_the_softmax_weights_path_holds_one_pairwise_matrix(pairwise, tmp_path):
     block = NonLocalBlock(4, 3, pairwise, subsample=False).train()
+    block.explicit_chunk_bytes = 2**16  # chunks of 16 query rows
     x = torch.randn(1, 4, 4, 16, 16, requires_grad=True)  # N = 1024: the weights take 4 MB, the rest 100 kB
     weights = 4 * 1024 * 1024
     ours = peak_bytes(lambda: block(x).sum().backward(), tmp_path)
@@ -286,13 +284,10 @@ def test_symmetrise_adds_the_transpose_in_place_tile_by_tile():
 
 @pytest.mark.parametrize("chunk_bytes", [2 * 30 * 4 * 4, 2**24], ids=["chunks", "autograd"])  # 4 rows; all
 @pytest.mark.parametrize("pairwise,subsample", [("gaussian", False), ("embedded_gaussian", True)])
-def test_the_chunked_weights_give_the_gradients_of_the_explicit_formulation(pairwise, subsample, chunk_bytes,
-                                                                             monkeypatch):
-    from nlstudy.blocks.nonlocal_block import ExplicitSoftmaxAttention
-
-    monkeypatch.setattr(ExplicitSoftmaxAttention, "chunk_bytes", chunk_bytes)
-    monkeypatch.setattr(ExplicitSoftmaxAttention, "symmetric_min_width", 1)  # the gaussian's one product too
+def test_the_chunked_weights_give_the_gradients_of_the_explicit_formulation(pairwise, subsample, chunk_bytes):
     block = randomised(NonLocalBlock(6, 3, pairwise, 4, subsample, scale=True)).train()
+    block.explicit_chunk_bytes = chunk_bytes
+    block.symmetric_min_width = 1  # the gaussian's one product too
     x = torch.randn(2, 6, 2, 3, 5, requires_grad=True)  # N = 30 (not a multiple of the chunk)
     grads = []
     for run in (block, lambda inp: explicit_forward(block, inp, concat="broadcast")):
@@ -305,11 +300,9 @@ def test_the_chunked_weights_give_the_gradients_of_the_explicit_formulation(pair
         torch.testing.assert_close(fast, slow, atol=1e-4 * scale, rtol=1e-4)
 
 
-def test_a_second_backward_through_weights_overwritten_in_place_fails_loudly(monkeypatch):
-    from nlstudy.blocks.nonlocal_block import ExplicitSoftmaxAttention
-
-    monkeypatch.setattr(ExplicitSoftmaxAttention, "chunk_bytes", 18 * 4)  # two chunks: the in-place backward
+def test_a_second_backward_through_weights_overwritten_in_place_fails_loudly():
     block = NonLocalBlock(4, 3, "embedded_gaussian", subsample=False).train()
+    block.explicit_chunk_bytes = 18 * 4  # one query row a chunk: the in-place backward
     out = block(torch.randn(1, 4, 2, 3, 3, requires_grad=True)).sum()
     out.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):

@@ -100,39 +100,36 @@ def symmetrise_(a: torch.Tensor, block: int = 256) -> torch.Tensor:
 
 
 class ExplicitSoftmaxAttention(torch.autograd.Function):
-    """softmax(s q^T k) per group applied to v, through explicit (G, N, N') weights larger than `chunk_bytes`:
-    query rows a chunk at a time, so one N x N' tensor at most (the weights, kept for the backward, which turns
-    them into their gradient in place) beside chunks of at most `chunk_bytes`. (Weights that fit in one chunk
-    take autograd's own softmax and products: `NonLocalBlock._softmax_attend`.)
+    """softmax(s q^T k) per group applied to v, through explicit (G, N, N') weights larger than a chunk: query rows
+    `chunk_bytes` at a time, so one N x N' tensor at most (the weights, kept for the backward, which turns them
+    into their gradient in place) beside the chunks. (Weights that fit in one chunk take autograd's own softmax and
+    products: `NonLocalBlock._softmax_attend`.)
 
-    Forward q.k and p.v, backward four products and no recomputation (the fused kernel recomputes q.k). When k is
-    q (the gaussian form without subsampling: q.k = x^T x is symmetric) and wide (d >= `symmetric_min_width`), the
-    two products of the backward that give q's and k's gradients are one: x (dS + dS^T) (for narrow x the second
-    product costs less than adding dS^T). Since the backward overwrites the weights, a second backward through
-    the same graph (retain_graph) fails ("modified by an inplace operation") rather than give wrong gradients.
+    Forward q.k and p.v, backward four products and no recomputation (the fused kernel recomputes q.k). With
+    `one_product` (k is q: the gaussian form without subsampling, q.k = x^T x symmetric, and x wide enough) the two
+    products of the backward that give q's and k's gradients are one: x (dS + dS^T). Since the backward overwrites
+    the weights, a second backward through the same graph (retain_graph) fails ("modified by an inplace
+    operation") rather than give wrong gradients.
     """
 
-    chunk_bytes = 2**24
-    symmetric_min_width = 64
-
     @staticmethod
-    def chunks(g: int, n: int, n_keys: int, itemsize: int) -> list[slice]:
+    def chunks(g: int, n: int, n_keys: int, itemsize: int, chunk_bytes: int) -> list[slice]:
         """Slices of the N query rows, each (G, rows, N') chunk at most `chunk_bytes`."""
-        rows = max(1, min(n, ExplicitSoftmaxAttention.chunk_bytes // (g * n_keys * itemsize)))
+        rows = max(1, min(n, chunk_bytes // (g * n_keys * itemsize)))
         return [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu")  # the backward runs under the forward's autocast state
-    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, chunk_bytes: int,
+                one_product: bool) -> torch.Tensor:
         # (G, d, N), (G, d, N'), (G, C', N') -> (G, C', N)
-        chunks = ExplicitSoftmaxAttention.chunks(q.shape[0], q.shape[2], k.shape[2], q.element_size())
+        chunks = ExplicitSoftmaxAttention.chunks(q.shape[0], q.shape[2], k.shape[2], q.element_size(), chunk_bytes)
         p = q.new_empty(q.shape[0], q.shape[2], k.shape[2])  # (G, N, N'): the weights, filled chunk by chunk
         for rows in chunks:
             logits = torch.bmm(q[:, :, rows].transpose(1, 2), k)  # (G, c, N')
             p[:, rows] = torch.softmax(logits.mul_(scale) if scale != 1.0 else logits, dim=-1)
         y = torch.bmm(v, p.transpose(1, 2))  # (G, C', N') @ (G, N', N) -> (G, C', N)
-        ctx.scale, ctx.chunks = scale, chunks
-        ctx.symmetric = k is q and q.shape[1] >= ExplicitSoftmaxAttention.symmetric_min_width
+        ctx.scale, ctx.chunks, ctx.symmetric = scale, chunks, one_product and k is q
         ctx.save_for_backward(q, k, v, p, y)
         return y
 
@@ -154,7 +151,7 @@ class ExplicitSoftmaxAttention(torch.autograd.Function):
         if ctx.scale != 1.0:
             dq = dq.mul_(ctx.scale)
             dk = dk.mul_(ctx.scale) if dk is not None else None
-        return dq, dk, dv, None  # with k given as q and dk None, dq is the whole gradient
+        return dq, dk, dv, None, None, None  # with k given as q and dk None, dq is the whole gradient
 
 
 class NonLocalBlock(nn.Module):
@@ -184,6 +181,12 @@ class NonLocalBlock(nn.Module):
     # without subsampling: 315 MB; the softmax forms hold one such tensor, and chunks; beyond, memory linear in N
     # is worth the fused kernel's recomputation)
     explicit_max_bytes = 2**29
+    # the softmax forms' explicit weights above this many bytes are computed query rows this many bytes at a time
+    # (ExplicitSoftmaxAttention), below it by autograd's own nodes
+    explicit_chunk_bytes = 2**24
+    # the gaussian form's backward as one product x (dS + dS^T) for x of at least this many channels (for narrower
+    # x a second product costs less than adding dS^T)
+    symmetric_min_width = 64
 
     def __init__(
         self,
@@ -331,11 +334,12 @@ class NonLocalBlock(nn.Module):
         symmetric = self.theta is None and self.subsample_kernel is None  # gaussian, unpooled: keys = queries
         # the fused kernel: seven products at width max(d, C') (q.k twice); explicit: q.k and q's and k's
         # gradients at d (one product for both when symmetric), p.v, dp and v's gradient at C'
-        one_product = symmetric and d >= ExplicitSoftmaxAttention.symmetric_min_width
+        one_product = symmetric and d >= self.symmetric_min_width
         explicit_macs = ((2 if one_product else 3) * d + 3 * cv) * pairs
         if q.is_cpu and self._explicit_pays(q, k, 7 * max(d, cv) * pairs, explicit_macs):
-            if pairs * q.element_size() > ExplicitSoftmaxAttention.chunk_bytes:
-                return ExplicitSoftmaxAttention.apply(q, q if symmetric else k, v, scale)
+            if pairs * q.element_size() > self.explicit_chunk_bytes:
+                return ExplicitSoftmaxAttention.apply(q, q if symmetric else k, v, scale, self.explicit_chunk_bytes,
+                                                      one_product)
             # weights that fit in one chunk: autograd's own nodes, no Python backward (which costs more than the
             # products at the demo's sizes)
             logits = torch.bmm(q.transpose(1, 2), k)  # (G, N, N')
