@@ -12,10 +12,17 @@
    a plain PyTorch loop over the same model, batches and optimiser schedule: seconds per step and the ratio.
 4. Where the blocks' time goes: the GPU kernels that the 5 blocks add to one training step (profiler), fp32
    and bf16 + channels_last_3d.
+5. torch.compile on the 8x224x224 step (issue 20: that step was found bound by kernel launches): C2D R50 and
+   NL C2D R50 5-block under bf16 + channels_last_3d, eager against torch.compile (inductor) and
+   torch.compile(mode="reduce-overhead") (inductor with CUDA graphs): the compile time (the first steps), the
+   step time and the speed-up; then NL 5-block / C2D time per mode beside the FLOPs ratio (the paper's Table 2e:
+   x1.2; ours from nlstudy.models.profile for the same clips).
 Each configuration is warmed up first and timed over several steps with CUDA events.
 
-    python benchmarks/gpu.py                  # everything (about 3 minutes on one H100)
-    python benchmarks/gpu.py --smoke          # tiny sizes on the CPU: checks the script itself (tests do)
+    python benchmarks/gpu.py                  # everything (about 6 minutes on one H100, compiling included)
+    python benchmarks/gpu.py --parts 5        # only torch.compile (about 3 minutes)
+    python benchmarks/gpu.py --smoke          # tiny sizes on the CPU: checks the script itself (part 5 through
+                                              # torch.compile's "eager" backend; tests/test_bench_gpu.py runs it)
 """
 
 from __future__ import annotations
@@ -309,6 +316,79 @@ def profile_blocks(args, device: str) -> None:
             print(f"    {ms:8.2f} ms  {key[:110]}")
 
 
+# --- 5. torch.compile and CUDA graphs on the 8x224 step ---------------------------------------------------------
+
+COMPILE_MODES = {"eager": None, "compile": "default", "reduce-overhead": "reduce-overhead"}
+PAPER_FLOPS_RATIO = 1.2  # NL C2D 5-block over C2D, ResNet-50 (Wang et al. 2018, Table 2e)
+
+
+def compiled_step_time(spec: dict, mode: str, args, device: str, classes: int = 400) -> dict:
+    """One training step (bf16 + channels_last_3d, SGD) of `spec` at 8x224x224 under `mode` (COMPILE_MODES): the
+    seconds of the first steps (compiling and graph capture) and of a step after them."""
+    import torch
+
+    from nlstudy.models import build_model
+
+    torch.manual_seed(0)
+    frames = 8 if not args.smoke else args.frames[0]
+    spec = {**spec, "width": 4} if args.smoke else spec  # --smoke: a narrow ResNet-50, the same layers
+    model = build_model(**spec, num_classes=classes).to(device).train().to(memory_format=torch.channels_last_3d)
+    clips = torch.randn(args.batch, 3, frames, args.size, args.size, device=device)
+    clips = clips.contiguous(memory_format=torch.channels_last_3d)
+    labels = torch.randint(0, classes, (args.batch,), device=device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    forward = model
+    if COMPILE_MODES[mode] is not None:
+        backend = "eager" if args.smoke else "inductor"  # --smoke: the plumbing only, no code generation
+        forward = torch.compile(model, mode=COMPILE_MODES[mode] if not args.smoke else None, backend=backend)
+
+    def one_step() -> None:
+        if mode == "reduce-overhead" and device == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()  # a new iteration: the graphs' outputs may be reused
+        with autocast(device, "bf16" if device == "cuda" else "fp32"):  # --smoke: fp32 (this CPU has no bf16)
+            loss = torch.nn.functional.cross_entropy(forward(clips), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    timer = Timer(device)
+    timer.start()
+    for _ in range(1 if args.smoke else 3):  # compiling, CUDA graph warm-up and capture, cuDNN autotuning
+        one_step()
+    first = timer.stop()
+    reset_peak(device)
+    timer.start()
+    for _ in range(args.steps):
+        one_step()
+    seconds = timer.stop() / args.steps
+    return {"first_s": first, "seconds": seconds, "clips_per_s": args.batch / seconds, "peak_gb": peak_gb(device)}
+
+
+def compiled_steps(args, device: str) -> None:
+    from nlstudy.models.profile import model_facts
+
+    frames = 8 if not args.smoke else args.frames[0]
+    print(f"\n== 5. torch.compile: {args.batch}x3x{frames}x{args.size}x{args.size} clips, bf16 + channels_last_3d, "
+          f"SGD; the first 3 steps (compiling) apart ==")
+    print(f"{'model':26s} {'mode':16s} {'first 3 s':>9s} {'s/step':>8s} {'clips/s':>8s} {'x eager':>7s} {'peak GB':>8s}")
+    names = ("C2D R50", "NL C2D R50 5-block")
+    results = {}
+    for name in names:
+        for mode in COMPILE_MODES:
+            r = compiled_step_time(MODELS[name], mode, args, device)
+            results[name, mode] = r
+            print(f"{name:26s} {mode:16s} {r['first_s']:9.1f} {r['seconds']:8.4f} {r['clips_per_s']:8.1f} "
+                  f"{results[name, 'eager']['seconds'] / r['seconds']:7.2f} {r['peak_gb']:8.2f}", flush=True)
+    width = {"width": 4} if args.smoke else {}
+    flops = [model_facts({**MODELS[name], **width, "num_classes": 400}, (3, frames, args.size, args.size))
+             ["flops_per_clip"] for name in names]
+    print(f"  FLOPs NL 5-block / C2D: x{flops[1] / flops[0]:.2f} here (the paper's Table 2e: x{PAPER_FLOPS_RATIO})")
+    for mode in COMPILE_MODES:
+        ratio = results[names[1], mode]["seconds"] / results[names[0], mode]["seconds"]
+        print(f"  {mode:16s} NL 5-block / C2D time: x{ratio:.2f} (FLOPs x{flops[1] / flops[0]:.2f}; "
+              f"time over FLOPs ratio {ratio / (flops[1] / flops[0]):.2f})")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=8, help="clips per step (the paper: 8 per GPU)")
@@ -316,14 +396,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--steps", type=int, default=10, help="timed steps per configuration")
     p.add_argument("--block-shape", type=int, nargs=5, default=[8, 256, 16, 56, 56], metavar=("B", "C", "T", "H", "W"))
-    p.add_argument("--parts", default="1234", help="which parts to run (default all: 1234)")
+    p.add_argument("--parts", default="12345", help="which parts to run (default all: 12345)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, to check the script itself")
     args = p.parse_args(argv)
     import torch
 
     if args.smoke:
         device = "cpu"
-        args.batch, args.frames, args.size, args.steps, args.block_shape = 2, [4], 32, 2, [1, 16, 2, 6, 6]
+        args.batch, args.frames, args.size, args.steps, args.block_shape = 2, [2], 32, 1, [1, 16, 2, 6, 6]
     elif not torch.cuda.is_available():
         print("benchmarks/gpu.py: no CUDA GPU here; run it on a GPU machine (or --smoke on the CPU)", file=sys.stderr)
         return 2
@@ -340,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
         lightning_vs_plain(args, device)
     if "4" in args.parts:
         profile_blocks(args, device)
+    if "5" in args.parts:
+        compiled_steps(args, device)
     return code
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import pytest
@@ -204,30 +205,108 @@ def largest_tensor(block: NonLocalBlock, x: torch.Tensor) -> int:
 
 
 @pytest.mark.parametrize("pairwise", PAIRWISE)
-def test_forward_and_backward_build_the_pairwise_matrix_only_where_it_pays(pairwise):
+def test_forward_and_backward_build_the_pairwise_matrix_only_where_it_costs_less_and_fits(pairwise):
     block = NonLocalBlock(8, 3, pairwise, subsample=False).train()
-    x = torch.randn(1, 8, 4, 8, 8, requires_grad=True)  # N = N' = 256
+    x = torch.randn(1, 8, 4, 8, 8, requires_grad=True)  # N = N' = 256, d = C' = 4
     n = 4 * 8 * 8
-    seen = largest_tensor(block, x)  # the explicit weights would save too little work here
-    assert seen < n * n // 8, f"{pairwise}: a tensor of {seen} elements (N x N = {n * n})"
-    block.explicit_min_saving = -math.inf  # they would pay, but take a byte more than the cap
-    block.explicit_max_bytes = 4 * n * n - 1
+    # the softmax forms' explicit products cost less than the fused kernel's at any size; the dot product's
+    # associative (d x C') summary costs less than N x N' weights here; the concatenation form has none
+    built = largest_tensor(block, x) >= n * n
+    assert built == (pairwise in ("gaussian", "embedded_gaussian")), f"{pairwise}: built the N x N matrix: {built}"
+    block.explicit_max_bytes = 4 * n * n - 1  # a byte more than the cap: never
     assert largest_tensor(block, x) < n * n // 8
-    block.explicit_max_bytes = 4 * n * n  # within the cap: the forms that have them build them
+    block.explicit_max_bytes = 4 * n * n  # within the cap, and made to pay: the forms that have them build them
+    block.explicit_min_saving = -math.inf
     assert (largest_tensor(block, x) >= n * n) == (pairwise != "concatenation")
     with LargestTensor() as seen:
         block.attention(x)
     assert seen.numel >= n * n  # the analysis path does build it
 
 
-@pytest.mark.parametrize("pairwise", ["gaussian", "embedded_gaussian", "dot_product"])  # those with weights
-def test_demo_sized_blocks_keep_their_default_path(pairwise):
-    # the demo's largest block (res2 of its ResNet-18 at width 16: C = 16 on 4 x 8 x 8, keys pooled to
-    # 4 x 4 x 4) in the attention notebook's 64-clip batches: its numbers were published from the
-    # default paths, so the explicit weights must not pay there
-    block = NonLocalBlock(16, 3, pairwise).train()
-    x = torch.randn(64, 16, 4, 8, 8, requires_grad=True)
-    assert largest_tensor(block, x) < 64 * 256 * 64  # G N N'
+def test_the_dot_product_takes_the_weights_where_groups_are_small():
+    # time mode: each group is one pixel's T = 4 frames, so (G, 4, 4) weights cost less than d x C' summaries
+    block = NonLocalBlock(32, 3, "dot_product", subsample=False, mode="time").train()
+    x = torch.randn(2, 32, 4, 4, 4, requires_grad=True)
+    with Recorder() as seen:
+        block(x).sum().backward()
+    assert (32, 4, 4) in seen.shapes
+
+
+class Recorder(TorchDispatchMode):
+    """The shapes of the tensors the aten ops produce."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, tuple | list) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.shapes.add(tuple(t.shape))
+        return out
+
+
+def peak_bytes(step, tmp_path) -> int:
+    """Peak of the bytes the CPU allocator holds during `step` beyond what it held before: the running sum of the
+    profiler trace's "[memory]" events (+ alloc, - free), as benchmarks/nl_block.py measures it."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    trace = tmp_path / f"trace-{len(list(tmp_path.iterdir()))}.json"
+    prof.export_chrome_trace(str(trace))
+    events = sorted((e for e in json.loads(trace.read_text())["traceEvents"] if e.get("name") == "[memory]"),
+                    key=lambda e: e["ts"])
+    return max(itertools.accumulate((e["args"]["Bytes"] for e in events), initial=0))
+
+
+@pytest.mark.parametrize("pairwise", ["gaussian", "embedded_gaussian"])
+def test_the_softmax_weights_path_holds_one_pairwise_matrix(pairwise, tmp_path):
+    block = NonLocalBlock(4, 3, pairwise, subsample=False).train()
+    block.explicit_chunk_bytes = 2**16  # chunks of 16 query rows
+    x = torch.randn(1, 4, 4, 16, 16, requires_grad=True)  # N = 1024: the weights take 4 MB, the rest 100 kB
+    weights = 4 * 1024 * 1024
+    ours = peak_bytes(lambda: block(x).sum().backward(), tmp_path)
+    port = peak_bytes(lambda: explicit_forward(block, x, concat="broadcast").sum().backward(), tmp_path)
+    assert weights <= ours < 1.25 * weights  # one N x N' tensor at a time, beside chunks and linear terms
+    assert port > 2 * weights  # the common ports hold two or three
+
+
+def test_symmetrise_adds_the_transpose_in_place_tile_by_tile():
+    from nlstudy.blocks.nonlocal_block import symmetrise_
+
+    a = torch.randn(3, 10, 10)
+    want = a + a.transpose(1, 2)
+    got = symmetrise_(a, block=4)  # tiles of 4: 3 per side, the last one short
+    assert got is a and torch.equal(got, want)
+
+
+@pytest.mark.parametrize("chunk_bytes", [2 * 30 * 4 * 4, 2**24], ids=["chunks", "autograd"])  # 4 rows; all
+@pytest.mark.parametrize("pairwise,subsample", [("gaussian", False), ("embedded_gaussian", True)])
+def test_the_chunked_weights_give_the_gradients_of_the_explicit_formulation(pairwise, subsample, chunk_bytes):
+    block = randomised(NonLocalBlock(6, 3, pairwise, 4, subsample, scale=True)).train()
+    block.explicit_chunk_bytes = chunk_bytes
+    block.symmetric_min_width = 1  # the gaussian's one product too
+    x = torch.randn(2, 6, 2, 3, 5, requires_grad=True)  # N = 30 (not a multiple of the chunk)
+    grads = []
+    for run in (block, lambda inp: explicit_forward(block, inp, concat="broadcast")):
+        block.zero_grad()
+        x.grad = None
+        (run(x) ** 2).sum().backward()
+        grads.append([x.grad.clone()] + [p.grad.clone() for p in block.parameters()])
+    scale = max(g.abs().max().item() for g in grads[1])
+    for fast, slow in zip(*grads):
+        torch.testing.assert_close(fast, slow, atol=1e-4 * scale, rtol=1e-4)
+
+
+def test_a_second_backward_through_weights_overwritten_in_place_fails_loudly():
+    block = NonLocalBlock(4, 3, "embedded_gaussian", subsample=False).train()
+    block.explicit_chunk_bytes = 18 * 4  # one query row a chunk: the in-place backward
+    out = block(torch.randn(1, 4, 2, 3, 3, requires_grad=True)).sum()
+    out.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.backward()
 
 
 def test_modes_group_positions_as_the_paper_says():

@@ -12,18 +12,20 @@ with four pairwise functions f (the paper's Table 2a):
 N is the number of positions attended to (after subsampling; per frame in space mode, per pixel in
 time mode). theta, phi and g are 1x1(x1) convolutions to `inter_channels` (C/2 by default).
 
-By default the forward pass never builds the N x N matrix:
+Without the N x N matrix:
     softmax forms   fused scaled-dot-product attention (memory linear in N on the CPU and GPU kernels);
     dot product     associativity, y = theta (phi^T g) / N, linear in N;
     concatenation   ReLU(a_i + b_j) with a = w_theta . theta, b = w_phi . phi splits into the keys with
                     b_j > -a_i; sorting b once turns sum_j ReLU(a_i + b_j) g_j into two gathered prefix
                     sums, a_i * sum g_j + sum b_j g_j, so neither the (B, 2C', N, N') tensor of the common
                     ports nor the N x N matrix is built.
-The softmax forms (on the CPU) and the dot product take the explicit (G, N, N') weights instead where
-that saves real work and the weights stay small (`_explicit_pays`): the CPU's fused kernel recomputes
-q.k in the backward and pads the gaussian's values to the width of x, which the explicit product on
-BLAS does not; the dot product's d x C' summary per group costs more than the weights when a group
-holds few positions (time mode: the T frames of a pixel).
+The softmax forms (on the CPU) and the dot product take the explicit (G, N, N') weights instead where that
+costs fewer multiply-adds and the weights fit in `explicit_max_bytes` (`_explicit_pays`): on the CPU the
+softmax forms always do (up to 512 MB of weights), since the fused kernel recomputes q.k in the backward and
+pads the gaussian's values to the width of x, which the explicit products on BLAS do not; the dot product's
+d x C' summary per group costs more than the weights when a group holds few positions (time mode: the T frames
+of a pixel). The softmax forms' explicit path computes query rows a chunk at a time and turns the weights into
+their gradient in place, so it holds one (G, N, N') tensor, not the three of the common ports.
 `attention(x)` builds the explicit normalised matrix f(x_i, x_j) / C(x), for analysis only.
 `nlstudy.blocks.reference` holds the explicit formulations the tests and the benchmark compare against.
 """
@@ -80,22 +82,54 @@ def parse_subsample(subsample: bool | str | Sequence[int] | None, dim: int, mode
     return None if all(k == 1 for k in kernel) else kernel
 
 
-class ExplicitSoftmaxAttention(torch.autograd.Function):
-    """softmax(s q^T k) per group applied to v, the (G, N, N') weights kept for the backward.
+def symmetrise_(a: torch.Tensor, block: int = 256) -> torch.Tensor:
+    """a <- a + a^T for each (N, N) matrix of a (G, N, N) tensor, in place, one (block x block) tile pair at a
+    time (a tile and its mirror, then the next pair): no second N x N matrix is made."""
+    n = a.shape[1]
+    for i in range(0, n, block):
+        for j in range(i, n, block):
+            tile = a[:, i : i + block, j : j + block]
+            if i == j:
+                tile.add_(tile.transpose(1, 2).clone())
+                continue
+            mirror = a[:, j : j + block, i : i + block]
+            both = tile + mirror.transpose(1, 2)
+            tile.copy_(both)
+            mirror.copy_(both.transpose(1, 2))
+    return a
 
-    Forward q.k and p.v, backward four products and no recomputation (the fused kernel recomputes q.k).
-    When k is q (the gaussian form without subsampling: q.k = x^T x is symmetric) the two products of the
-    backward that give q's and k's gradients are one: x (dS + dS^T).
+
+class ExplicitSoftmaxAttention(torch.autograd.Function):
+    """softmax(s q^T k) per group applied to v, through explicit (G, N, N') weights larger than a chunk: query rows
+    `chunk_bytes` at a time, so one N x N' tensor at most (the weights, kept for the backward, which turns them
+    into their gradient in place) beside the chunks. (Weights that fit in one chunk take autograd's own softmax and
+    products: `NonLocalBlock._softmax_attend`.)
+
+    Forward q.k and p.v, backward four products and no recomputation (the fused kernel recomputes q.k). With
+    `one_product` (k is q: the gaussian form without subsampling, q.k = x^T x symmetric, and x wide enough) the two
+    products of the backward that give q's and k's gradients are one: x (dS + dS^T). Since the backward overwrites
+    the weights, a second backward through the same graph (retain_graph) fails ("modified by an inplace
+    operation") rather than give wrong gradients.
     """
 
     @staticmethod
+    def chunks(g: int, n: int, n_keys: int, itemsize: int, chunk_bytes: int) -> list[slice]:
+        """Slices of the N query rows, each (G, rows, N') chunk at most `chunk_bytes`."""
+        rows = max(1, min(n, chunk_bytes // (g * n_keys * itemsize)))
+        return [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
+
+    @staticmethod
     @torch.amp.custom_fwd(device_type="cpu")  # the backward runs under the forward's autocast state
-    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, chunk_bytes: int,
+                one_product: bool) -> torch.Tensor:
         # (G, d, N), (G, d, N'), (G, C', N') -> (G, C', N)
-        logits = torch.bmm(q.transpose(1, 2), k)  # (G, N, N')
-        p = torch.softmax(logits * scale if scale != 1.0 else logits, dim=-1)
+        chunks = ExplicitSoftmaxAttention.chunks(q.shape[0], q.shape[2], k.shape[2], q.element_size(), chunk_bytes)
+        p = q.new_empty(q.shape[0], q.shape[2], k.shape[2])  # (G, N, N'): the weights, filled chunk by chunk
+        for rows in chunks:
+            logits = torch.bmm(q[:, :, rows].transpose(1, 2), k)  # (G, c, N')
+            p[:, rows] = torch.softmax(logits.mul_(scale) if scale != 1.0 else logits, dim=-1)
         y = torch.bmm(v, p.transpose(1, 2))  # (G, C', N') @ (G, N', N) -> (G, C', N)
-        ctx.scale, ctx.symmetric = scale, k is q
+        ctx.scale, ctx.chunks, ctx.symmetric = scale, chunks, one_product and k is q
         ctx.save_for_backward(q, k, v, p, y)
         return y
 
@@ -103,21 +137,21 @@ class ExplicitSoftmaxAttention(torch.autograd.Function):
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, dy: torch.Tensor):  # (G, C', N)
         q, k, v, p, y = ctx.saved_tensors
+        dv = torch.bmm(dy, p)  # v's: (G, C', N) @ (G, N, N') -> (G, C', N'), before p is overwritten
         # softmax backward: ds_ij = p_ij (dp_ij - sum_j' p_ij' dp_ij'), with sum_j' p_ij' dp_ij' = dy_i . y_i
-        ds = torch.bmm(dy.transpose(1, 2), v)  # dp: (G, N, C') @ (G, C', N') -> (G, N, N')
-        ds.sub_((dy * y).sum(1).unsqueeze(2)).mul_(p)
-        if ctx.scale != 1.0:
-            ds.mul_(ctx.scale)
+        dot = (dy * y).sum(1).unsqueeze(2)  # (G, N, 1)
+        for rows in ctx.chunks:
+            dp = torch.bmm(dy[:, :, rows].transpose(1, 2), v)  # (G, c, C') @ (G, C', N') -> (G, c, N')
+            p[:, rows].mul_(dp.sub_(dot[:, rows]))  # p's memory now holds dS for these rows
+        ds = p
         if ctx.symmetric:  # k is q, one tensor: its gradient is q (dS + dS^T), (G, d, N) @ (G, N, N)
-            n = ds.shape[2]
-            # dS^T of every group through one 2-d transpose, (G N, N) -> (N, G N): ATen blocks that copy,
-            # which makes it 2x faster than a batched strided one at N = 3136
-            ds_t = ds.reshape(-1, n).t().contiguous().view(n, -1, n).transpose(0, 1)  # (G, N, N)
-            ds = ds_t.add_(ds)  # the old ds is freed here: at most three N x N at a time
-            dq, dk = torch.bmm(q, ds), None
+            dq, dk = torch.bmm(q, symmetrise_(ds)), None
         else:
             dq, dk = torch.bmm(k, ds.transpose(1, 2)), torch.bmm(q, ds)  # (G, d, N), (G, d, N')
-        return dq, dk, torch.bmm(dy, p), None  # v's: (G, C', N) @ (G, N, N') -> (G, C', N')
+        if ctx.scale != 1.0:
+            dq = dq.mul_(ctx.scale)
+            dk = dk.mul_(ctx.scale) if dk is not None else None
+        return dq, dk, dv, None, None, None  # with k given as q and dk None, dq is the whole gradient
 
 
 class NonLocalBlock(nn.Module):
@@ -139,14 +173,20 @@ class NonLocalBlock(nn.Module):
         init_std: std of the Gaussian init of every 1x1 conv (the released code: 0.01).
     """
 
-    # When the explicit (G, N, N') weights replace the default path (_explicit_pays): they must save at least
-    # this many multiply-adds per forward+backward, which keeps small blocks on the default path: the demo's
-    # blocks (at most 4.2e7, res2's gaussian on the attention notebook's 64 clips) keep the exact numbers
-    # they were published with ...
-    explicit_min_saving = 2**27
-    # ... and take at most this many bytes (res3 of a ResNet-50 in float32, 2 x 512 x 4 x 28 x 28: 79 MB;
-    # beyond, memory linear in N is worth the fused kernel's recomputation)
-    explicit_max_bytes = 2**28
+    # When the explicit (G, N, N') weights replace the default path (_explicit_pays): where they cost fewer
+    # multiply-adds per forward+backward by at least this many (every size: below the fused kernels' and the
+    # associative product's overheads, the explicit products win too) ...
+    explicit_min_saving = 0
+    # ... and take at most this many bytes (res3 of a ResNet-50 on 8-frame clips in float32, 2 x 512 x 8 x 28 x 28
+    # without subsampling: 315 MB; the softmax forms hold one such tensor, and chunks; beyond, memory linear in N
+    # is worth the fused kernel's recomputation)
+    explicit_max_bytes = 2**29
+    # the softmax forms' explicit weights above this many bytes are computed query rows this many bytes at a time
+    # (ExplicitSoftmaxAttention), below it by autograd's own nodes
+    explicit_chunk_bytes = 2**24
+    # the gaussian form's backward as one product x (dS + dS^T) for x of at least this many channels (for narrower
+    # x a second product costs less than adding dS^T)
+    symmetric_min_width = 64
 
     def __init__(
         self,
@@ -231,15 +271,27 @@ class NonLocalBlock(nn.Module):
             )
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries theta(x) (B, d, *S), keys phi(x) (B, d, *S') and values g(x) (B, C', *S'), S' subsampled."""
+        """Queries theta(x) (B, d, *S), keys phi(x) (B, d, *S') and values g(x) (B, C', *S'), S' subsampled.
+        Projections of the same input run as one convolution over their stacked weights (one product instead of
+        two or three), and phi's and g's outputs are pooled together."""
         if self.theta is None:  # gaussian: raw x on both sides, d = C
             keys_in = self.pool(x)
             values = self.pool(self.g(x)) if self.subsample_order == "after" else self.g(keys_in)
             return x, keys_in, values
         if self.subsample_order == "before":
             pooled = self.pool(x)
-            return self.theta(x), self.phi(pooled), self.g(pooled)
-        return self.theta(x), self.pool(self.phi(x)), self.pool(self.g(x))
+            keys, values = self._stacked((self.phi, self.g), pooled)
+            return self.theta(x), keys, values
+        queries, keys_values = self._stacked((self.theta, self.phi, self.g), x, split=(1, 2))
+        return (queries, *self.pool(keys_values).split(self.inter_channels, dim=1))
+
+    def _stacked(self, convs: tuple[nn.Module, ...], x: torch.Tensor, split: tuple[int, ...] | None = None):
+        """The 1x1 convs `convs` (same input and widths) as one: their outputs, or (with `split`, counts of convs)
+        the stacked output cut into those groups."""
+        weight = torch.cat([conv.weight for conv in convs])
+        bias = torch.cat([conv.bias for conv in convs])
+        out = convs[0]._conv_forward(x, weight, bias)  # (B, n C', *S)
+        return out.split([n * self.inter_channels for n in (split or (1,) * len(convs))], dim=1)
 
     def to_groups(self, t: torch.Tensor) -> torch.Tensor:
         """(B, C, *S) -> (G, C, n): one group per set of positions a query may attend to, channels first."""
@@ -282,9 +334,18 @@ class NonLocalBlock(nn.Module):
         symmetric = self.theta is None and self.subsample_kernel is None  # gaussian, unpooled: keys = queries
         # the fused kernel: seven products at width max(d, C') (q.k twice); explicit: q.k and q's and k's
         # gradients at d (one product for both when symmetric), p.v, dp and v's gradient at C'
-        explicit_macs = ((2 if symmetric else 3) * d + 3 * cv) * pairs
+        one_product = symmetric and d >= self.symmetric_min_width
+        explicit_macs = ((2 if one_product else 3) * d + 3 * cv) * pairs
         if q.is_cpu and self._explicit_pays(q, k, 7 * max(d, cv) * pairs, explicit_macs):
-            return ExplicitSoftmaxAttention.apply(q, q if symmetric else k, v, scale)
+            if pairs * q.element_size() > self.explicit_chunk_bytes:
+                return ExplicitSoftmaxAttention.apply(q, q if symmetric else k, v, scale, self.explicit_chunk_bytes,
+                                                      one_product)
+            # weights that fit in one chunk: autograd's own nodes, no Python backward (which costs more than the
+            # products at the demo's sizes)
+            logits = torch.bmm(q.transpose(1, 2), k)  # (G, N, N')
+            p = torch.softmax(logits * scale if scale != 1.0 else logits, dim=-1)
+            # p @ v^T, not v @ p^T: p's gradient then comes in p's own layout (no N x N' copy for the softmax's)
+            return torch.bmm(p, v.transpose(1, 2)).transpose(1, 2)  # (G, N, N') @ (G, N', C') -> (G, C', N)
         # the fused CPU kernel wants (N, width) rows with stride 1 and one width for q, k and v:
         # zero-pad the narrower side (zeros change neither q.k nor the kept output channels)
         width = max(d, cv)

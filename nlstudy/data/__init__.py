@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from nlstudy.data import rawframes
 from nlstudy.data.cifar import CIFAR_DATASETS
 from nlstudy.data.synthetic import NUM_CLASSES as SYNTHETIC_CLASSES
-from nlstudy.data.synthetic import SyntheticSpec, make_clips
+from nlstudy.data import cache as clip_cache
+from nlstudy.data.synthetic import SyntheticSpec
 from nlstudy.data.synthetic import check as check_synthetic
 from nlstudy.data.video import VIDEO_DATASETS, VideoSpec
 from nlstudy.registry import lookup
@@ -35,7 +36,7 @@ class ClipSource(Protocol):
 
 @dataclass
 class SyntheticSource:
-    """The embedded task (`nlstudy.data.synthetic`), generated in memory."""
+    """The embedded task (`nlstudy.data.synthetic`), generated in memory (or read from `nlstudy.data.cache`)."""
 
     spec: SyntheticSpec
     frames: int
@@ -46,7 +47,7 @@ class SyntheticSource:
         check_synthetic(self.spec, self.frames, self.size)  # bad knobs fail when the config is read
 
     def dataset(self, split: str) -> Dataset:
-        clips, labels = make_clips(self.spec, split, self.frames, self.size)
+        clips, labels = clip_cache.clips(self.spec, split, self.frames, self.size)  # make_clips's, cached on disk
         return TensorDataset(torch.from_numpy(clips), torch.from_numpy(labels))
 
 
