@@ -115,7 +115,7 @@ def two_steps(cli: CheckCLI) -> float:
 @pytest.fixture(scope="module")
 def check(tmp_path_factory):
     """One CheckCLI (its parser is the slow part), re-used for every recipe."""
-    cli = CheckCLI(["fit", "--config", str(EXPERIMENTS / "demo.yaml")])
+    cli = CheckCLI(["fit", "--config", str(EXPERIMENTS / "demo.yaml")], machine=False)  # GPU recipes, as written
     return cli
 
 

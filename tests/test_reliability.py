@@ -30,6 +30,7 @@ import yaml
 
 import nlstudy
 from nlstudy import keys, provenance
+from nlstudy.processes import cores
 from nlstudy.lit import cli as lit_cli
 from nlstudy.lit.finite import LossWatch, NonFiniteLossError
 from nlstudy.report import cli as report_cli
@@ -71,7 +72,7 @@ def study(tmp_path_factory):
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch:
         for name, value in {**SECRETS, "WANDB_MODE": "offline", "WANDB_SILENT": "true",
-                            keys.THREADS_ENV: "1"}.items():
+                            keys.THREADS_ENV: str(cores())}.items():  # the threads the agent gave its run
             patch.setenv(name, value)
         # the same run elsewhere: only its provenance differs
         patch.setattr(lit_cli, "provenance", lambda: {**provenance.provenance(), **ELSEWHERE}, raising=False)

@@ -164,11 +164,13 @@ def _readme(index, runs: pd.DataFrame, command: str, source: str, markdown: dict
     rank = {state: i for i, state in enumerate(collect.RUN_STATES)}
     order = sorted(states.items(), key=lambda sn: (-sn[1], rank.get(sn[0], len(rank)), str(sn[0])))
     counts = ", ".join(f"{int(n)} {s}" for s, n in order)
-    untabled = int(runs["table"].isna().sum()) if len(runs) else 0
+    unset = int(runs["table"].isna().sum()) if len(runs) else 0  # --tables picked the tables: in none of them
+    filed = int((runs["table"] == specs.UNTABLED).sum()) if len(runs) else 0  # filed by specs.file_untabled
     lines = ["# Ablation results", "", "Made by:", "", f"    {command}", "",
              f"From {len(runs)} runs ({counts or 'none'}){f' in {source}' if source else ''}."]
-    if untabled:
-        lines.append(f"{untabled} run(s) carry no `table` config key and appear in no table.")
+    if unset or filed:
+        where = f"the generic table `{specs.UNTABLED}`" if filed else "no table"
+        lines.append(f"{unset + filed} run(s) carry no `table` config key and appear in {where}.")
     lines.append("")
     lines.extend(_verdicts(index))
     lines.append("| table | files | figures |")
