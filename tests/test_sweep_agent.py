@@ -484,3 +484,30 @@ def test_runs_failing_in_different_ways_do_not_stop_the_sweep(tmp_path, capsys):
     path, root = sweep_file(tmp_path, body), tmp_path / "runs"
     assert cli.main([str(path), "--runs-root", str(root)]) == 1
     assert len(toy_log(tmp_path)) == 8 and "stopped:" not in capsys.readouterr().out
+
+
+def test_record_ids_follow_from_the_sweep_and_config_and_skip_ids_in_use():
+    from nlstudy.sweep.state import ID_CHARS, record_id
+
+    config = {"a": {"value": 1}, "seed_everything": {"value": 0}}
+    first = record_id("swp12345", config, lambda i: False)
+    assert len(first) == 8 and set(first) <= set(ID_CHARS)
+    assert record_id("swp12345", dict(reversed(config.items())), lambda i: False) == first  # key order is not the config
+    assert record_id("swp99999", config, lambda i: False) != first
+    assert record_id("swp12345", {**config, "a": {"value": 2}}, lambda i: False) != first
+    second = record_id("swp12345", config, lambda i: i == first)  # a retry of that run, or a wandb run left there
+    assert second != first and record_id("swp12345", config, lambda i: i in {first, second}) not in {first, second}
+
+
+@pytest.mark.slow  # the agent starts toy-run processes
+def test_the_same_sweep_file_names_its_runs_the_same_in_a_fresh_runs_root(tmp_path, capsys):
+    """A fresh clone's `make demo` reproduces the per-seed tables (`<table>_runs.csv`, which publish run ids)
+    byte for byte only if the agent names the runs as before."""
+    path = sweep_file(tmp_path, GRID)
+    ids = []
+    for name in ("one", "two"):
+        cli.main([str(path), "--runs-root", str(tmp_path / name), "--project", "toyproj"])
+        ids.append(sorted((json.dumps(r["config"], sort_keys=True), r["id"], r["wandb_id"])
+                          for r in records(tmp_path / name, path)))
+    capsys.readouterr()
+    assert ids[0] == ids[1] and len({i for _, i, _ in ids[0]}) == 6

@@ -71,7 +71,7 @@ from nlstudy.sweep import engine, standin
 from nlstudy.sweep.check import config_key
 from nlstudy.sweep.spec import EARLY_TERMINATE, MAX_GRID_CHECKED, Sweep, compact, flat_values
 from nlstudy.processes import process_start
-from nlstudy.sweep.state import (ENDED, HEARTBEAT_S, LIVE, SweepState, agent_alive, new_id, now, read_progress,
+from nlstudy.sweep.state import (ENDED, HEARTBEAT_S, LIVE, SweepState, agent_alive, new_id, now, record_id, read_progress,
                                  this_agent)
 
 # environment variables the run reads (names owned by nlstudy.cli and nlstudy.lit.callbacks)
@@ -351,7 +351,8 @@ class Agent:
                 config = self.propose(sweep, records, resolved, elsewhere)
                 if config is None or config == BLOCKED:
                     return config
-            rec_id = new_id()
+            ids = {r["id"] for r in records} | {r.get("wandb_id") for r in records}
+            rec_id = record_id(state.id, config, lambda i: i in ids or bool(keys.run_dirs(i, state.runs_root)))
             rec = {
                 "id": rec_id, "config": config, "state": "pending", "created_at": now(),
                 "agent": this_agent(self.options.session), "heartbeat": now(),

@@ -30,6 +30,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import hashlib
+import itertools
 import json
 import os
 import secrets
@@ -37,7 +39,7 @@ import signal
 import socket
 import string
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,26 @@ def now() -> str:
 def new_id(n: int = 8) -> str:
     """A wandb-style id: lowercase letters and digits."""
     return "".join(secrets.choice(ID_CHARS) for _ in range(n))
+
+
+def record_id(sweep_id: str, config: Mapping[str, Any], taken: Callable[[str], bool], n: int = 8) -> str:
+    """The id of a sweep's next run of `config` (its record, and the wandb run it logs under): derived from the
+    sweep's id, the config and how many ids of that config `taken` already holds, so that the same sweep file
+    run again in a fresh clone names its runs as before (the per-seed tables publish the ids); wandb-style,
+    `n` lowercase letters and digits. `taken(id)` says whether an id is in use (a record of this sweep, or a
+    wandb run left in the runs root): the next ordinal is tried then. The same sweep file run by two people
+    gives both the same ids, as it gives the same sweep id: `--sweep-id` names another sweep."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    for ordinal in itertools.count():
+        number = int(hashlib.sha256(json.dumps([sweep_id, text, ordinal]).encode()).hexdigest(), 16)
+        chars = []
+        for _ in range(n):
+            number, digit = divmod(number, len(ID_CHARS))
+            chars.append(ID_CHARS[digit])
+        candidate = "".join(chars)
+        if not taken(candidate):
+            return candidate
+    raise AssertionError("unreachable")
 
 
 def this_agent(session: str) -> dict[str, Any]:
