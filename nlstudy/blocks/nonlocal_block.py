@@ -125,9 +125,13 @@ class ExplicitSoftmaxAttention(torch.autograd.Function):
         # (G, d, N), (G, d, N'), (G, C', N') -> (G, C', N)
         chunks = ExplicitSoftmaxAttention.chunks(q.shape[0], q.shape[2], k.shape[2], q.element_size(), chunk_bytes)
         p = q.new_empty(q.shape[0], q.shape[2], k.shape[2])  # (G, N, N'): the weights, filled chunk by chunk
+        tiny = torch.finfo(p.dtype).tiny
         for rows in chunks:
             logits = torch.bmm(q[:, :, rows].transpose(1, 2), k)  # (G, c, N')
-            p[:, rows] = torch.softmax(logits.mul_(scale) if scale != 1.0 else logits, dim=-1)
+            weights = torch.softmax(logits.mul_(scale) if scale != 1.0 else logits, dim=-1)
+            # weights below the smallest normal float are denormals, which x86 multiplies tens of times slower (the
+            # unnormalised gaussian form of wide x makes many: 20x the products' time at res3): they become zeros
+            p[:, rows] = weights.masked_fill_(weights < tiny, 0.0)
         y = torch.bmm(v, p.transpose(1, 2))  # (G, C', N') @ (G, N', N) -> (G, C', N)
         ctx.scale, ctx.chunks, ctx.symmetric = scale, chunks, one_product and k is q
         ctx.save_for_backward(q, k, v, p, y)
@@ -140,9 +144,11 @@ class ExplicitSoftmaxAttention(torch.autograd.Function):
         dv = torch.bmm(dy, p)  # v's: (G, C', N) @ (G, N, N') -> (G, C', N'), before p is overwritten
         # softmax backward: ds_ij = p_ij (dp_ij - sum_j' p_ij' dp_ij'), with sum_j' p_ij' dp_ij' = dy_i . y_i
         dot = (dy * y).sum(1).unsqueeze(2)  # (G, N, 1)
+        tiny = torch.finfo(p.dtype).tiny
         for rows in ctx.chunks:
             dp = torch.bmm(dy[:, :, rows].transpose(1, 2), v)  # (G, c, C') @ (G, C', N') -> (G, c, N')
-            p[:, rows].mul_(dp.sub_(dot[:, rows]))  # p's memory now holds dS for these rows
+            ds_rows = p[:, rows].mul_(dp.sub_(dot[:, rows]))  # p's memory now holds dS for these rows
+            ds_rows.masked_fill_(ds_rows.abs() < tiny, 0.0)  # no denormals into the products below either
         ds = p
         if ctx.symmetric:  # k is q, one tensor: its gradient is q (dS + dS^T), (G, d, N) @ (G, N, N)
             dq, dk = torch.bmm(q, symmetrise_(ds)), None
