@@ -47,5 +47,5 @@ def test_a_peer_that_cannot_allocate_is_shown_as_such_and_ours_still_timed(monke
 
 def test_other_errors_of_the_peer_are_not_taken_for_memory(monkeypatch):
     monkeypatch.setattr(nl_peers.Port, "forward", lambda self, x: torch.ones(1) @ torch.ones(2))
-    with pytest.raises(RuntimeError, match="shape"):  # a shape error is not taken for the peer's memory
+    with pytest.raises(RuntimeError, match="^(?!.*allocate)"):  # a shape error is not taken for the peer's memory
         nl_peers.measure(port_cases()[0], reps=1)
