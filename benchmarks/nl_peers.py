@@ -67,6 +67,17 @@ SIZES_2D = {
 QUICK_3D, QUICK_2D = {"quick": (2, 8, 2, 4, 4)}, {"quick 2-d": (2, 16, 4, 4)}
 
 
+def available_bytes() -> int:
+    """The memory the kernel can give without swapping (MemAvailable of /proc/meminfo; all of it elsewhere)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 class Port(nn.Module):
     """AlexHex7/Non-local_pytorch's `_NonLocalBlockND` (3-d, bn_layer=True), its forward as in its lib/ files."""
 
@@ -99,6 +110,10 @@ class Port(nn.Module):
             theta_x = self.theta(x).view(b, self.inter, -1, 1)  # (B, C', N, 1)
             phi_x = self.phi(x).view(b, self.inter, 1, -1)  # (B, C', 1, N')
             n, n_keys = theta_x.size(2), phi_x.size(3)
+            need = 4 * b * 2 * self.inter * n * n_keys * x.element_size()  # two repeats, the cat, its ReLU'd map
+            if need > available_bytes():  # the kernel would overcommit and the OOM killer end the whole run
+                raise RuntimeError(f"can't allocate memory: the port's (B, 2C', N, N') pairs need {need / 2**30:.0f} "
+                                   f"GB, {available_bytes() / 2**30:.0f} GB available")
             pairs = torch.cat([theta_x.repeat(1, 1, 1, n_keys), phi_x.repeat(1, 1, n, 1)], dim=1)  # (B, 2C', N, N')
             f = self.concat_project(pairs).view(b, n, n_keys)
         else:

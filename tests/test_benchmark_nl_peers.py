@@ -49,3 +49,10 @@ def test_other_errors_of_the_peer_are_not_taken_for_memory(monkeypatch):
     monkeypatch.setattr(nl_peers.Port, "forward", lambda self, x: torch.ones(1) @ torch.ones(2))
     with pytest.raises(RuntimeError, match="^(?!.*allocate)"):  # a shape error is not taken for the peer's memory
         nl_peers.measure(port_cases()[0], reps=1)
+
+
+def test_the_ports_concatenation_refuses_what_would_not_fit_before_allocating(monkeypatch):
+    case = next(c for c in port_cases() if c.form == "concatenation")
+    monkeypatch.setattr(nl_peers, "available_bytes", lambda: 1024)  # less than its (B, 2C', N, N') pairs
+    m = nl_peers.measure(case, reps=1)
+    assert m["peer"] is None and m["ours"][0] > 0
