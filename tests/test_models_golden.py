@@ -61,6 +61,18 @@ VARIANTS = {
     "torchvision_r3d_18": ({"arch": "torchvision:r3d_18", "nonlocal_blocks": {"res4": [0]}, "num_classes": 4},
                            CLIP),
 }
+# the non-local block alone on every compute path: the explicit weights (one chunk, or query rows a chunk at a
+# time), and the default paths (fused attention, associativity, the sorted prefix sums) where explicit never pays
+PATHS = {"explicit": {}, "chunked": {"explicit_chunk_bytes": 256}, "default": {"explicit_max_bytes": 0},
+         "symmetric": {"explicit_chunk_bytes": 256, "symmetric_min_width": 1}}
+BLOCKS = {f"block_{p}_{m}_{path}": ({"in_channels": 8, "dim": 3, "pairwise": p, "mode": m, "init_std": 0.1}, path)
+          for p in ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
+          for m in ("spacetime", "space", "time") for path in PATHS if path != "symmetric"}
+BLOCKS["block_gaussian_unpooled_symmetric"] = ({"in_channels": 8, "pairwise": "gaussian", "subsample": False,
+                                                "init_std": 0.1}, "symmetric")
+BLOCKS["block_embedded_gaussian_before_scaled"] = ({"in_channels": 8, "subsample_order": "before", "scale": True,
+                                                    "init_std": 0.1}, "explicit")
+BLOCK_INPUT = (2, 8, 4, 6, 6)
 
 
 def _digest(tensors) -> str:
@@ -97,11 +109,43 @@ def digests(fields: dict, shape: tuple[int, ...]) -> dict[str, str]:
         torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def block_digests(fields: dict, path: str) -> dict[str, str]:
+    """The same for one NonLocalBlock (loss: the mean square of its output; its first step moves only the zeroed
+    output norm, the second every weight)."""
+    from nlstudy.blocks import NonLocalBlock
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        block = NonLocalBlock(**fields).train()
+        for name, value in PATHS[path].items():
+            setattr(block, name, value)
+        out = {"init": _digest([*block.parameters(), *block.buffers()])}
+        x = torch.randn(BLOCK_INPUT, generator=torch.Generator().manual_seed(1))
+        optimizer = torch.optim.SGD(block.parameters(), lr=0.5)
+        for step in (1, 2):
+            optimizer.zero_grad()
+            y = block(x)
+            y.square().mean().backward()
+            out[f"step{step}.out"] = _digest([y])
+            out[f"step{step}.grads"] = _digest([p.grad for p in block.parameters() if p.grad is not None])
+            optimizer.step()
+        out["attention"] = _digest([block.eval().attention(x)])
+        return out
+    finally:
+        torch.set_num_threads(threads)
+
+
+def compute(name: str) -> dict[str, str]:
+    return digests(*VARIANTS[name]) if name in VARIANTS else block_digests(*BLOCKS[name])
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS) + sorted(BLOCKS))
 def test_model_numbers_are_unchanged(variant):
     recorded = json.loads(GOLDEN.read_text())
-    assert sorted(recorded) == sorted(VARIANTS), "a variant added or removed: rewrite the file (module docstring)"
-    assert digests(*VARIANTS[variant]) == recorded[variant]
+    assert sorted(recorded) == sorted({**VARIANTS, **BLOCKS}), "a variant added or removed: rewrite the file"
+    assert compute(variant) == recorded[variant]
 
 
 def test_the_digests_tell_a_change():
@@ -119,5 +163,5 @@ def test_the_digests_tell_a_change():
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
     from nlstudy.files import write_text
 
-    write_text(GOLDEN, json.dumps({name: digests(*VARIANTS[name]) for name in sorted(VARIANTS)}, indent=1) + "\n")
+    write_text(GOLDEN, json.dumps({name: compute(name) for name in sorted({**VARIANTS, **BLOCKS})}, indent=1) + "\n")
     print(f"wrote {GOLDEN}")
