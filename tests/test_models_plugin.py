@@ -8,6 +8,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
+from nlstudy.adapters.torch import BatchNorm
 from nlstudy.blocks import NonLocalBlock
 from nlstudy.blocks.context import GlobalContextBlock, SqueezeExcitationBlock
 from nlstudy.models import TorchvisionClips, build_model, insert_nonlocal
@@ -31,7 +32,7 @@ def randomised(net: nn.Module) -> nn.Module:
     torch.manual_seed(0)
     with torch.no_grad():
         for m in net.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if isinstance(m, BatchNorm):
                 m.weight.uniform_(0.5, 1.5), m.bias.normal_(0, 0.1)
                 m.running_mean.normal_(0, 0.1), m.running_var.uniform_(0.5, 1.5)
     return net.eval()

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nlstudy.adapters.torch import conv_forward
 from nlstudy.choices import MODES, PAIRWISE, SOFTMAX_PAIRWISE, SUBSAMPLE_ORDERS, ZERO_INITS
 from nlstudy.registry import lookup
 
@@ -290,7 +291,7 @@ class NonLocalBlock(nn.Module):
         the stacked output cut into those groups."""
         weight = torch.cat([conv.weight for conv in convs])
         bias = torch.cat([conv.bias for conv in convs])
-        out = convs[0]._conv_forward(x, weight, bias)  # (B, n C', *S)
+        out = conv_forward(convs[0], x, weight, bias)  # (B, n C', *S)
         return out.split([n * self.inter_channels for n in (split or (1,) * len(convs))], dim=1)
 
     def to_groups(self, t: torch.Tensor) -> torch.Tensor:
