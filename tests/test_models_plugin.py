@@ -106,7 +106,7 @@ def test_bad_placements_and_options_fail_in_one_line():
     with pytest.raises(ValueError, match="already has a nonlocal block at res4.0"):
         insert_nonlocal(net, {"res3": [1], "res4": [0]})
     assert len(list(net.layer2.children())) == 2  # nothing inserted by the failed call
-    with pytest.raises(ValueError, match="model.backbone.nl: mode='space' needs a video network"):
+    with pytest.raises(ValueError, match="model.backbone.nl: mode='space' needs dim=3, a video network's"):
         insert_nonlocal(image_net, "res4", mode="space")
     with pytest.raises(ValueError, match=r"model.backbone.nl: subsample='1x2x2': expected .* 2-d pooling kernel such as '2x2'"):
         insert_nonlocal(image_net, "none", subsample="1x2x2")
