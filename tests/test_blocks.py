@@ -330,7 +330,7 @@ def test_subsample_kernels():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(pairwise="cosine"), "valid choices: 'gaussian', 'embedded_gaussian', 'dot_product', 'concatenation'"),
+    (dict(pairwise="no_such_form"), "valid choices: " + ", ".join(repr(p) for p in FORMS)),
     (dict(mode="frames"), "valid choices: 'spacetime', 'space', 'time'"),
     (dict(dim=4), "unknown dim 4"),
     (dict(dim=2, mode="space"), "needs dim=3"),
