@@ -39,8 +39,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from nlstudy.blocks import NonLocalBlock
+from nlstudy.blocks.pairwise import FORMS
 from nlstudy.blocks.reference import explicit_forward
-from nlstudy.choices import MODES, PAIRWISE
+from nlstudy.choices import MODES
 
 # one input per dim, (B, C, *S), C = 512 as at res3 of a ResNet-50 (C' = 256): a 4-frame 28 x 28 clip,
 # a 28 x 28 image and a sequence of 784 positions
@@ -66,7 +67,7 @@ class Case:
 
 CASES = [
     Case(pairwise, dim, mode, subsampled)
-    for pairwise, dim in itertools.product(PAIRWISE, (1, 2, 3))
+    for pairwise, dim in itertools.product(FORMS, (1, 2, 3))
     for mode in (MODES if dim == 3 else ("spacetime",))
     for subsampled in (False, True)
 ]

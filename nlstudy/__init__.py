@@ -14,12 +14,14 @@ imports another in a circle):
               files (read what people wrote in one line of error; write whole or not at all),
               interrupts (SIGINT, SIGTERM, SIGHUP stop a command as Ctrl-C does)
                                                                                <- everything; no torch
-    blocks    NonLocalBlock, comparison blocks                                 <- core
+    adapters  one module per library holding the private names nlstudy uses
+              (adapters.torch: the BatchNorm base class, a conv's compute hook)  <- core
+    blocks    NonLocalBlock, comparison blocks                                 <- adapters, core
     models    VideoResNet C2D/I3D, placement, ImageNet inflation, the torchvision
-              plug-in, model facts                                             <- blocks, core
+              plug-in, model facts                                             <- blocks, adapters, core
     data      synthetic task, video/image datasets, ClipDataModule             <- core
-    lit       VideoClassifier, callbacks, the training CLI, train()            <- models, data, blocks, core
-    analysis  reload runs, attention, query dependence, ERF, notebook runner   <- models, data, blocks, report, core
+    lit       VideoClassifier, callbacks, the training CLI, train()            <- models, data, blocks, adapters, core
+    analysis  reload runs, attention, query dependence, ERF, notebook runner   <- models, data, blocks, report, adapters, core
                                                                                   (never lit: no Trainer)
     sweep     sweep files, the `sweeps` engine, the local agent               <- core; no torch
     report    collect runs -> tables -> comparisons -> one family (Holm) -> verdicts

@@ -5,7 +5,7 @@ The model, data, training, sweep and report layers all read their choices from h
 are checked against them by the tests (``tests/test_choices.py``), and the report orders and labels
 table rows with them. Adding a choice is one line here plus its code where it is built:
 
-    pairwise function   PAIRWISE here + its score function in nlstudy/blocks/nonlocal_block.py
+    pairwise function   PAIRWISE here + its record in nlstudy/blocks/pairwise.py (FORMS)
     architecture        ARCHS here + its temporal kernels in nlstudy/models/resnet.py (ARCH_KERNELS)
     torchvision network TORCHVISION_ARCHS here + its builder in nlstudy/models/plugin.py (TORCHVISION_NETS)
     inserted block      BLOCKS here + its builder in nlstudy/models/__init__.py (INSERTABLE)
@@ -24,7 +24,6 @@ from typing import Literal
 
 # --- the non-local block (model.backbone.nl.*) ---
 PAIRWISE = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")  # the paper's Table 2a, in its order
-SOFTMAX_PAIRWISE = ("gaussian", "embedded_gaussian")  # normalised by a softmax; the others by 1/N
 DEFAULT_PAIRWISE = "embedded_gaussian"  # the paper's default form
 MODES = ("spacetime", "space", "time")
 DEFAULT_MODE = "spacetime"

@@ -14,11 +14,12 @@ PACKAGE = Path(nlstudy.__file__).parent
 CORE = {"keys", "choices", "registry", "errors", "processes", "provenance", "warm", "files", "interrupts"}  # torch-free names and helpers every layer reads
 ALLOWED = {  # layer -> the layers it may import (besides itself)
     **{core: CORE for core in CORE},
-    "blocks": CORE,
-    "models": CORE | {"blocks"},
+    "adapters": CORE,  # one module per library with its private names (adapters.torch imports torch)
+    "blocks": CORE | {"adapters"},
+    "models": CORE | {"blocks", "adapters"},
     "data": CORE,
-    "lit": CORE | {"blocks", "models", "data"},
-    "analysis": CORE | {"blocks", "models", "data", "report"},  # never lit or cli: a notebook needs no Trainer
+    "lit": CORE | {"blocks", "models", "data", "adapters"},
+    "analysis": CORE | {"blocks", "models", "data", "report", "adapters"},  # never lit or cli: a notebook needs no Trainer
     "sweep": CORE,
     "report": CORE | {"sweep"},  # the sweep files say which runs were planned
     "until_decided": CORE | {"sweep", "report"},  # seeds until decided: the sweep driven by the report's verdicts

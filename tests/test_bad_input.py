@@ -182,8 +182,10 @@ def subsampling_against_the_mode(draw):
 
 @st.composite
 def scale_without_softmax(draw):
-    pairwise = draw(st.sampled_from([p for p in choices.PAIRWISE if p not in choices.SOFTMAX_PAIRWISE]))
-    return [f"--{keys.PAIRWISE}={pairwise}", f"--{keys.SCALE}=true"], "model.backbone.nl", choices.SOFTMAX_PAIRWISE
+    from nlstudy.blocks.pairwise import FORMS, SOFTMAX_FORMS
+
+    pairwise = draw(st.sampled_from([p for p, form in FORMS.items() if not form.softmax]))
+    return [f"--{keys.PAIRWISE}={pairwise}", f"--{keys.SCALE}=true"], "model.backbone.nl", SOFTMAX_FORMS
 
 
 MALFORMED_YAML = [

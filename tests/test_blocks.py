@@ -13,9 +13,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from nlstudy.blocks import NonLocalBlock
 from nlstudy.blocks.context import GlobalContextBlock, SqueezeExcitationBlock
+from nlstudy.blocks.pairwise import FORMS
 from nlstudy.blocks.reference import explicit_attention, explicit_forward
 
-PAIRWISE = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
+PAIRWISE = tuple(FORMS)  # every form's record: a new one is tested by every test below
 SHAPES = {1: (2, 6, 7), 2: (2, 6, 4, 5), 3: (2, 6, 3, 4, 5)}  # (B, C, *S), odd sizes on purpose
 
 
@@ -44,6 +45,7 @@ def naive(block: NonLocalBlock, x: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     q_pos = list(itertools.product(*[range(s) for s in x.shape[2:]]))
     k_pos = list(itertools.product(*[range(s) for s in phi.shape[2:]]))
     k = kernel or (1,) * (x.dim() - 2)
+    form = FORMS[block.pairwise]
 
     def allowed(i, j):  # does query position i attend to key position j?
         if block.mode == "space":
@@ -61,15 +63,9 @@ def naive(block: NonLocalBlock, x: torch.Tensor) -> tuple[torch.Tensor, torch.Te
             ti, f = theta[(n, slice(None), *i)].double(), []
             for kj in keys:
                 pj = phi[(n, slice(None), *k_pos[kj])].double()
-                if block.pairwise in ("gaussian", "embedded_gaussian"):
-                    s = ti @ pj / (math.sqrt(ti.numel()) if block.scale else 1.0)
-                    f.append(torch.exp(s))
-                elif block.pairwise == "dot_product":
-                    f.append(ti @ pj)
-                else:  # ReLU(w_f^T [theta_i, phi_j])
-                    f.append(torch.relu(block.concat_proj.weight[0].double() @ torch.cat([ti, pj])))
+                f.append(form.pair(ti, pj, block))  # the form's f(x_i, x_j), one pair
             f = torch.stack(f)
-            norm = f.sum() if block.pairwise in ("gaussian", "embedded_gaussian") else len(keys)  # C(x)
+            norm = f.sum() if form.softmax else len(keys)  # C(x)
             for kj, w in zip(keys, f / norm):
                 att[n, qi, kj] = w
                 y[n, :, qi] += w * g[(n, slice(None), *k_pos[kj])].double()
@@ -103,7 +99,7 @@ CASES = [
     for sub in (False, True, "2x2x2")
     for mode in (("spacetime", "space", "time") if dim == 3 else ("spacetime",))
     for order in ("after", "before")
-    for scale in ((False, True) if pw in ("gaussian", "embedded_gaussian") else (False,))
+    for scale in ((False, True) if FORMS[pw].softmax else (False,))
     if not (sub == "2x2x2" and (dim != 3 or mode != "spacetime"))
     if not (order == "before" and not sub)
 ]
@@ -124,8 +120,9 @@ def test_forward_and_attention_match_the_paper(pairwise, dim, subsample, mode, o
     torch.testing.assert_close(explicit_attention(block, x).detach(), want_att, atol=2e-6, rtol=1e-4)
 
 
-def test_concatenation_repeat_formulation_matches():
-    block = randomised(NonLocalBlock(6, 3, "concatenation", 4, True))
+@pytest.mark.parametrize("pairwise", [p for p, form in FORMS.items() if form.ports_scores])
+def test_the_ports_formulation_matches(pairwise):
+    block = randomised(NonLocalBlock(6, 3, pairwise, 4, True))
     x = torch.randn(*SHAPES[3])
     with torch.no_grad():
         torch.testing.assert_close(block(x), explicit_forward(block, x, concat="repeat"), atol=2e-5, rtol=1e-4)
@@ -212,12 +209,12 @@ def test_forward_and_backward_build_the_pairwise_matrix_only_where_it_costs_less
     # the softmax forms' explicit products cost less than the fused kernel's at any size; the dot product's
     # associative (d x C') summary costs less than N x N' weights here; the concatenation form has none
     built = largest_tensor(block, x) >= n * n
-    assert built == (pairwise in ("gaussian", "embedded_gaussian")), f"{pairwise}: built the N x N matrix: {built}"
+    assert built == FORMS[pairwise].softmax, f"{pairwise}: built the N x N matrix: {built}"
     block.explicit_max_bytes = 4 * n * n - 1  # a byte more than the cap: never
     assert largest_tensor(block, x) < n * n // 8
     block.explicit_max_bytes = 4 * n * n  # within the cap, and made to pay: the forms that have them build them
     block.explicit_min_saving = -math.inf
-    assert (largest_tensor(block, x) >= n * n) == (pairwise != "concatenation")
+    assert (largest_tensor(block, x) >= n * n) == (FORMS[pairwise].cost is not None)
     with LargestTensor() as seen:
         block.attention(x)
     assert seen.numel >= n * n  # the analysis path does build it
@@ -261,7 +258,7 @@ def peak_bytes(step, tmp_path) -> int:
     return max(itertools.accumulate((e["args"]["Bytes"] for e in events), initial=0))
 
 
-@pytest.mark.parametrize("pairwise", ["gaussian", "embedded_gaussian"])
+@pytest.mark.parametrize("pairwise", [p for p, form in FORMS.items() if form.softmax])
 def test_the_softmax_weights_path_holds_one_pairwise_matrix(pairwise, tmp_path):
     block = NonLocalBlock(4, 3, pairwise, subsample=False).train()
     block.explicit_chunk_bytes = 2**16  # chunks of 16 query rows
@@ -274,7 +271,7 @@ def test_the_softmax_weights_path_holds_one_pairwise_matrix(pairwise, tmp_path):
 
 
 def test_symmetrise_adds_the_transpose_in_place_tile_by_tile():
-    from nlstudy.blocks.nonlocal_block import symmetrise_
+    from nlstudy.blocks.pairwise import symmetrise_
 
     a = torch.randn(3, 10, 10)
     want = a + a.transpose(1, 2)
@@ -333,7 +330,7 @@ def test_subsample_kernels():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(pairwise="cosine"), "valid choices: 'gaussian', 'embedded_gaussian', 'dot_product', 'concatenation'"),
+    (dict(pairwise="no_such_form"), "valid choices: " + ", ".join(repr(p) for p in FORMS)),
     (dict(mode="frames"), "valid choices: 'spacetime', 'space', 'time'"),
     (dict(dim=4), "unknown dim 4"),
     (dict(dim=2, mode="space"), "needs dim=3"),

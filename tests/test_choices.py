@@ -20,7 +20,7 @@ def literal_choices(cls, field: str) -> tuple:
 
 
 def test_every_registry_holds_exactly_the_vocabulary():
-    from nlstudy.blocks.nonlocal_block import FORMS
+    from nlstudy.blocks.pairwise import FORMS
     from nlstudy.data import DATASETS
     from nlstudy.lit.module import OPTIMIZERS, SCHEDULES
     from nlstudy.models import INSERTABLE
@@ -36,7 +36,7 @@ def test_every_registry_holds_exactly_the_vocabulary():
     assert tuple(NORM_LAYERS) == choices.NORMS and tuple(INITS) == choices.INITS
     assert tuple(DATASETS) == choices.DATASETS
     assert tuple(OPTIMIZERS) == choices.OPTIMIZERS and tuple(SCHEDULES) == choices.SCHEDULES
-    assert set(choices.SOFTMAX_PAIRWISE) <= set(choices.PAIRWISE)
+    assert all(name == form.name for name, form in FORMS.items())
     assert set(choices.MODE_LABELS) == set(choices.MODES)
 
 

@@ -8,6 +8,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
+from nlstudy.adapters.torch import BatchNorm
 from nlstudy.blocks import NonLocalBlock
 from nlstudy.blocks.context import GlobalContextBlock, SqueezeExcitationBlock
 from nlstudy.models import TorchvisionClips, build_model, insert_nonlocal
@@ -31,7 +32,7 @@ def randomised(net: nn.Module) -> nn.Module:
     torch.manual_seed(0)
     with torch.no_grad():
         for m in net.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if isinstance(m, BatchNorm):
                 m.weight.uniform_(0.5, 1.5), m.bias.normal_(0, 0.1)
                 m.running_mean.normal_(0, 0.1), m.running_var.uniform_(0.5, 1.5)
     return net.eval()
@@ -105,7 +106,7 @@ def test_bad_placements_and_options_fail_in_one_line():
     with pytest.raises(ValueError, match="already has a nonlocal block at res4.0"):
         insert_nonlocal(net, {"res3": [1], "res4": [0]})
     assert len(list(net.layer2.children())) == 2  # nothing inserted by the failed call
-    with pytest.raises(ValueError, match="model.backbone.nl: mode='space' needs a video network"):
+    with pytest.raises(ValueError, match="model.backbone.nl: mode='space' needs dim=3, a video network's"):
         insert_nonlocal(image_net, "res4", mode="space")
     with pytest.raises(ValueError, match=r"model.backbone.nl: subsample='1x2x2': expected .* 2-d pooling kernel such as '2x2'"):
         insert_nonlocal(image_net, "none", subsample="1x2x2")

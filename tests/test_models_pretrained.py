@@ -12,6 +12,7 @@ import torchvision
 from torch import nn
 
 from nlstudy import choices
+from nlstudy.adapters.torch import BatchNorm
 from nlstudy.blocks import NonLocalBlock
 from nlstudy.models import BackboneSpec, build_model
 from nlstudy.models.pretrained import inflate_state_dict, load_pretrained
@@ -221,7 +222,7 @@ def test_frozen_bn_has_batchnorms_state_dict_keys_so_weights_load_either_way():
 
 def test_sync_bn_converts_every_batchnorm_and_still_runs_in_one_process():
     model = build_model(depth=18, width=4, num_classes=3, nonlocal_blocks="res4", norm="sync_bn")
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in model.modules() if isinstance(m, BatchNorm)]
     assert norms and all(isinstance(m, nn.SyncBatchNorm) for m in norms)
     assert model.train()(torch.randn(2, 3, 2, 32, 32)).shape == (2, 3)
 

@@ -2,30 +2,11 @@
 
     z_i = x_i + BN(W_z y_i),     y_i = 1/C(x) * sum_j f(x_i, x_j) g(x_j)          (paper, eqs. 1 and 6)
 
-with four pairwise functions f (the paper's Table 2a):
-
-    gaussian            exp(x_i . x_j)                    C(x) = sum_j f     (softmax over j, raw x)
-    embedded_gaussian   exp(theta_i . phi_j)              C(x) = sum_j f     (softmax; 1/sqrt(d) only if scale=True)
-    dot_product         theta_i . phi_j                   C(x) = N
-    concatenation       ReLU(w_f . [theta_i, phi_j])      C(x) = N
+with one of four pairwise functions f (the paper's Table 2a), each a record in `nlstudy.blocks.pairwise.FORMS`
+with its equation, its computation without the N x N matrix and its cost model.
 
 N is the number of positions attended to (after subsampling; per frame in space mode, per pixel in
 time mode). theta, phi and g are 1x1(x1) convolutions to `inter_channels` (C/2 by default).
-
-Without the N x N matrix:
-    softmax forms   fused scaled-dot-product attention (memory linear in N on the CPU and GPU kernels);
-    dot product     associativity, y = theta (phi^T g) / N, linear in N;
-    concatenation   ReLU(a_i + b_j) with a = w_theta . theta, b = w_phi . phi splits into the keys with
-                    b_j > -a_i; sorting b once turns sum_j ReLU(a_i + b_j) g_j into two gathered prefix
-                    sums, a_i * sum g_j + sum b_j g_j, so neither the (B, 2C', N, N') tensor of the common
-                    ports nor the N x N matrix is built.
-The softmax forms (on the CPU) and the dot product take the explicit (G, N, N') weights instead where that
-costs fewer multiply-adds and the weights fit in `explicit_max_bytes` (`_explicit_pays`): on the CPU the
-softmax forms always do (up to 512 MB of weights), since the fused kernel recomputes q.k in the backward and
-pads the gaussian's values to the width of x, which the explicit products on BLAS do not; the dot product's
-d x C' summary per group costs more than the weights when a group holds few positions (time mode: the T frames
-of a pixel). The softmax forms' explicit path computes query rows a chunk at a time and turns the weights into
-their gradient in place, so it holds one (G, N, N') tensor, not the three of the common ports.
 `attention(x)` builds the explicit normalised matrix f(x_i, x_j) / C(x), for analysis only.
 `nlstudy.blocks.reference` holds the explicit formulations the tests and the benchmark compare against.
 """
@@ -36,10 +17,11 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from nlstudy.choices import MODES, PAIRWISE, SOFTMAX_PAIRWISE, SUBSAMPLE_ORDERS, ZERO_INITS
+from nlstudy.adapters.torch import conv_forward
+from nlstudy.blocks.pairwise import FORMS, SOFTMAX_FORMS, Pairwise
+from nlstudy.choices import DEFAULT_MODE, MODES, SUBSAMPLE_ORDERS, ZERO_INITS
 from nlstudy.registry import lookup
 
 CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -82,82 +64,19 @@ def parse_subsample(subsample: bool | str | Sequence[int] | None, dim: int, mode
     return None if all(k == 1 for k in kernel) else kernel
 
 
-def symmetrise_(a: torch.Tensor, block: int = 256) -> torch.Tensor:
-    """a <- a + a^T for each (N, N) matrix of a (G, N, N) tensor, in place, one (block x block) tile pair at a
-    time (a tile and its mirror, then the next pair): no second N x N matrix is made."""
-    n = a.shape[1]
-    for i in range(0, n, block):
-        for j in range(i, n, block):
-            tile = a[:, i : i + block, j : j + block]
-            if i == j:
-                tile.add_(tile.transpose(1, 2).clone())
-                continue
-            mirror = a[:, j : j + block, i : i + block]
-            both = tile + mirror.transpose(1, 2)
-            tile.copy_(both)
-            mirror.copy_(both.transpose(1, 2))
-    return a
-
-
-class ExplicitSoftmaxAttention(torch.autograd.Function):
-    """softmax(s q^T k) per group applied to v, through explicit (G, N, N') weights larger than a chunk: query rows
-    `chunk_bytes` at a time, so one N x N' tensor at most (the weights, kept for the backward, which turns them
-    into their gradient in place) beside the chunks. (Weights that fit in one chunk take autograd's own softmax and
-    products: `NonLocalBlock._softmax_attend`.)
-
-    Forward q.k and p.v, backward four products and no recomputation (the fused kernel recomputes q.k). With
-    `one_product` (k is q: the gaussian form without subsampling, q.k = x^T x symmetric, and x wide enough) the two
-    products of the backward that give q's and k's gradients are one: x (dS + dS^T). Since the backward overwrites
-    the weights, a second backward through the same graph (retain_graph) fails ("modified by an inplace
-    operation") rather than give wrong gradients.
-    """
-
-    @staticmethod
-    def chunks(g: int, n: int, n_keys: int, itemsize: int, chunk_bytes: int) -> list[slice]:
-        """Slices of the N query rows, each (G, rows, N') chunk at most `chunk_bytes`."""
-        rows = max(1, min(n, chunk_bytes // (g * n_keys * itemsize)))
-        return [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
-
-    @staticmethod
-    @torch.amp.custom_fwd(device_type="cpu")  # the backward runs under the forward's autocast state
-    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, chunk_bytes: int,
-                one_product: bool) -> torch.Tensor:
-        # (G, d, N), (G, d, N'), (G, C', N') -> (G, C', N)
-        chunks = ExplicitSoftmaxAttention.chunks(q.shape[0], q.shape[2], k.shape[2], q.element_size(), chunk_bytes)
-        p = q.new_empty(q.shape[0], q.shape[2], k.shape[2])  # (G, N, N'): the weights, filled chunk by chunk
-        tiny = torch.finfo(p.dtype).tiny
-        for rows in chunks:
-            logits = torch.bmm(q[:, :, rows].transpose(1, 2), k)  # (G, c, N')
-            weights = torch.softmax(logits.mul_(scale) if scale != 1.0 else logits, dim=-1)
-            # weights below the smallest normal float are denormals, which x86 multiplies tens of times slower (the
-            # unnormalised gaussian form of wide x makes many: 20x the products' time at res3): they become zeros
-            p[:, rows] = weights.masked_fill_(weights < tiny, 0.0)
-        y = torch.bmm(v, p.transpose(1, 2))  # (G, C', N') @ (G, N', N) -> (G, C', N)
-        ctx.scale, ctx.chunks, ctx.symmetric = scale, chunks, one_product and k is q
-        ctx.save_for_backward(q, k, v, p, y)
-        return y
-
-    @staticmethod
-    @torch.amp.custom_bwd(device_type="cpu")
-    def backward(ctx, dy: torch.Tensor):  # (G, C', N)
-        q, k, v, p, y = ctx.saved_tensors
-        dv = torch.bmm(dy, p)  # v's: (G, C', N) @ (G, N, N') -> (G, C', N'), before p is overwritten
-        # softmax backward: ds_ij = p_ij (dp_ij - sum_j' p_ij' dp_ij'), with sum_j' p_ij' dp_ij' = dy_i . y_i
-        dot = (dy * y).sum(1).unsqueeze(2)  # (G, N, 1)
-        tiny = torch.finfo(p.dtype).tiny
-        for rows in ctx.chunks:
-            dp = torch.bmm(dy[:, :, rows].transpose(1, 2), v)  # (G, c, C') @ (G, C', N') -> (G, c, N')
-            ds_rows = p[:, rows].mul_(dp.sub_(dot[:, rows]))  # p's memory now holds dS for these rows
-            ds_rows.masked_fill_(ds_rows.abs() < tiny, 0.0)  # no denormals into the products below either
-        ds = p
-        if ctx.symmetric:  # k is q, one tensor: its gradient is q (dS + dS^T), (G, d, N) @ (G, N, N)
-            dq, dk = torch.bmm(q, symmetrise_(ds)), None
-        else:
-            dq, dk = torch.bmm(k, ds.transpose(1, 2)), torch.bmm(q, ds)  # (G, d, N), (G, d, N')
-        if ctx.scale != 1.0:
-            dq = dq.mul_(ctx.scale)
-            dk = dk.mul_(ctx.scale) if dk is not None else None
-        return dq, dk, dv, None, None, None  # with k given as q and dk None, dq is the whole gradient
+def check_options(dim: int, pairwise: str, mode: str, subsample: bool | str | Sequence[int] | None,
+                  scale: bool) -> tuple[Pairwise, tuple[int, ...] | None]:
+    """The pairwise function's record and the subsampling kernel, or a ValueError naming the option: the checks of
+    the block's options that the model builders also make where no block uses them (nlstudy.models.plugin)."""
+    form = lookup(FORMS, pairwise, "pairwise")
+    lookup(dict.fromkeys(MODES), mode, "mode")
+    if mode != DEFAULT_MODE and dim != 3:
+        raise ValueError(f"mode={mode!r} needs dim=3, a video network's (T, H, W) features; got dim={dim}: "
+                         f"a 2-d block attends over the whole image (mode={DEFAULT_MODE!r})")
+    kernel = parse_subsample(subsample, dim, mode)
+    if scale and not form.softmax:
+        raise ValueError(f"scale=True applies to the softmax forms {', '.join(SOFTMAX_FORMS)}, not pairwise={pairwise!r}")
+    return form, kernel
 
 
 class NonLocalBlock(nn.Module):
@@ -166,7 +85,7 @@ class NonLocalBlock(nn.Module):
     Args:
         in_channels: channels C of the input.
         dim: 1, 2 or 3 for (B, C, L), (B, C, H, W) or (B, C, T, H, W) inputs.
-        pairwise: one of PAIRWISE.
+        pairwise: a name in nlstudy.blocks.pairwise.FORMS (nlstudy.choices.PAIRWISE).
         inter_channels: width C' of theta/phi/g; default C // 2 (the paper).
         subsample: see `parse_subsample`; the paper's max-pool by default.
         mode: "spacetime" (all positions), "space" (the same frame), "time" (the same pixel); 3-d only.
@@ -179,7 +98,7 @@ class NonLocalBlock(nn.Module):
         init_std: std of the Gaussian init of every 1x1 conv (the released code: 0.01).
     """
 
-    # When the explicit (G, N, N') weights replace the default path (_explicit_pays): where they cost fewer
+    # When the explicit (G, N, N') weights replace the default path (explicit_pays): where they cost fewer
     # multiply-adds per forward+backward by at least this many (every size: below the fused kernels' and the
     # associative product's overheads, the explicit products win too) ...
     explicit_min_saving = 0
@@ -210,31 +129,26 @@ class NonLocalBlock(nn.Module):
     ):
         super().__init__()
         conv = lookup(CONV, dim, "dim")
-        lookup(dict.fromkeys(PAIRWISE), pairwise, "pairwise")  # FORMS (below) holds each one's code
-        lookup(dict.fromkeys(MODES), mode, "mode")
+        form, kernel = check_options(dim, pairwise, mode, subsample, scale)
         lookup(dict.fromkeys(SUBSAMPLE_ORDERS), subsample_order, "subsample_order")
         lookup(dict.fromkeys(ZERO_INITS), zero_init, "zero_init")
-        if mode != "spacetime" and dim != 3:
-            raise ValueError(f"mode={mode!r} needs dim=3 (T, H, W input); got dim={dim}")
         if not isinstance(in_channels, int) or in_channels < 1:
             raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}")
         inter = in_channels // 2 if inter_channels is None else inter_channels
         if not isinstance(inter, int) or inter < 1:
             raise ValueError(f"inter_channels must be a positive integer, got {inter_channels!r} for C={in_channels}")
-        if scale and pairwise not in SOFTMAX_PAIRWISE:
-            raise ValueError(f"scale=True applies to the softmax forms {SOFTMAX_PAIRWISE}, not pairwise={pairwise!r}")
 
         self.in_channels, self.inter_channels, self.dim = in_channels, inter, dim
         self.pairwise, self.mode, self.subsample_order = pairwise, mode, subsample_order
         self.scale, self.zero_init, self.init_std = scale, zero_init, init_std
-        self.subsample_kernel = parse_subsample(subsample, dim, mode)
+        self.subsample_kernel = kernel
 
-        embed = pairwise != "gaussian"  # the gaussian form compares raw x_i . x_j
-        self.theta = conv(in_channels, inter, 1) if embed else None
-        self.phi = conv(in_channels, inter, 1) if embed else None
+        # theta and phi, but for a form comparing the raw x_i . x_j (the gaussian)
+        self.theta = conv(in_channels, inter, 1) if form.embedded else None
+        self.phi = conv(in_channels, inter, 1) if form.embedded else None
         self.g = conv(in_channels, inter, 1)
         # w_f of the concatenation form: [theta_i, phi_j] (2C') -> one channel; no bias, as the ports
-        self.concat_proj = nn.Linear(2 * inter, 1, bias=False) if pairwise == "concatenation" else None
+        self.concat_proj = nn.Linear(2 * inter, 1, bias=False) if form.projects_pairs else None
         self.pool = (
             lookup(MAX_POOL, dim, "dim")(self.subsample_kernel, self.subsample_kernel, ceil_mode=True)
             if self.subsample_kernel
@@ -296,7 +210,7 @@ class NonLocalBlock(nn.Module):
         the stacked output cut into those groups."""
         weight = torch.cat([conv.weight for conv in convs])
         bias = torch.cat([conv.bias for conv in convs])
-        out = convs[0]._conv_forward(x, weight, bias)  # (B, n C', *S)
+        out = conv_forward(convs[0], x, weight, bias)  # (B, n C', *S)
         return out.split([n * self.inter_channels for n in (split or (1,) * len(convs))], dim=1)
 
     def to_groups(self, t: torch.Tensor) -> torch.Tensor:
@@ -323,71 +237,18 @@ class NonLocalBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
         q, k, v = (self.to_groups(t) for t in self.project(x))  # (G, d, N), (G, d, N'), (G, C', N')
-        attend, _ = FORMS[self.pairwise]
-        y = self.from_groups(attend(self, q, k, v), x.shape)  # (G, C', N) -> (B, C', *S)
+        y = self.from_groups(FORMS[self.pairwise].attend(self, q, k, v), x.shape)  # (G, C', N) -> (B, C', *S)
         return x + self.out_norm(self.out_proj(y))
 
-    def _explicit_pays(self, q: torch.Tensor, k: torch.Tensor, default_macs: int, explicit_macs: int) -> bool:
+    def explicit_pays(self, q: torch.Tensor, k: torch.Tensor, default_macs: int, explicit_macs: int) -> bool:
         """Whether the explicit (G, N, N') weights save `explicit_min_saving` multiply-adds over the default
         path and take at most `explicit_max_bytes`; the costs are per forward+backward."""
         weights = q.shape[0] * q.shape[2] * k.shape[2] * q.element_size()
         return default_macs - explicit_macs >= self.explicit_min_saving and weights <= self.explicit_max_bytes
 
-    def _softmax_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        d, cv = q.shape[1], v.shape[1]
-        scale = self._logit_scale(d)
-        pairs = q.shape[0] * q.shape[2] * k.shape[2]  # G N N'
-        symmetric = self.theta is None and self.subsample_kernel is None  # gaussian, unpooled: keys = queries
-        # the fused kernel: seven products at width max(d, C') (q.k twice); explicit: q.k and q's and k's
-        # gradients at d (one product for both when symmetric), p.v, dp and v's gradient at C'
-        one_product = symmetric and d >= self.symmetric_min_width
-        explicit_macs = ((2 if one_product else 3) * d + 3 * cv) * pairs
-        if q.is_cpu and self._explicit_pays(q, k, 7 * max(d, cv) * pairs, explicit_macs):
-            if pairs * q.element_size() > self.explicit_chunk_bytes:
-                return ExplicitSoftmaxAttention.apply(q, q if symmetric else k, v, scale, self.explicit_chunk_bytes,
-                                                      one_product)
-            # weights that fit in one chunk: autograd's own nodes, no Python backward (which costs more than the
-            # products at the demo's sizes)
-            logits = torch.bmm(q.transpose(1, 2), k)  # (G, N, N')
-            p = torch.softmax(logits * scale if scale != 1.0 else logits, dim=-1)
-            # p @ v^T, not v @ p^T: p's gradient then comes in p's own layout (no N x N' copy for the softmax's)
-            return torch.bmm(p, v.transpose(1, 2)).transpose(1, 2)  # (G, N, N') @ (G, N', C') -> (G, C', N)
-        # the fused CPU kernel wants (N, width) rows with stride 1 and one width for q, k and v:
-        # zero-pad the narrower side (zeros change neither q.k nor the kept output channels)
-        width = max(d, cv)
-        q, k, v = (F.pad(t.transpose(1, 2), (0, width - t.shape[1])).contiguous().unsqueeze(1) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, scale=scale)  # (G, 1, N, width)
-        return y.squeeze(1)[..., :cv].transpose(1, 2)  # (G, C', N)
-
-    def _dot_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        (g, d, n), n_keys, cv = q.shape, k.shape[2], v.shape[1]
-        # three products each way (forward, and two gradients per product): at d x C' per position
-        # associatively, at N' (d + C') per query explicitly
-        if self._explicit_pays(q, k, 3 * g * d * cv * (n + n_keys), 3 * g * n * n_keys * (d + cv)):
-            return v @ (k.transpose(1, 2) @ q) / n_keys  # (G, C', N') @ ((G, N', d) @ (G, d, N)) -> (G, C', N)
-        # associativity: y = g (phi^T theta) / N', never the N x N' matrix
-        return (v @ k.transpose(1, 2)) @ q / n_keys  # ((G, C', N') @ (G, N', d)) @ (G, d, N) -> (G, C', N)
-
-    def _logit_scale(self, d: int) -> float:
+    def logit_scale(self, d: int) -> float:
+        """The factor of the softmax forms' logits theta.phi: 1/sqrt(d) with `scale`, else 1."""
         return 1.0 / math.sqrt(d) if self.scale else 1.0
-
-    def _concat_weights(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """a_i = w_theta . theta_i (G, N) and b_j = w_phi . phi_j (G, N'): w_f split over [theta, phi]."""
-        w_theta, w_phi = self.concat_proj.weight[0].split(self.inter_channels)
-        return w_theta @ q, w_phi @ k  # (d,) @ (G, d, N) -> (G, N)
-
-    def _concat_attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        a, b = self._concat_weights(q, k)  # (G, N), (G, N')
-        n_keys, cv = k.shape[2], v.shape[1]
-        b_desc, order = b.sort(dim=1, descending=True)  # (G, N')
-        v_desc = v.gather(2, order.unsqueeze(1).expand(-1, cv, -1))  # (G, C', N')
-        # keys with ReLU(a_i + b_j) > 0 are the first c_i of the descending order: c_i = #{-b_j < a_i}
-        count = torch.searchsorted(-b_desc, a.contiguous())  # (G, N), left side: strict inequality
-        zero = v.new_zeros(v.shape[0], cv, 1)
-        sum_v = torch.cat([zero, v_desc.cumsum(2)], 2)  # (G, C', N'+1): sums over the first c keys
-        sum_bv = torch.cat([zero, (b_desc.unsqueeze(1) * v_desc).cumsum(2)], 2)
-        idx = count.unsqueeze(1).expand(-1, cv, -1)  # (G, C', N)
-        return (a.unsqueeze(1) * sum_v.gather(2, idx) + sum_bv.gather(2, idx)) / n_keys  # (G, C', N)
 
     # --- analysis ---
 
@@ -402,20 +263,8 @@ class NonLocalBlock(nn.Module):
         self._check_input(x)
         q_grid, k_grid, _ = self.project(x)
         q, k = self.to_groups(q_grid), self.to_groups(k_grid)  # (G, d, N), (G, d, N')
-        _, weights = FORMS[self.pairwise]
-        return self._scatter_groups(weights(self, q, k), q_grid.shape, k_grid.shape)  # (G, N, N') -> (B, N, N')
-
-    # the explicit weights f(x_i, x_j) / C(x) of each form, (G, d, N), (G, d, N') -> (G, N, N')
-
-    def _softmax_weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(q.transpose(1, 2) @ k * self._logit_scale(q.shape[1]), dim=-1)
-
-    def _dot_weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        return q.transpose(1, 2) @ k / k.shape[2]
-
-    def _concat_pair_weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        a, b = self._concat_weights(q, k)  # (G, N), (G, N')
-        return torch.relu(a.unsqueeze(2) + b.unsqueeze(1)) / k.shape[2]
+        weights = FORMS[self.pairwise].weights(self, q, k)  # (G, N, N')
+        return self._scatter_groups(weights, q_grid.shape, k_grid.shape)  # (G, N, N') -> (B, N, N')
 
     def _scatter_groups(self, att: torch.Tensor, q_shape: torch.Size, k_shape: torch.Size) -> torch.Tensor:
         """(G, n, n') per-group weights -> (B, N, N') over all positions, zero across groups."""
@@ -432,11 +281,3 @@ class NonLocalBlock(nn.Module):
             full[:, :, idx, :, idx] = att.reshape(b, h * w, tt, tk).transpose(0, 1)  # (HW, B, T, T')
         return full.reshape(b, tt * h * w, tk * hk * wk)
 
-
-# pairwise function (nlstudy.choices.PAIRWISE) -> (y computed without the N x N matrix, the explicit weights)
-FORMS = {
-    "gaussian": (NonLocalBlock._softmax_attend, NonLocalBlock._softmax_weights),
-    "embedded_gaussian": (NonLocalBlock._softmax_attend, NonLocalBlock._softmax_weights),
-    "dot_product": (NonLocalBlock._dot_attend, NonLocalBlock._dot_weights),
-    "concatenation": (NonLocalBlock._concat_attend, NonLocalBlock._concat_pair_weights),
-}

@@ -8,13 +8,10 @@ against them and `benchmarks/nl_block.py` can time the two side by side. Not for
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 
 from nlstudy.blocks.nonlocal_block import NonLocalBlock
-from nlstudy.choices import SOFTMAX_PAIRWISE
+from nlstudy.blocks.pairwise import FORMS
 
 
 def _positions(shape: torch.Size) -> torch.Tensor:
@@ -35,41 +32,29 @@ def allowed_pairs(block: NonLocalBlock, q_shape: torch.Size, k_shape: torch.Size
 
 
 def explicit_attention(block: NonLocalBlock, x: torch.Tensor, concat: str = "broadcast") -> torch.Tensor:
-    """f(x_i, x_j) / C(x) as an explicit (B, N, N') matrix (zeros outside the pairs the mode allows).
+    """f(x_i, x_j) / C(x) as an explicit (B, N, N') matrix (zeros outside the pairs the mode allows), from the
+    form's `scores` (nlstudy.blocks.pairwise): a softmax over the allowed keys, or f over their number.
 
-    concat="repeat" forms the concatenation pairs the way the common ports do: theta and phi repeated
-    to (B, C', N, N') each, concatenated to (B, 2C', N, N') and projected by w_f; concat="broadcast"
-    adds the two projected halves instead.
+    concat="repeat" forms the pairs the way the common ports do where the form has such a formulation (the
+    concatenation: theta and phi repeated to (B, C', N, N') each, concatenated to (B, 2C', N, N') and projected
+    by w_f); concat="broadcast" takes the form's own (for the concatenation: the two projected halves added).
     """
+    if concat not in ("repeat", "broadcast"):
+        raise ValueError(f"concat={concat!r}: valid choices: 'repeat', 'broadcast'")
+    form = FORMS[block.pairwise]
     q_grid, k_grid, _ = block.project(x)
     q = q_grid.flatten(2).transpose(1, 2)  # (B, N, d)
     k = k_grid.flatten(2).transpose(1, 2)  # (B, N', d)
     mask = allowed_pairs(block, q_grid.shape, k_grid.shape) if block.dim == 3 else None
     if mask is not None:
         mask = mask.to(x.device)
+    scores = form.ports_scores if concat == "repeat" and form.ports_scores else form.scores
+    f = scores(block, q, k)  # (B, N, N'): the logits of a softmax form, else f
 
-    if block.pairwise in SOFTMAX_PAIRWISE:
-        logits = q @ k.transpose(1, 2)  # (B, N, N')
-        if block.scale:
-            logits = logits / math.sqrt(q.shape[-1])
+    if form.softmax:
         if mask is not None:
-            logits = logits.masked_fill(~mask, float("-inf"))
-        return torch.softmax(logits, dim=-1)  # C(x) = sum_j f
-
-    if block.pairwise == "dot_product":
-        f = q @ k.transpose(1, 2)  # (B, N, N')
-    elif concat == "repeat":
-        n, nk = q.shape[1], k.shape[1]
-        theta = q.transpose(1, 2).unsqueeze(3).expand(-1, -1, n, nk)  # (B, C', N, N')
-        phi = k.transpose(1, 2).unsqueeze(2).expand(-1, -1, n, nk)  # (B, C', N, N')
-        pairs = torch.cat([theta, phi], dim=1)  # (B, 2C', N, N')
-        w_f = block.concat_proj.weight.view(1, -1, 1, 1)  # (1, 2C', 1, 1): w_f as a 1x1 conv
-        f = F.relu(F.conv2d(pairs, w_f)).squeeze(1)  # (B, N, N')
-    elif concat == "broadcast":
-        w_theta, w_phi = block.concat_proj.weight[0].split(block.inter_channels)
-        f = F.relu((q @ w_theta).unsqueeze(2) + (k @ w_phi).unsqueeze(1))  # (B, N, N')
-    else:
-        raise ValueError(f"concat={concat!r}: valid choices: 'repeat', 'broadcast'")
+            f = f.masked_fill(~mask, float("-inf"))
+        return torch.softmax(f, dim=-1)  # C(x) = sum_j f
     if mask is None:
         return f / k.shape[1]  # C(x) = N
     return f * mask / mask.sum(1, keepdim=True)  # N = positions this query attends to

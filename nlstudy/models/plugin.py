@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nlstudy.blocks.nonlocal_block import parse_subsample
-from nlstudy.choices import BLOCKS, DEFAULT_MODE, RESIDUAL, SOFTMAX_PAIRWISE, STAGES, TEMPORAL_RESIDUAL
+from nlstudy.blocks.nonlocal_block import check_options
+from nlstudy.choices import BLOCKS, RESIDUAL, STAGES, TEMPORAL_RESIDUAL
 from nlstudy.models.placement import resolve_placement
 from nlstudy.models.resnet import LOGITS, InsertFn, StagedNetwork, inserted_children
 from nlstudy.registry import lookup
@@ -82,13 +82,7 @@ def inserted_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def check_nl(options: Any, dim: int) -> None:
     """The nl options against a network's dim (build_model, insert_blocks), checked even where no block uses them."""
     try:
-        if dim != 3 and options.mode != DEFAULT_MODE:
-            raise ValueError(f"mode={options.mode!r} needs a video network (T, H, W features); "
-                             f"a 2-d network's blocks attend over the whole image: mode={DEFAULT_MODE!r}")
-        parse_subsample(options.subsample, dim, options.mode)
-        if options.scale and options.pairwise not in SOFTMAX_PAIRWISE:
-            raise ValueError(f"scale=True applies to the softmax forms {', '.join(SOFTMAX_PAIRWISE)}, "
-                             f"not pairwise={options.pairwise!r}")
+        check_options(dim, options.pairwise, options.mode, options.subsample, options.scale)
     except ValueError as e:
         raise ValueError(f"model.backbone.nl: {e}") from None
     if not 0.0 < options.inter_ratio:

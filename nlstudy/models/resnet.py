@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
+from nlstudy.adapters.torch import BatchNorm
 from nlstudy.choices import STAGES
 from nlstudy.models.conv import VideoConv3d
 from nlstudy.registry import lookup
@@ -76,7 +76,7 @@ class FrozenBatchNorm3d(nn.Module):
 
     A module of its own rather than a BatchNorm3d held in eval mode: its forward never reads `self.training`,
     so no `train()` call (Lightning's `model.train()`, its restoring of each module's mode after validation)
-    can switch it to batch statistics; and it is not a `_BatchNorm`, so neither Lightning's
+    can switch it to batch statistics; and it is not a torch BatchNorm (`nlstudy.adapters.torch.BatchNorm`), so neither Lightning's
     `trainer.sync_batchnorm` nor `convert_sync_batchnorm` turns it back into a learning SyncBatchNorm.
     weight and bias stay parameters with requires_grad=False (their grads stay None, so the optimisers skip
     them; derived.params still counts them). The state-dict keys are BatchNorm3d's (weight, bias,
@@ -112,7 +112,7 @@ def msra_init(module: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")  # std sqrt(2 / fan_out)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (_BatchNorm, FrozenBatchNorm3d)):
+        elif isinstance(m, (BatchNorm, FrozenBatchNorm3d)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):

@@ -1,0 +1,5 @@
+"""Adapters: every private name of a library nlstudy relies on, behind one small module per library, each with
+a test that fails loudly when the library changes it (tests/test_adapters_*.py).
+
+    torch   torch's private names (the BatchNorm base class, a convolution's compute hook)
+"""
