@@ -15,7 +15,8 @@ imports another in a circle):
               interrupts (SIGINT, SIGTERM, SIGHUP stop a command as Ctrl-C does)
                                                                                <- everything; no torch
     adapters  one module per library holding the private names nlstudy uses
-              (adapters.torch: the BatchNorm base class, a conv's compute hook)  <- core
+              (adapters.torch: the BatchNorm base class, a conv's compute hook;
+              adapters.wandb: the warm imports, wandb-core's inspector, debug.log) <- core
     blocks    NonLocalBlock, comparison blocks                                 <- adapters, core
     models    VideoResNet C2D/I3D, placement, ImageNet inflation, the torchvision
               plug-in, model facts                                             <- blocks, adapters, core
@@ -25,7 +26,7 @@ imports another in a circle):
                                                                                   (never lit: no Trainer)
     sweep     sweep files, the `sweeps` engine, the local agent               <- core; no torch
     report    collect runs -> tables -> comparisons -> one family (Holm) -> verdicts
-              -> md/tex/csv/figures, findings                                  <- sweep, core; no torch
+              -> md/tex/csv/figures, findings                                  <- sweep, adapters.wandb, core; no torch
     until_decided  `nlstudy sweep --until-decided`: seeds added to the undecided
               rows, in rounds, by the report's verdicts                        <- sweep, report, core; no torch
     cli       `nlstudy <command>`: dispatches to lit, sweep, report,

@@ -2,4 +2,5 @@
 a test that fails loudly when the library changes it (tests/test_adapters_*.py).
 
     torch   torch's private names (the BatchNorm base class, a convolution's compute hook)
+    wandb   wandb's private names (the warm worker's imports, wandb-core's inspector, a run's debug.log)
 """

@@ -81,10 +81,11 @@ def serve(path: str, preload: bool = True) -> None:
     server.bind(path)  # first, so that clients can connect (and queue) while the imports run
     server.listen(16)
     if preload:  # the warm part, measured: each of these took a second or more in every run
-        import wandb.sdk.launch.inputs.internal  # noqa: F401  wandb.init imports it (pydantic models) every run
+        from nlstudy.adapters import wandb as wandb_adapter
         from nlstudy.data.synthetic import digit_images
         from nlstudy.lit.cli import warm_up  # torch, torchvision, Lightning, torchmetrics
 
+        wandb_adapter.preload()  # what wandb.init imports every run (pydantic models); says so if it moved
         digit_images()  # scikit-learn and its digits, for the embedded task (numpy only: no torch state)
         warm_up()  # the parser's caches (no torch operation, nothing instantiated)
 

@@ -37,10 +37,8 @@ Nothing here imports torch (nor wandb, except :func:`read_wandb`, lazily).
 
 from __future__ import annotations
 
-import ast
 import concurrent.futures
 import dataclasses
-import functools
 import json
 import os
 import re
@@ -55,6 +53,7 @@ from typing import Any
 import pandas as pd
 
 from nlstudy import interrupts, keys
+from nlstudy.adapters import wandb as wandb_adapter
 from nlstudy.files import walk
 from nlstudy.processes import alive
 from nlstudy.report.logcache import LogCache, Stamp
@@ -370,15 +369,6 @@ def _completeness(record: RunRecord) -> tuple:
             len(record.config))
 
 
-@functools.cache
-def _core_inspect() -> tuple[str, ...]:
-    """What ``wandb leet inspect --json`` starts: wandb-core's inspector, with the flags the CLI passes
-    for an offline read."""
-    from wandb.util import get_core_path  # local import: wandb loads only once there is a log to read
-
-    return (get_core_path(), "leet", "inspect", "--no-observability", "--json")
-
-
 def inspect_command(run_file: Path, *, via_cli: bool = False) -> list[str]:
     """The command that prints `run_file`'s records: what ``wandb leet inspect --json RUN_FILE`` runs
     (wandb-core's inspector on the log and the wandb dir it lives in), started directly; or, `via_cli`,
@@ -387,7 +377,7 @@ def inspect_command(run_file: Path, *, via_cli: bool = False) -> list[str]:
     run_file = Path(run_file).resolve()
     if via_cli:
         return [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_file)]
-    return [*_core_inspect(), "--run-file", str(run_file), str(run_file.parent.parent)]
+    return [*wandb_adapter.inspector_command(), "--run-file", str(run_file), str(run_file.parent.parent)]
 
 
 def inspect_records(run_file: Path, *, via_cli: bool = False) -> list[dict[str, Any]]:
@@ -487,7 +477,7 @@ def read_offline_run(run_file: Path, *, stale_after_s: float = STALE_AFTER_S,
         log, unreadable = LogContents.fold([]), str(err)
     info, config = log.info, log.config
 
-    debug_log = _read_debug_log(run_dir)
+    debug_log = wandb_adapter.read_debug_log(run_dir)
     if log.exit_code is not None:
         state = ("finished" if log.exit_code == 0 else "killed" if log.exit_code in interrupts.EXIT_CODES
                  else "failed")
@@ -498,7 +488,7 @@ def read_offline_run(run_file: Path, *, stale_after_s: float = STALE_AFTER_S,
     if not info:
         why = (f"unreadable log ({unreadable})" if unreadable
                else "log holds no records yet" if state == "running" else "log holds no records (killed early)")
-        recovered = _config_from_debug_log(debug_log)
+        recovered = wandb_adapter.config_from_debug_log(debug_log)
         if recovered is not None:
             config = recovered
             note = f"{why}; config from logs/debug.log"
@@ -539,29 +529,11 @@ def _start_from_name(run_dir: Path) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.strptime(m.group(1), "%Y%m%d_%H%M%S"))
 
 
-def _read_debug_log(run_dir: Path) -> str:
-    try:
-        return (run_dir / "logs" / "debug.log").read_text(errors="replace")
-    except OSError:
-        return ""
-
-
-def _config_from_debug_log(text: str) -> dict[str, Any] | None:
-    for match in re.finditer(r"^config: (\{.*\})\s*$", text, flags=re.M):
-        try:
-            value = ast.literal_eval(match.group(1))
-        except (ValueError, SyntaxError):
-            continue
-        if isinstance(value, dict):
-            return value
-    return None
-
-
 def _still_writing(run_file: Path, host: str | None, debug_log: str, stale_after_s: float) -> bool:
-    pid_match = re.search(r"Configure stats pid to (\d+)", debug_log)
+    pid = wandb_adapter.pid_from_debug_log(debug_log)
     same_host = host in (None, "", socket.gethostname())
-    if pid_match and same_host:
-        return alive(int(pid_match.group(1)))
+    if pid is not None and same_host:
+        return alive(pid)
     try:
         age = time.time() - run_file.stat().st_mtime
     except OSError:
