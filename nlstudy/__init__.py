@@ -16,7 +16,8 @@ imports another in a circle):
                                                                                <- everything; no torch
     adapters  one module per library holding the private names nlstudy uses
               (adapters.torch: the BatchNorm base class, a conv's compute hook;
-              adapters.wandb: the warm imports, wandb-core's inspector, debug.log) <- core
+              adapters.wandb: the warm imports, wandb-core's inspector, debug.log;
+              adapters.sweeps: the engine, its parameter classes and grid hash)  <- core
     blocks    NonLocalBlock, comparison blocks                                 <- adapters, core
     models    VideoResNet C2D/I3D, placement, ImageNet inflation, the torchvision
               plug-in, model facts                                             <- blocks, adapters, core
@@ -24,7 +25,7 @@ imports another in a circle):
     lit       VideoClassifier, callbacks, the training CLI, train()            <- models, data, blocks, adapters, core
     analysis  reload runs, attention, query dependence, ERF, notebook runner   <- models, data, blocks, report, adapters, core
                                                                                   (never lit: no Trainer)
-    sweep     sweep files, the `sweeps` engine, the local agent               <- core; no torch
+    sweep     sweep files, the `sweeps` engine, the local agent               <- adapters.sweeps, core; no torch
     report    collect runs -> tables -> comparisons -> one family (Holm) -> verdicts
               -> md/tex/csv/figures, findings                                  <- sweep, adapters.wandb, core; no torch
     until_decided  `nlstudy sweep --until-decided`: seeds added to the undecided

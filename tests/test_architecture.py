@@ -20,7 +20,7 @@ ALLOWED = {  # layer -> the layers it may import (besides itself)
     "data": CORE,
     "lit": CORE | {"blocks", "models", "data", "adapters"},
     "analysis": CORE | {"blocks", "models", "data", "report", "adapters"},  # never lit or cli: a notebook needs no Trainer
-    "sweep": CORE,
+    "sweep": CORE | {"adapters"},  # adapters.sweeps (no torch)
     "report": CORE | {"sweep", "adapters"},  # the sweep files say which runs were planned
     "until_decided": CORE | {"sweep", "report"},  # seeds until decided: the sweep driven by the report's verdicts
     "cli": CORE | {"lit", "sweep", "report", "until_decided"},  # `nlstudy <command>` dispatch (torch imported lazily)

@@ -16,16 +16,11 @@ top-level name holding a nested dict), exactly what the server hands `wandb agen
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-with warnings.catch_warnings():  # pydantic's "allow_population_by_field_name" notice on import
-    warnings.simplefilter("ignore")
-    import sweeps
-    from sweeps.params import HyperParameter, HyperParameterSet
-
-NEST = HyperParameterSet.NESTING_DELIMITER
+from nlstudy.adapters import sweeps
+from nlstudy.adapters.sweeps import NEST, HyperParameter, HyperParameterSet
 
 
 def plain(value: Any) -> Any:
@@ -73,8 +68,8 @@ def engine_runs(config: Mapping[str, Any], records: Iterable[Mapping[str, Any]])
         # by alias: with pydantic 2, SweepRun's "allow_population_by_field_name" is ignored, and
         # history= / summary_metrics= would be dropped without a word
         out.append(sweeps.SweepRun(
-            name=rec["id"], state=engine_state(rec["state"]), config=run_config, sampledHistory=history,
-            summaryMetrics=summary, stopped=rec["state"] == "stopped",
+            name=rec["id"], state=engine_state(rec["state"]), config=run_config, stopped=rec["state"] == "stopped",
+            **{sweeps.HISTORY: history, sweeps.SUMMARY: summary},
         ))
     return out
 
@@ -101,7 +96,7 @@ def next_grid_point(config: Mapping[str, Any], records: Iterable[Mapping[str, An
     import itertools
 
     import numpy as np
-    from sweeps.grid_search import yaml_hash
+    yaml_hash = sweeps.yaml_hash
 
     params = parameter_set(config)
     for i, p in enumerate(params):
