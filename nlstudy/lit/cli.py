@@ -450,8 +450,9 @@ def warm_up(subcommand: str = "fit") -> None:
         pass
 
 
-class Checked(Exception):
-    """Raised by CheckCLI's before_<subcommand> hooks: the command parsed and built; nothing runs."""
+class StopAfterCheck(Exception):
+    """Raised by CheckCLI's before_<subcommand> hooks: the command parsed and built; nothing runs. (Not
+    nlstudy.sweep.check.Checked, what a sweep's check found.)"""
 
 
 class CheckCLI(NLStudyCLI):
@@ -463,7 +464,7 @@ class CheckCLI(NLStudyCLI):
         self.machine = machine  # also check the settings against this machine (check_machine)
         try:
             super().__init__(args=args)
-        except Checked:
+        except StopAfterCheck:
             pass
 
     def subcommands(self) -> dict[str, set[str]]:
@@ -503,7 +504,7 @@ class CheckCLI(NLStudyCLI):
         self._checked_trainer = fingerprint
 
     def before_fit(self) -> None:
-        raise Checked
+        raise StopAfterCheck
 
     before_validate = before_test = before_fit
 
