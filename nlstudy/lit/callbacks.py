@@ -221,7 +221,6 @@ class SaveWeights(pl.Callback):
     """
 
     def __init__(self) -> None:
-        self.best = -float("inf")
         self.best_file: Path | None = None  # where best.pt was last written
         self._resumed_best_file: Path | None = None
 
@@ -231,10 +230,9 @@ class SaveWeights(pl.Callback):
         return None if run_files is None else run_files / keys.WEIGHTS_DIR
 
     def state_dict(self) -> dict:
-        return {"best": self.best, "best_file": str(self.best_file) if self.best_file else None}
+        return {"best_file": str(self.best_file) if self.best_file else None}
 
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.best = float(state_dict.get("best", -float("inf")))
+    def load_state_dict(self, state_dict: dict) -> None:  # the best top-1 so far is VideoClassifier's to keep
         self._resumed_best_file = Path(state_dict["best_file"]) if state_dict.get("best_file") else None
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -269,10 +267,9 @@ class SaveWeights(pl.Callback):
             self.best_file = path
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        top1 = trainer.callback_metrics.get(keys.VAL_TOP1)
-        if trainer.sanity_checking or top1 is None or float(top1) <= self.best:
+        # after the module's on_validation_epoch_end, which tracks the best validation top-1 (VideoClassifier.best)
+        if trainer.sanity_checking or not getattr(pl_module, "new_best", False):
             return
-        self.best = float(top1)
         self.save(trainer, pl_module, "best", trainer.current_epoch + 1)  # validation ends an epoch
 
     def on_fit_end(self, trainer, pl_module) -> None:

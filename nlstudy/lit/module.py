@@ -206,6 +206,7 @@ class VideoClassifier(pl.LightningModule):
             for split in ("val", "test")
         })
         self.best = {"top1": -1.0, "top5": float("nan")}  # best val top-1 so far, and top-5 at that epoch
+        self.new_best = False  # the last validation set a new best top-1 (lit.callbacks.SaveWeights reads it)
         self.loss_watch = LossWatch(keys.TRAIN_LOSS)  # a NaN or infinite loss stops the run, failed
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
@@ -264,7 +265,8 @@ class VideoClassifier(pl.LightningModule):
         v = self._epoch_values("val")
         if self.trainer.sanity_checking:
             return
-        if v["top1"] > self.best["top1"]:
+        self.new_best = v["top1"] > self.best["top1"]  # SaveWeights writes best.pt then
+        if self.new_best:
             self.best = {"top1": v["top1"], "top5": v["top5"]}
         self.log_dict({
             keys.VAL_LOSS: v["loss"], keys.VAL_TOP1: v["top1"], keys.VAL_TOP5: v["top5"],
