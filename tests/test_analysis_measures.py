@@ -1,0 +1,99 @@
+"""The notebooks' per-run measures on hand-built cases: a block whose maps are uniform (every query the same map:
+no query dependence, the evidence share of a uniform map for every query), a global-context block (one map for
+all), and a C2D whose ERF cannot leave its theoretical receptive field."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from nlstudy.analysis import measures
+from nlstudy.blocks import NonLocalBlock
+from nlstudy.models import build_model
+
+CONFIG = {"data.synthetic.task": "reach", "data.synthetic.distance": 6, "data.synthetic.colours": 2,
+          "data.frames": 1, "data.size": 24}
+
+
+def tiny(**changes):
+    torch.manual_seed(0)
+    fields = dict(arch="c2d", depth=18, width=4, num_classes=2, nonlocal_blocks="res2", conv1_stride=(1, 2, 2),
+                  pool1=False, pool2=False, nl={"init_std": 0.1})
+    fields.update(changes)
+    return build_model(**fields).eval()
+
+
+def clips_and_mask(n=6):
+    from nlstudy.analysis.study import clips_for
+
+    clips, _ = clips_for(CONFIG, "val", n=n)
+    return clips, measures.evidence_masks(CONFIG, n)
+
+
+def uniform_block(model):
+    block = next(m for m in model.modules() if isinstance(m, NonLocalBlock))
+    with torch.no_grad():  # theta = 0: every logit 0, the softmax uniform over the keys
+        block.theta.weight.zero_()
+        block.theta.bias.zero_()
+    return model
+
+
+def test_evidence_masks_are_the_two_patches():
+    clips, mask = clips_and_mask()
+    assert mask.shape == (6, 1, 24, 24) and mask.dtype == torch.bool
+    assert (mask.flatten(1).sum(1) == 2 * 16).all()  # two 4x4 patches, 6 px apart: never overlapping
+    saturated = (clips.max(1).values - clips.min(1).values) > 0.5  # (n, T, H, W): the coloured pixels
+    assert (saturated & mask).flatten(1).sum(1).ge(2 * 15).all()  # the patches are where the mask says (noise aside)
+
+
+def test_a_uniform_map_puts_a_uniform_share_on_the_evidence_from_every_query():
+    clips, mask = clips_and_mask()
+    looks = measures.where_it_looks(uniform_block(tiny()), clips, mask)
+    assert len(looks) == 1 and looks["clips"].iloc[0] == 6
+    row = looks.iloc[0]
+    assert row["evidence"] == pytest.approx(row["uniform"], rel=1e-6)
+    assert row["background"] == pytest.approx(row["uniform"], rel=1e-6)
+    assert 0 < row["uniform"] < 1
+
+
+def test_identical_maps_have_no_query_dependence_and_a_zero_null():
+    clips, mask = clips_and_mask()
+    frame = measures.query_dependence_by_type(uniform_block(tiny()), clips, mask)
+    assert frame["queries"].tolist() == ["evidence", "background"]
+    assert frame["att"].abs().max() < 1e-9 and frame["att_null"].abs().max() < 1e-9
+    # a trained-looking block (random theta): its maps depend on the query, and the measure sees it
+    random = measures.query_dependence_by_type(tiny(), clips, mask)
+    assert (random["att"] > 0).all() and (random["input"] > 0).all()
+
+
+def test_a_global_context_block_has_one_map_and_one_context_for_every_query():
+    clips, mask = clips_and_mask()
+    from nlstudy.blocks.context import GlobalContextBlock
+
+    model = tiny(block="global_context")
+    block = next(m for m in model.modules() if isinstance(m, GlobalContextBlock))
+    with torch.no_grad():  # its transform starts at zero (an identity block): give its context a direction
+        for p in block.transform.parameters():
+            p.normal_()
+    frame = measures.query_dependence_by_type(model, clips, mask)
+    assert set(frame["kind"]) == {"global_context"}
+    assert frame["att"].abs().max() < 1e-9 and frame["context"].abs().max() < 1e-9
+
+
+def test_c2d_erf_squares_grow_with_the_share_and_stay_inside_the_theoretical_rf():
+    clips, _ = clips_and_mask(8)
+    rows = measures.erf_rows(tiny(nonlocal_blocks="none"), clips, "res3")
+    assert rows["input"].tolist() == ["data"] * 4 + ["noise"] * 4
+    for _, part in rows.groupby("input"):
+        assert part["share"].tolist() == [0.2, 0.3, 0.5, 0.99]
+        assert part["side"].is_monotonic_increasing
+        assert (part["side"] <= part["rf"] + 1).all()  # no gradient outside the theoretical RF
+    assert math.isfinite(rows["rf"].iloc[0]) and (rows["clips"] == 8).all()
+    # a non-local block at res2 makes the theoretical RF of later stages the whole frame
+    assert measures.erf_rows(tiny(), clips, "res3", noise=False)["rf"].iloc[0] == math.inf
+
+
+def test_seed_values_take_one_value_a_seed():
+    frame = pd.DataFrame({"seed": [0, 0, 1, 1], "arm": ["a"] * 4, "v": [1.0, 3.0, 5.0, 7.0]})
+    assert measures.seed_values(frame, "v", ["arm"])[("a",)].tolist() == [2.0, 6.0]
