@@ -97,3 +97,38 @@ def test_c2d_erf_squares_grow_with_the_share_and_stay_inside_the_theoretical_rf(
 def test_seed_values_take_one_value_a_seed():
     frame = pd.DataFrame({"seed": [0, 0, 1, 1], "arm": ["a"] * 4, "v": [1.0, 3.0, 5.0, 7.0]})
     assert measures.seed_values(frame, "v", ["arm"])[("a",)].tolist() == [2.0, 6.0]
+
+
+def test_drops_find_the_largest_fall_and_whether_it_follows_the_rate_drop():
+    rows = []
+    for run_id, values in (("a", [50, 70, 90, 60, 65]), ("b", [50, 60, 70, 80, 90])):
+        for i, v in enumerate(values):
+            rows.append({"run_id": run_id, "step": i, "epoch": None, "global_step": 64.0 * (i + 1),
+                         "metric": "val/top1", "value": float(v)})
+    out = measures.drops(pd.DataFrame(rows), "val/top1", at_step=256).set_index("run_id")
+    assert out.loc["a", "drop"] == 30 and out.loc["a", "step"] == 256 and out.loc["a", "collapse"]
+    assert out.loc["a", "at_lr_drop"]
+    assert out.loc["b", "drop"] == -10 and not out.loc["b", "collapse"]
+    assert not measures.drops(pd.DataFrame(rows), "val/top1", at_step=128).set_index("run_id").loc["a", "at_lr_drop"]
+
+
+def test_shortcut_rows_of_the_red_channel_rule_itself():
+    """A 'network' that answers with the red-channel rule agrees with it on every clip and scores its accuracy."""
+    from nlstudy.data.synthetic import PALETTE, SyntheticSpec, make_colours
+    from nlstudy.analysis.shortcuts import feature_rule
+
+    config = {"data.synthetic.task": "far", "data.synthetic.colours": 4, "data.frames": 4, "data.size": 16}
+    spec = SyntheticSpec(task="far", colours=4)
+    rule = torch.from_numpy(feature_rule(make_colours(spec, "test", 4, 16), PALETTE[:, 0]))
+
+    class Rule(torch.nn.Module):
+        calls = 0
+
+        def forward(self, x):
+            out = torch.nn.functional.one_hot(rule[self.calls:self.calls + len(x)], 2).float()
+            self.calls += len(x)
+            return out
+
+    row = measures.shortcut_rows(Rule(), config, n=128).iloc[0]
+    assert row["agrees_red"] == 100.0 and row["accuracy"] == row["red_rule"] < 100.0
+    assert row["clips"] == 128 and row["confused"] != "none"

@@ -130,3 +130,49 @@ def seed_values(frame: pd.DataFrame, column: str, by: Sequence[str]) -> dict[tup
     for group, rows in frame.groupby(list(by), sort=False, dropna=False):
         out[group if isinstance(group, tuple) else (group,)] = rows.groupby("seed")[column].mean().to_numpy()
     return out
+
+
+def shortcut_rows(model: nn.Module, config: Mapping[str, Any], n: int = 512, split: str = "test") -> pd.DataFrame:
+    """Which rule a classifier of the embedded task follows, on `n` clips of `split`: one row with its accuracy,
+    the accuracy of the one-channel rule "same iff the red channels agree" on the same clips (`red_rule`), how often
+    the network's answers agree with that rule (`agrees_red`), and the different-colour pairs it calls "same"
+    (`confused`). A network that learnt the red-channel shortcut agrees with the rule on every clip."""
+    from nlstudy.analysis.shortcuts import confused_pairs, feature_rule, pair_accuracy
+    from nlstudy.analysis.study import clips_for
+    from nlstudy.data.synthetic import PALETTE, make_colours
+
+    prefix = "data.synthetic."
+    spec = SyntheticSpec(**{k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)})
+    clips, labels = clips_for(config, split, n=n)
+    colours = make_colours(spec, split, int(config[keys.FRAMES]), int(config[keys.SIZE]))[: len(clips)]
+    with torch.no_grad():
+        predictions = torch.cat([model(chunk).argmax(1) for chunk in clips.split(64)]).numpy()
+    rule = feature_rule(colours, PALETTE[:, 0])
+    labels_ = labels.numpy()
+    return pd.DataFrame([{"accuracy": float((predictions == labels_).mean() * 100),
+                          "red_rule": float((rule == labels_).mean() * 100),
+                          "agrees_red": float((predictions == rule).mean() * 100),
+                          "confused": " ".join(f"{a}-{b}" for a, b in
+                                               confused_pairs(pair_accuracy(predictions, labels_, colours))) or "none",
+                          "clips": len(clips)}])
+
+
+def drops(history: pd.DataFrame, metric: str, at_step: float | Mapping[str, float], *, points: float = 10.0) -> pd.DataFrame:
+    """Per run of a long history frame (`collect.history_frame`): the largest fall of `metric` from one logged
+    value to the next (`drop`, points), the step it falls at, whether it is at least `points`, and whether it is the
+    first value logged after the learning rate's drop (`at_step`, one step for all runs or one per run_id)."""
+    rows = []
+    for run_id, part in history[history["metric"] == metric].groupby("run_id", sort=True):
+        part = part.sort_values("global_step" if part["global_step"].notna().all() else "step")
+        steps = (part["global_step"] if part["global_step"].notna().all() else part["step"]).to_numpy()
+        values = part["value"].to_numpy()
+        if len(values) < 2:
+            continue
+        falls = values[:-1] - values[1:]
+        i = int(np.argmax(falls))
+        lr_step = at_step[run_id] if isinstance(at_step, Mapping) else at_step
+        after = np.flatnonzero(steps >= lr_step)
+        rows.append({"run_id": run_id, "drop": float(falls[i]), "step": float(steps[i + 1]),
+                     "collapse": bool(falls[i] >= points),
+                     "at_lr_drop": bool(len(after) and i + 1 == int(after[0]))})
+    return pd.DataFrame(rows, columns=["run_id", "drop", "step", "collapse", "at_lr_drop"])
