@@ -132,3 +132,38 @@ def test_shortcut_rows_of_the_red_channel_rule_itself():
     row = measures.shortcut_rows(Rule(), config, n=128).iloc[0]
     assert row["agrees_red"] == 100.0 and row["accuracy"] == row["red_rule"] < 100.0
     assert row["clips"] == 128 and row["confused"] != "none"
+
+
+def test_seed_figure_draws_every_seed_its_interval_and_the_reference():
+    from nlstudy.analysis import study
+
+    fig = study.seed_figure({"NL (res3)": {"evidence": [0.4, 0.5, 0.6], "background": [0.1, 0.2, 0.15]},
+                             "one seed": {"evidence": [0.3]}}, "share", reference=0.1, reference_label="uniform map",
+                            bounds=(0, 1))
+    ax = fig.axes[0]
+    dots = [c for c in ax.collections if len(c.get_offsets()) in (1, 3)]
+    assert sum(len(c.get_offsets()) for c in dots) >= 7  # 3 + 3 + 1 seeds (and the single seed's mean)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["NL (res3) (n=3)", "one seed (n=1)"]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "evidence: mean, 95 % t interval over seeds" in legend and "uniform map" in legend
+    assert ax.get_xlim()[0] >= 0 and ax.get_xlim()[1] <= 1
+
+
+def test_arm_label_is_the_reports_row_label():
+    from nlstudy import keys
+    from nlstudy.analysis import study
+
+    row = {keys.ARCH: "c2d", keys.NONLOCAL_BLOCKS: '{"res3":[1]}', keys.BLOCK: "global_context"}
+    assert study.arm_label(row) == "GC C2D 1 block (res3[1])"
+    assert study.arm_label({keys.ARCH: "c2d", keys.NONLOCAL_BLOCKS: "1-block", keys.BLOCK: "nonlocal",
+                            keys.PAIRWISE: "dot_product"}, pairwise=True) == "NL C2D 1-block, dot_product"
+    assert study.arm_label({keys.ARCH: "c2d", keys.NONLOCAL_BLOCKS: "none"}) == "C2D baseline"
+
+
+def test_place_distance_against_the_erf_squares():
+    sides = {0.2: 21, 0.5: 35, 0.99: 55}
+    assert measures.place_distance(6, sides) == "inside the 0.2 square"  # 10 px span
+    assert measures.place_distance(17, sides) == "inside the 0.2 square"  # 21 px: exactly the side
+    assert measures.place_distance(20, sides) == "inside the 0.5 square"
+    assert measures.place_distance(72, sides) == "beyond the 0.99 square"

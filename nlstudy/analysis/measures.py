@@ -176,3 +176,14 @@ def drops(history: pd.DataFrame, metric: str, at_step: float | Mapping[str, floa
                      "collapse": bool(falls[i] >= points),
                      "at_lr_drop": bool(len(after) and i + 1 == int(after[0]))})
     return pd.DataFrame(rows, columns=["run_id", "drop", "step", "collapse", "at_lr_drop"])
+
+
+def place_distance(distance: float, sides: Mapping[float, float], patch: int = 4) -> str:
+    """Where evidence `distance` px apart (corner to corner, patches of `patch` px: they span distance + patch px)
+    sits against an ERF's centred squares {share: side}: "inside the 0.2 square" when a square of that share
+    spans both patches (the smallest such share), "beyond the 0.99 square" when none does."""
+    span = distance + patch
+    for share in sorted(sides):
+        if span <= sides[share]:
+            return f"inside the {share:g} square"
+    return f"beyond the {max(sides):g} square"
