@@ -167,3 +167,11 @@ def test_place_distance_against_the_erf_squares():
     assert measures.place_distance(17, sides) == "inside the 0.2 square"  # 21 px: exactly the side
     assert measures.place_distance(20, sides) == "inside the 0.5 square"
     assert measures.place_distance(72, sides) == "beyond the 0.99 square"
+
+
+def test_seed_figure_of_values_at_a_bound_draws_them():
+    """An interval clipped to the bounds (values all near 0) leaves no negative error bar."""
+    from nlstudy.analysis import study
+
+    fig = study.seed_figure({"GC": {"att": [1e-17, 0.0, 2e-17]}}, "query dependence", bounds=(0, 2))
+    assert len(fig.axes[0].collections) >= 1

@@ -92,8 +92,6 @@ def with_blocks(runs: pd.DataFrame) -> pd.DataFrame:
 
 # --- what a notebook can say from the runs it has, and what it would need for more -------------------------------
 
-ATTENTION_SWEEP = "sweeps/demo/attention.yaml"  # the four pairwise functions, then space-only and time-only
-
 
 def sweep_command(sweep: str) -> str:
     return f"`nlstudy sweep {sweep} --runs-root <your runs root>`"
@@ -140,19 +138,6 @@ def baseline_lines(table: pd.DataFrame) -> list[str]:
     name = metric_name(table.attrs.get("settings", {}).get("metric", ""))
     return [f"{row['label']}: {name} {row['mean']:.1f} (n={int(row['n'])}), the baseline of its group."
             for row in table.to_dict("records") if row.get("baseline") and row.get("n", 0) > 0]
-
-
-def variants_needs(variants: Sequence[str]) -> list[str]:
-    """What attention variants ("pairwise, mode") a notebook lacks for its comparison: the four spacetime pairwise
-    functions and embedded Gaussian's space-only and time-only modes."""
-    from nlstudy.choices import MODES, PAIRWISE
-
-    wanted = [f"{p}, spacetime" for p in PAIRWISE] + [f"embedded_gaussian, {m}" for m in MODES if m != "spacetime"]
-    missing = [v for v in wanted if v not in set(variants)]
-    if not missing:
-        return []
-    return [f"runs of the variants to compare it with: {'; '.join(missing)} "
-            f"(pairwise function, mode; {sweep_command(ATTENTION_SWEEP)} trains them all, 7 runs)"]
 
 
 NO_ATTENTION = ("a run with non-local blocks that kept its weights, on the embedded task, e.g. "
@@ -467,7 +452,7 @@ def seed_figure(series: Mapping[str, Mapping[str, Sequence[float]]], xlabel: str
             low, high = t_interval(values, bounds=bounds)
             mean = float(values.mean())
             if np.isfinite(low):
-                ax.errorbar(mean, y + offset, xerr=[[mean - low], [high - mean]], fmt="D", color=colour, ms=5,
+                ax.errorbar(mean, y + offset, xerr=[[max(mean - low, 0.0)], [max(high - mean, 0.0)]], fmt="D", color=colour, ms=5,
                             capsize=3, label=f"{measure}: {INTERVAL_LABEL}" if measure not in seen else None)
             else:
                 ax.scatter([mean], [y + offset], marker="D", color=colour, s=25)
