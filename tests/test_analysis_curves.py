@@ -73,6 +73,10 @@ def test_measured_family_is_welch_then_holm_then_tost():
     assert rows.loc["far", "verdict"] == "better" and rows.loc["same", "verdict"] == "equivalent"
     assert rows.loc["one seed", "verdict"] == "undecided" and math.isnan(rows.loc["one seed", "p_holm"])
     assert sentence(family, "far").startswith("far: +0.")
+    row = family.set_index("comparison").loc["far"]
+    assert sentence(family, "far", digits=3).startswith(
+        f"far: {row['delta']:+.3f} [{row['delta_ci_low']:+.3f}, {row['delta_ci_high']:+.3f}], better")
+    assert sentence(family, "one seed", digits=2).startswith("one seed: +0.25, undecided: fewer than two")
     assert "better after Holm over 2 comparisons of this table" in sentence(family, "far")
     with pytest.raises(ValueError, match="no comparison 'nope'"):
         sentence(family, "nope")

@@ -52,10 +52,18 @@ def measured_family(rows: Sequence[tuple[str, Sequence[float], Sequence[float]]]
     return frame
 
 
-def sentence(family: pd.DataFrame, name: str) -> str:
-    """The claim of comparison `name`: its difference with the interval and the verdict after Holm."""
+def effect(record: dict, digits: int = 1) -> str:
+    """"+0.213 [+0.101, +0.325]" (digits=3): a difference with its 95 % interval (alone when a side has one value)."""
+    if not np.isfinite(record.get("delta_ci_low", math.nan)):
+        return f"{record['delta']:+.{digits}f}"
+    return f"{record['delta']:+.{digits}f} [{record['delta_ci_low']:+.{digits}f}, {record['delta_ci_high']:+.{digits}f}]"
+
+
+def sentence(family: pd.DataFrame, name: str, digits: int = 1) -> str:
+    """The claim of comparison `name`: its difference with the interval (to `digits` decimals: a share or a cosine
+    distance wants more than a top-1) and the verdict after Holm."""
     row = family[family["comparison"] == name]
     if row.empty:
         raise ValueError(f"no comparison {name!r}; the family holds {family['comparison'].tolist()}")
     record = row.iloc[0].to_dict()
-    return f"{name}: {findings.effect(record)}, {findings.verdict_text(family, record)}"
+    return f"{name}: {effect(record, digits)}, {findings.verdict_text(family, record)}"
