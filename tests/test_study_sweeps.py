@@ -22,7 +22,7 @@ ROOT = Path(__file__).parent.parent
 STUDY = ROOT / "sweeps" / "demo" / "study"
 # file -> (table, planned runs): the runs each file's header prices
 PLANNED = {"reach_lr.yaml": ("reach_lr", 15), "reach.yaml": ("reach", 45), "data_steps.yaml": ("data_steps", 24),
-           "far_lr.yaml": ("far_lr", 15), "far_mixers.yaml": ("far_mixers", 15), "reach_112.yaml": ("reach_112", 8)}
+           "far_lr.yaml": ("far_lr", 15), "far_mixers.yaml": ("far_mixers", 15), "reach_112.yaml": ("reach_112", 12)}
 ARM_KEYS = [keys.NONLOCAL_BLOCKS, keys.BLOCK, "model.backbone.arch"]
 
 
