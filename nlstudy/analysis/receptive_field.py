@@ -37,8 +37,8 @@ from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
+from nlstudy.adapters.torch import BatchNorm
 from nlstudy.blocks import NonLocalBlock
 from nlstudy.blocks.context import GlobalContextBlock, SqueezeExcitationBlock
 from nlstudy.choices import STAGES
@@ -312,7 +312,7 @@ def _global(g: Geometry, axes: Sequence[int]) -> Geometry:
 
 # a non-local block's mode -> the axes of a (T, H, W) grid it mixes
 _MODE_AXES = {"spacetime": (0, 1, 2), "space": (1, 2), "time": (0,)}
-_POINTWISE = (_BatchNorm, FrozenBatchNorm3d, nn.ReLU, nn.Identity, nn.Dropout, nn.LayerNorm)
+_POINTWISE = (BatchNorm, FrozenBatchNorm3d, nn.ReLU, nn.Identity, nn.Dropout, nn.LayerNorm)
 
 
 def layer_geometry(module: nn.Module, geometry: Geometry) -> Geometry:
