@@ -9,8 +9,9 @@ wide ResNets) and the video ResNets (r3d_18, mc3_18, r2plus1d_18).
 
 torchvision's layer1..layer4 are our res2..res5, and a placement is the same data as for our backbone (a
 preset, resolved against the network's own stage sizes, or a map {"res4": [1, 3, 5]}). The block after
-residual block i of a stage goes into that `layerN` as the child f"{kind}{i}" ("nonlocal3"), the name
-VideoResNet gives it, so the existing layers keep torchvision's state-dict keys: a torchvision checkpoint
+residual block i of a stage goes into that `layerN` as the child resnet.child_name(kind, i) ("nonlocal3"), the
+name VideoResNet gives it, and the layer records its position (resnet.INSERTED; the name is never parsed back).
+The existing layers keep torchvision's state-dict keys: a torchvision checkpoint
 still loads, with strict=False for the new blocks only. The blocks are built by the same code as our
 backbone's (nlstudy.models.INSERTABLE), with dim=2 in a 2-d network (the paper's 1x2x2 subsampling becomes
 2x2; only the spacetime mode) and dim=3 in a video network. Each starts as the identity, so inserting one
