@@ -44,16 +44,31 @@ test-fast: venv  ## run the tests not marked slow
 	$(PYTEST) -m "not slow"
 
 DEMO_RUNS ?= runs/demo
-# sweeps/demo/*.yaml is the demo suite, except the analysis sweeps, which `make analysis` adds
-ANALYSIS_SWEEPS := sweeps/demo/receptive_field.yaml sweeps/demo/data_efficiency.yaml sweeps/demo/attention.yaml
-DEMO_SWEEPS := $(filter-out $(ANALYSIS_SWEEPS),$(wildcard sweeps/demo/*.yaml))
+DEMO_DONE := $(DEMO_RUNS)/demo.done
+# sweeps/demo/*.yaml is the demo suite; the study of `make analysis` is in sweeps/demo/study/ (outside this glob)
+DEMO_SWEEPS := $(wildcard sweeps/demo/*.yaml)
 demo: venv  ## run the demo ablation sweeps (offline, resumable) and write results/demo/
 	$(BIN)/nlstudy sweep $(DEMO_SWEEPS) --jobs 2 --runs-root $(DEMO_RUNS); status=$$?; \
-	$(BIN)/nlstudy report --runs $(DEMO_RUNS) --out results/demo && exit $$status
+	$(BIN)/nlstudy report --runs $(DEMO_RUNS) --out results/demo && test $$status -eq 0 && touch $(DEMO_DONE) && exit $$status
 
+# `make analysis` needs a finished demo (notebook 01 reads its runs); it runs `make demo` only where the demo's runs
+# root has no demo.done (a finished `make demo` writes it), so a finished demo is not checked again
+$(DEMO_DONE):
+	$(MAKE) demo
+
+# The study (sweeps/demo/study/; each file's header gives its design): the per-arm learning-rate sweeps first, then
+# the rates chosen on validation written into copies of the study files under $(ANALYSIS_RUNS)/study/ (never into
+# the committed ones; the same runs give the same files), then the study at those rates, its report, and the
+# notebooks headless. Every step resumes: finished runs are not run again.
 ANALYSIS_RUNS ?= runs/analysis
-analysis: demo venv-analysis  ## the demo, the analysis sweeps, then every notebook run headless into results/analysis/
-	$(BIN)/nlstudy sweep $(ANALYSIS_SWEEPS) --jobs 2 --runs-root $(ANALYSIS_RUNS); status=$$?; \
+STUDY := sweeps/demo/study
+RATE_SWEEPS := $(STUDY)/reach_lr.yaml $(STUDY)/far_lr.yaml
+STUDY_SWEEPS := reach.yaml far_mixers.yaml data_steps.yaml reach_112.yaml
+analysis: $(DEMO_DONE) venv-analysis  ## the study (rates per arm, then the study sweeps), then every notebook headless into results/analysis/
+	$(BIN)/nlstudy sweep $(RATE_SWEEPS) --jobs 2 --runs-root $(ANALYSIS_RUNS)
+	$(BIN)/python -m nlstudy.analysis.tuning --runs $(ANALYSIS_RUNS) --study $(STUDY) --out $(ANALYSIS_RUNS)/study
+	$(BIN)/nlstudy sweep $(addprefix $(ANALYSIS_RUNS)/study/,$(STUDY_SWEEPS)) --jobs 2 --runs-root $(ANALYSIS_RUNS); \
+	status=$$?; $(BIN)/nlstudy report --runs $(ANALYSIS_RUNS) --out results/analysis/tables; \
 	$(BIN)/python -m nlstudy.analysis.notebooks --demo-runs $(DEMO_RUNS) --runs $(ANALYSIS_RUNS) \
 		--out results/analysis && exit $$status
 

@@ -34,8 +34,7 @@ from nlstudy.report.collect import read_offline
 from nlstudy.sweep.state import SweepState
 
 ROOT = Path(__file__).resolve().parents[1]
-ANALYSIS = {"receptive_field.yaml", "data_efficiency.yaml", "attention.yaml"}  # the Makefile's ANALYSIS_SWEEPS
-SUITE = sorted(p for p in (ROOT / "sweeps" / "demo").glob("*.yaml") if p.name not in ANALYSIS)
+SUITE = sorted((ROOT / "sweeps" / "demo").glob("*.yaml"))  # the Makefile's DEMO_SWEEPS (the study is in study/)
 COMMITTED = ROOT / "results" / "demo"
 TABLE_SUFFIXES = (".csv", ".md", ".tex")
 

@@ -108,6 +108,7 @@ TASK = "data.synthetic.task"  # the embedded task: far, near (the local control)
 DISTANCE = "data.synthetic.distance"  # the embedded task: pixels between the two patches
 TRAIN_SAMPLES = "data.synthetic.train_samples"  # the embedded task: training-set size
 MAX_EPOCHS = "trainer.max_epochs"
+LR = "model.optim.lr"  # the optimiser's learning rate (the study chooses it per arm)
 
 # config values that are dicts by nature (an explicit placement map), not nested config groups
 DICT_VALUED_KEYS = (NONLOCAL_BLOCKS,)

@@ -1,5 +1,5 @@
-"""Reloadable runs and the notebooks: real tiny runs (tests/fixtures/analysis/make_runs.py, the three
-analysis tables shrunk to seconds) reloaded with `load_run`, and every notebook executed end to end on
+"""Reloadable runs and the notebooks: real tiny runs (tests/fixtures/analysis/make_runs.py, the study's
+tables and the demo's Table 2a shrunk to seconds) reloaded with `load_run`, and every notebook executed end to end on
 them with nbclient, as `make analysis` executes them."""
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def test_injecting_an_unknown_parameter_names_the_declared_ones(tmp_path):
 
 
 def test_injected_paths_are_relative_to_the_notebook(tmp_path):
-    nb = nbformat.read(NOTEBOOKS[1], as_version=4)
+    nb = nbformat.read(NOTEBOOKS[2], as_version=4)  # 03 declares runs_root
     inject(nb, {"runs_root": tmp_path / "runs", "figures_dir": tmp_path / "figs"}, tmp_path / "notebooks")
     injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
     assert "runs_root = '../runs'" in injected.source and "figures_dir = '../figs'" in injected.source
@@ -85,17 +85,17 @@ def test_the_runner_refuses_a_missing_runs_root_in_one_line(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_final_weights_reproduce_the_runs_test_metrics(runs_root, runs):
-    done = runs[(runs["table"] == "receptive_field") & (runs["state"] == "finished")]
+    done = runs[(runs["table"] == "reach") & (runs["state"] == "finished")]
     row = done.iloc[0]
     model, config = load_run(row["run_id"], runs_root=runs_root)
-    assert not model.training and config[keys.TABLE] == "receptive_field"
+    assert not model.training and config[keys.TABLE] == "reach"
     assert config[keys.DISTANCE] == row[keys.DISTANCE] and config["model.backbone.num_classes"] == 2
     clips, labels = study.clips_for(config, split="test", n=10_000)
     with torch.no_grad():
         top1 = 100 * (model(clips).argmax(1) == labels).float().mean().item()
     assert top1 == pytest.approx(row[keys.TEST_TOP1])
     best, best_config = load_run(row["path"], "best")
-    assert best_config["weights.epochs"] <= config["weights.epochs"] == 2
+    assert best_config["weights.step"] <= config["weights.step"] == 8  # trainer.max_steps
     assert best_config[f"weights.{keys.VAL_TOP1}"] == pytest.approx(row[keys.VAL_TOP1_BEST])
 
 
@@ -143,20 +143,20 @@ except ValueError as e:
 
 @pytest.mark.slow  # the runs fixture trains
 def test_a_reused_run_counts_in_the_table_that_planned_it(runs_root):
-    """The fixture, as `make analysis`, stands data_efficiency's 64-clip runs in with receptive_field's
-    distance-4 runs (the same resolved configuration): the data-efficiency frame and table still hold their
-    64-clip rows, from those runs, filed under data_efficiency."""
+    """The fixture, as `make analysis`, stands data_steps' 64-clip runs in with reach's distance-4 runs of seed 0
+    (the same resolved configuration): the data_steps frame and table still hold their 64-clip rows, from those
+    runs, filed under data_steps."""
     from nlstudy.report.tables import build_table
 
-    frame = study.runs_frame(runs_root, "data_efficiency")
-    assert len(frame) == 8 and set(frame[keys.TABLE]) == {"data_efficiency"}
+    frame = study.runs_frame(runs_root, "data_steps")
+    assert len(frame) == 8 and set(frame[keys.TABLE]) == {"data_steps"}
     reused = frame[frame["data.synthetic.train_samples"] == 64]
-    assert len(reused) == 4 and set(reused["run_id"]) <= set(study.runs_frame(runs_root, "receptive_field")["run_id"])
-    collection = study.table_runs(runs_root, "data_efficiency")
-    assert len(collection.runs) == 8 and set(collection.runs[keys.TABLE]) == {"data_efficiency"}
+    assert len(reused) == 2 and set(reused["run_id"]) <= set(study.runs_frame(runs_root, "reach")["run_id"])
+    collection = study.table_runs(runs_root, "data_steps")
+    assert len(collection.runs) == 8 and set(collection.runs[keys.TABLE]) == {"data_steps"}
     assert set(collection.history["run_id"]) == set(frame["run_id"])
-    table = build_table(collection.runs, "data_efficiency")
-    assert len(table) == 4 and list(table["n"]) == [2, 2, 2, 2]
+    table = build_table(collection.runs, "data_steps")
+    assert len(table) == 8 and list(table["n"]) == [1] * 8
 
 
 # --- every notebook end to end ---

@@ -469,19 +469,16 @@ def test_runs_for_falls_back_to_every_run_where_the_table_has_none(tmp_path, cap
 def test_what_a_notebook_needs_for_more_is_read_from_what_it_has():
     one_run = pd.DataFrame({"label": ["NL C2D 1-block"], "baseline": [False], "n": [1], "mean": [50.0],
                             "delta": [float("nan")], "data.synthetic.distance": [6]})
-    needs = study.table_needs(one_run, "sweeps/demo/receptive_field.yaml", axis="data.synthetic.distance")
+    needs = study.table_needs(one_run, "sweeps/demo/study/reach.yaml", axis="data.synthetic.distance")
     assert needs[0].startswith("a baseline to compare with") and "two seeds" in needs[1]
     assert needs[2] == ("runs at several values of data.synthetic.distance (these runs have "
                         "data.synthetic.distance=6 only), with and without the block")
-    assert needs[3].endswith("`nlstudy sweep sweeps/demo/receptive_field.yaml --runs-root <your runs root>`")
+    assert needs[3].endswith("`nlstudy sweep sweeps/demo/study/reach.yaml --runs-root <your runs root>`")
     complete = pd.DataFrame({"label": ["C2D baseline", "NL"], "baseline": [True, False], "n": [3, 3],
                              "mean": [50.0, 90.0], "delta": [0.0, 40.0], "data.synthetic.distance": [4, 12]})
     complete.attrs["settings"] = {"metric": "test/top1"}
     assert study.table_needs(complete, axis="data.synthetic.distance") == []
     assert study.baseline_lines(complete) == ["C2D baseline: test top-1 50.0 (n=3), the baseline of its group."]
-    assert study.variants_needs(["gaussian, spacetime", "embedded_gaussian, spacetime", "dot_product, spacetime",
-                                 "concatenation, spacetime", "embedded_gaussian, space", "embedded_gaussian, time"]) == []
-    assert "dot_product, spacetime; concatenation, spacetime" in study.variants_needs(["embedded_gaussian, spacetime"])[0]
     text = study.conclusion(["It says this."], ["that"])
     assert text == "It says this.\n\n**For more, this notebook needs:**\n\n- that"
 

@@ -555,3 +555,41 @@ def test_a_spec_can_name_the_reference_row_the_others_are_compared_with(monkeypa
     assert table["label"].tolist() == ["NL C2D 5-block", "C2D baseline", "GC C2D 5-block"]
     assert table["baseline"].tolist() == [True, False, False]
     assert deltas(table) == pytest.approx([-30.0, -1.0])
+
+
+def test_the_study_tables_compare_each_arm_at_its_own_rate_with_c2d_at_each_distance():
+    """reach: one group per distance, each arm (at the rate chosen for it: part of the row) against C2D of the
+    same distance; the rates differing by arm must not split the groups."""
+    arms = [("none", "nonlocal", 0.01, 70.0), ({"res3": [1]}, "nonlocal", 0.002, 90.0),
+            ({"res3": [1]}, "global_context", 0.005, 80.0)]
+    runs = frame(*(run(f"{i}{d}{s}", "reach", seed=s, top1=v + s + (d == 34) * 5,
+                       **{NB: nb, keys.BLOCK: b, keys.LR: lr, TASK: "reach", keys.DISTANCE: d})
+                   for i, (nb, b, lr, v) in enumerate(arms) for d in (6, 34) for s in range(3)))
+    table = build_table(runs, "reach")
+    assert list(table[keys.DISTANCE]) == [6, 6, 6, 34, 34, 34]
+    assert table["baseline"].tolist() == [True, False, False] * 2
+    assert table["label"].tolist()[:3] == ["C2D baseline, lr=0.01", "NL C2D 1 block (res3[1]), lr=0.002",
+                                           "GC C2D 1 block (res3[1]), lr=0.005"]
+    assert deltas(table) == pytest.approx([20.0, 10.0, 20.0, 10.0])
+
+
+def test_far_mixers_compares_every_arm_with_the_non_local_row():
+    arms = [({"res3": [1], "res4": [1]}, "nonlocal", "c2d", 80.0), ({"res3": [1], "res4": [1]}, "global_context", "c2d", 75.0),
+            ({"res3": [1], "res4": [1]}, "temporal_residual", "c2d", 85.0), ("none", "nonlocal", "i3d_3x3x3", 90.0)]
+    runs = frame(*(run(f"{i}{s}", "far_mixers", seed=s, top1=v + s, **{NB: nb, keys.BLOCK: b, ARCH: a, keys.LR: 0.005})
+                   for i, (nb, b, a, v) in enumerate(arms) for s in range(3)))
+    table = build_table(runs, "far_mixers")
+    assert table["baseline"].tolist() == [True, False, False, False]
+    assert table["label"].iloc[0].startswith("NL C2D 2 blocks")
+    assert sorted(deltas(table)) == pytest.approx([-5.0, 5.0, 10.0])
+
+
+def test_a_rate_sweep_table_compares_the_arms_at_each_rate():
+    runs = frame(*(run(f"{nb}{lr}", "reach_lr", seed=10, top1=v + 100 * lr,
+                       **{NB: nb, keys.LR: lr, TASK: "reach", keys.DISTANCE: 20})
+                   for nb, v in (("none", 60.0), ("res3", 70.0)) for lr in (0.002, 0.01)))
+    table = build_table(runs, "reach_lr")
+    assert list(table[keys.LR]) == [0.002, 0.002, 0.01, 0.01]
+    assert table["baseline"].tolist() == [True, False, True, False]
+    assert deltas(table) == pytest.approx([10.0, 10.0])
+    assert (table.loc[~table["baseline"], "verdict"] == "undecided").all()  # one selection seed: no test

@@ -20,9 +20,9 @@ from nlstudy.sweep.spec import candidates, load
 
 ROOT = Path(__file__).parent.parent
 STUDY = ROOT / "sweeps" / "demo" / "study"
-# file -> (table, planned runs): the runs the design note prices (/work/notes/experiments_design.md)
-PLANNED = {"reach_lr.yaml": ("reach_lr", 15), "reach.yaml": ("reach", 45), "data_steps.yaml": ("data_steps", 36),
-           "far_lr.yaml": ("far_lr", 15), "far_mixers.yaml": ("far_mixers", 18), "reach_112.yaml": ("reach_112", 12)}
+# file -> (table, planned runs): the runs each file's header prices
+PLANNED = {"reach_lr.yaml": ("reach_lr", 15), "reach.yaml": ("reach", 45), "data_steps.yaml": ("data_steps", 24),
+           "far_lr.yaml": ("far_lr", 15), "far_mixers.yaml": ("far_mixers", 15), "reach_112.yaml": ("reach_112", 12)}
 ARM_KEYS = [keys.NONLOCAL_BLOCKS, keys.BLOCK, "model.backbone.arch"]
 
 
@@ -140,3 +140,49 @@ def test_the_gpu_recipe_is_complete_and_plans_the_full_size_study():
     script = (GPU / "gpu.sh").read_text()
     assert "reach_gpu_lr.yaml" in script and "reach_gpu_112.yaml" in script and "with_rates" in script
     assert subprocess.run(["bash", "-n", str(GPU / "gpu.sh")]).returncode == 0
+
+
+def test_write_chosen_writes_every_study_file_at_its_arms_rates_and_the_same_bytes_twice(tmp_path, monkeypatch):
+    """make analysis's step between the rate sweeps and the study: each file of tuning.PLAN at the rates its rate
+    sweep chose, under the runs root (the committed files untouched); reach_112's res4 block at the rate chosen
+    for the 7x7 block of the 56-px frames (res3); far_mixers at far_lr's rates."""
+    from nlstudy.analysis import tuning
+
+    reach = rate_runs()
+    reach = pd.concat([reach, reach[(reach[keys.BLOCK] == "nonlocal") & (reach[keys.NONLOCAL_BLOCKS] != "none")]
+                       .assign(**{keys.NONLOCAL_BLOCKS: '{"res2":[1]}', keys.VAL_TOP1_BEST: 99.0, LR: 0.01}),
+                       reach[reach[keys.BLOCK] == "global_context"].assign(**{keys.BLOCK: "residual"})],
+                      ignore_index=True)
+    far_arms = [({"res3": [1], "res4": [1]}, b, "c2d") for b in ("nonlocal", "global_context", "squeeze_excitation",
+                                                                 "temporal_residual")] + [("none", "nonlocal", "i3d_3x3x3")]
+    far = pd.DataFrame([{keys.NONLOCAL_BLOCKS: nb, keys.BLOCK: b, keys.ARCH: a, LR: lr, keys.SEED: 10,
+                         keys.VAL_TOP1_BEST: 50 + 10 * i + (5 if lr == 0.002 else 0)}
+                        for i, (nb, b, a) in enumerate(far_arms) for lr in (0.002, 0.005, 0.01)])
+    given = {"reach_lr": reach, "far_lr": far}
+    monkeypatch.setattr(tuning, "rate_runs", lambda root, table: given[table])
+    committed = {p.name: p.read_bytes() for p in STUDY.glob("*.yaml")}
+    written = tuning.write_chosen("unused", STUDY, tmp_path / "study")
+    assert sorted(p.name for p in written) == ["data_steps.yaml", "far_mixers.yaml", "reach.yaml", "reach_112.yaml"]
+    assert {p.name: p.read_bytes() for p in STUDY.glob("*.yaml")} == committed
+    rates = lambda name: [r["optim"]["lr"] for r in load(tmp_path / "study" / name)  # noqa: E731
+                          .config["parameters"]["model"]["values"]]
+    assert rates("reach.yaml") == [0.01, 0.01, 0.002, 0.005, 0.005]  # C2D, NL res2, NL res3, GC, residual
+    assert rates("reach_112.yaml") == [0.01, 0.002]  # C2D, NL res4 at NL res3's rate
+    assert rates("data_steps.yaml") == [0.01, 0.002]
+    assert rates("far_mixers.yaml") == [0.002] * 5  # far_lr's arms are each best at 0.002
+    again = tuning.write_chosen("unused", STUDY, tmp_path / "again")
+    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in written]
+    # every generated file is still a valid sweep of its table, with everything but the rates as committed
+    for path in written:
+        out, before = load(path).config, load(STUDY / path.name).config
+        assert out["parameters"]["table"] == before["parameters"]["table"]
+        assert out["command"] == before["command"]
+
+
+def test_tuning_without_the_rate_sweeps_runs_is_one_line(tmp_path, capsys):
+    from nlstudy.analysis import tuning
+
+    (tmp_path / "wandb").mkdir()
+    assert tuning.main(["--runs", str(tmp_path), "--out", str(tmp_path / "study")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no runs of the rate sweep 'reach_lr'" in err and "reach_lr.yaml" in err

@@ -24,25 +24,31 @@ from nlstudy.sweep.spec import candidates, flat_values, load
 
 ROOT = Path(__file__).parent.parent
 PAPER = sorted((ROOT / "sweeps").glob("*.yaml"))
-# what `make analysis` adds to the demo suite (the notebooks read their runs)
-ANALYSIS = [ROOT / "sweeps" / "demo" / f"{name}.yaml" for name in ("attention", "data_efficiency", "receptive_field")]
-DEMO_SUITE = sorted(set((ROOT / "sweeps" / "demo").glob("*.yaml")) - set(ANALYSIS))  # what `make demo` runs
+DEMO_SUITE = sorted((ROOT / "sweeps" / "demo").glob("*.yaml"))  # what `make demo` runs
 DEMO = DEMO_SUITE + sorted((ROOT / "sweeps" / "demo" / "more").glob("*.yaml"))  # the other tables, at CPU scale
-FILES = PAPER + DEMO + ANALYSIS
+FILES = PAPER + DEMO
+STUDY = ROOT / "sweeps" / "demo" / "study"  # what `make analysis` runs (tests/test_study_sweeps.py checks the files)
 PAPER_TABLES = {"2a", "2b", "2c", "2d", "2e", "2f", "2g", "subsample", "resolution", "inter_ratio", "scale", "control"}
 SEEDS = [0, 1, 2]
-SEEDS_OF = {"attention": [0]}  # the attention-map runs are looked at, not tabled: one seed
+SEEDS_OF: dict[str, list[int]] = {}
 
 
 def rel(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
-def test_the_analysis_sweeps_exist_and_make_analysis_runs_them():
-    assert {load(f).config["parameters"]["table"]["value"] for f in ANALYSIS} == {
-        "attention", "data_efficiency", "receptive_field"}
+def test_make_analysis_runs_the_rate_sweeps_then_every_study_file_at_its_chosen_rates():
+    """The rate sweeps from the committed files, the study from the copies tuning writes under the runs root."""
     makefile = (ROOT / "Makefile").read_text()
-    assert all(rel(f) in makefile for f in ANALYSIS)
+    rate, study = makefile.split("RATE_SWEEPS := ")[1].splitlines()[0], \
+        makefile.split("STUDY_SWEEPS := ")[1].splitlines()[0]
+    assert rate.split() == ["$(STUDY)/reach_lr.yaml", "$(STUDY)/far_lr.yaml"]
+    assert {p.name for p in STUDY.glob("*.yaml")} == set(study.split()) | {"reach_lr.yaml", "far_lr.yaml"}
+    recipe = makefile.split("\nanalysis:")[1]
+    steps = [recipe.index(s) for s in ("$(RATE_SWEEPS)", "nlstudy.analysis.tuning", "$(ANALYSIS_RUNS)/study/",
+                                       "nlstudy.analysis.notebooks")]
+    assert steps == sorted(steps)
+    assert not any("/study/" in rel(f) for f in DEMO_SUITE)  # the study is not part of make demo
 
 
 def test_the_expected_files_exist():

@@ -11,7 +11,10 @@ Plain functions on tensors and modules; no Lightning Trainer:
   `erf_squares(erf, centre)` (RepLKNet's centred squares), `theoretical_rf(model, clip_shape)` and `erf_area`
   (the smallest share of positions anywhere holding half of it);
 - `rank_correlation(x, y)` (does one per-run measure predict another: Spearman's rho, interval, p),
-  `analysis.shortcuts` (a classifier's errors by colour pair), `analysis.tuning` (each arm's rate).
+  `analysis.shortcuts` (a classifier's errors by colour pair), `analysis.tuning` (each arm's rate);
+- `analysis.measures` (the notebooks' per-run measures: where the blocks look against background queries, query
+  dependence by query type, ERF squares on data and noise), `analysis.claims` (a notebook's own comparisons with
+  the report's statistics), `analysis.curves` (learning curves with bootstrap intervals).
 """
 
 from nlstudy.analysis.attention import (

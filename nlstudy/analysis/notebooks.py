@@ -29,6 +29,7 @@ from nlstudy import files
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 PATH_PARAMETERS = ("runs_root", "runs_roots", "figures_dir")  # parameters that name files or folders
+DEMO_ONLY = ("01-ablation-tables",)  # notebooks that read the demo's runs alone
 
 
 def parameters_cell(nb: nbformat.NotebookNode) -> int:
@@ -99,7 +100,9 @@ def execute(notebook: str | os.PathLike, values: Mapping[str, Any] | None = None
 
 def notebook_values(notebook: Path, *, demo_runs: Path, runs: Path, out: Path) -> dict[str, Any]:
     """What `make analysis` hands each notebook: the runs roots and a figures folder of its own."""
-    offered = {"runs_roots": [demo_runs, runs], "runs_root": runs, "figures_dir": out / "figures" / notebook.stem}
+    # 01 is the demo's report (its tables and Holm family exactly as results/demo); the others read both roots
+    roots = [demo_runs] if notebook.stem in DEMO_ONLY else [demo_runs, runs]
+    offered = {"runs_roots": roots, "runs_root": runs, "figures_dir": out / "figures" / notebook.stem}
     declared = declared_parameters(nbformat.read(notebook, as_version=4))
     return {name: value for name, value in offered.items() if name in declared}
 

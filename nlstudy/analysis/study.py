@@ -92,8 +92,6 @@ def with_blocks(runs: pd.DataFrame) -> pd.DataFrame:
 
 # --- what a notebook can say from the runs it has, and what it would need for more -------------------------------
 
-ATTENTION_SWEEP = "sweeps/demo/attention.yaml"  # the four pairwise functions, then space-only and time-only
-
 
 def sweep_command(sweep: str) -> str:
     return f"`nlstudy sweep {sweep} --runs-root <your runs root>`"
@@ -140,19 +138,6 @@ def baseline_lines(table: pd.DataFrame) -> list[str]:
     name = metric_name(table.attrs.get("settings", {}).get("metric", ""))
     return [f"{row['label']}: {name} {row['mean']:.1f} (n={int(row['n'])}), the baseline of its group."
             for row in table.to_dict("records") if row.get("baseline") and row.get("n", 0) > 0]
-
-
-def variants_needs(variants: Sequence[str]) -> list[str]:
-    """What attention variants ("pairwise, mode") a notebook lacks for its comparison: the four spacetime pairwise
-    functions and embedded Gaussian's space-only and time-only modes."""
-    from nlstudy.choices import MODES, PAIRWISE
-
-    wanted = [f"{p}, spacetime" for p in PAIRWISE] + [f"embedded_gaussian, {m}" for m in MODES if m != "spacetime"]
-    missing = [v for v in wanted if v not in set(variants)]
-    if not missing:
-        return []
-    return [f"runs of the variants to compare it with: {'; '.join(missing)} "
-            f"(pairwise function, mode; {sweep_command(ATTENTION_SWEEP)} trains them all, 7 runs)"]
 
 
 NO_ATTENTION = ("a run with non-local blocks that kept its weights, on the embedded task, e.g. "
@@ -383,3 +368,110 @@ def show(fig: Any, figures_dir: str | os.PathLike | None = None, name: str | Non
     pyplot = sys.modules.get("matplotlib.pyplot")  # only a figure pyplot made is known to it (never import it here)
     if pyplot is not None:
         pyplot.close(fig)
+
+
+def report_tables(runs_roots: str | os.PathLike | Sequence[str | os.PathLike],
+                  wanted: Sequence[str] | None = None) -> tuple[dict[str, pd.DataFrame], Collection]:
+    """The tables of the runs under `runs_roots` as `nlstudy report --runs` builds them: the runs read with their
+    stand-ins and the runs their sweeps plan, runs without a table filed under the generic one, and every table of
+    the roots one Holm family (the report's); then the tables of `wanted` (all where None). Where the roots hold
+    none of `wanted` (your own runs), every table they hold, saying so in one line. Returns (tables, collection)."""
+    from nlstudy.report import collect, sweeps
+    from nlstudy.report.specs import file_untabled, table_ids
+    from nlstudy.report.tables import build_tables
+
+    roots = [runs_roots] if isinstance(runs_roots, (str, os.PathLike)) else list(runs_roots)
+    present = [root for root in roots if Path(root).is_dir()]
+    if not present:
+        raise FileNotFoundError(f"none of the runs roots {[str(r) for r in roots]} exists: run `make demo` / "
+                                "`make analysis` first, or point the notebook at your own runs root")
+    collection = collect.combine(sweeps.read_local(root) for root in present)
+    planned = [sweeps.planned(sweeps.find_sweep_files(root)) for root in present]
+    expected = pd.concat(planned, ignore_index=True) if planned else None
+    collection, note = file_untabled(collection, None)
+    if note:
+        print(note)
+    ids = table_ids(collection.runs, expected)
+    built = build_tables(collection.runs, ids, expected=expected) if ids else {}
+    chosen = [t for t in (wanted if wanted is not None else ids) if t in built]
+    if wanted is not None and not chosen:
+        print(f"no runs of the tables {list(wanted)} under {', '.join(map(str, present))}: these are its tables {ids}")
+        chosen = ids
+    return {t: built[t] for t in chosen}, collection
+
+
+def arm_label(row: Mapping[str, Any], *, pairwise: bool = False) -> str:
+    """A run's arm as the report labels its rows ("NL C2D 1 block (res3[1])", "GC C2D ...", "C2D baseline"), from a
+    runs-frame row (placement maps as their JSON text) or a config; with `pairwise`, the pairwise function after a
+    non-local block's label."""
+    import json
+
+    from nlstudy.report.text import canon, row_label
+
+    values = {}
+    for key in (keys.ARCH, keys.NONLOCAL_BLOCKS, keys.BLOCK):
+        value = row.get(key)
+        if isinstance(value, str) and value.startswith(("{", "[")):
+            value = json.loads(value)
+        values[key] = canon(value)
+    label = row_label(values, [keys.ARCH, keys.NONLOCAL_BLOCKS, keys.BLOCK], None)
+    if pairwise and values[keys.NONLOCAL_BLOCKS] != NO_BLOCKS and (values[keys.BLOCK] or NONLOCAL) == NONLOCAL:
+        label += f", {row.get(keys.PAIRWISE)}"
+    return label
+
+
+INTERVAL_LABEL = "mean, 95 % t interval over seeds"
+
+
+def seed_figure(series: Mapping[str, Mapping[str, Sequence[float]]], xlabel: str, *, title: str = "",
+                reference: float | Mapping[str, float] | None = None, reference_label: str = "",
+                bounds: tuple[float, float] | None = None) -> Any:
+    """A figure of per-seed values: one line per label of `series` ({label: {measure: values}}), each measure's
+    seeds as dots, their mean with its 95 % t interval (labelled as such), n in the label; `reference` (one value,
+    or one per label) drawn as a black mark (a chance level, a null, a uniform map's share) named `reference_label`;
+    the axis clipped to `bounds` (e.g. (0, 100) for a top-1: nothing above 100 %)."""
+    from matplotlib.figure import Figure
+
+    from nlstudy.report.stats import t_interval
+
+    labels = list(series)
+    measures = list(dict.fromkeys(m for values in series.values() for m in values))
+    fig = Figure(figsize=(7.5, 0.9 + 0.5 * len(labels) * max(1, len(measures)) ** 0.5))
+    ax = fig.subplots()
+    offsets = np.linspace(-0.2, 0.2, len(measures)) if len(measures) > 1 else [0.0]
+    seen = set()
+    for y, label in enumerate(labels):
+        for offset, measure in zip(offsets, measures):
+            values = np.asarray(series[label].get(measure, []), dtype=float)
+            values = values[np.isfinite(values)]
+            if not len(values):
+                continue
+            colour = f"C{measures.index(measure)}"
+            ax.scatter(values, np.full(len(values), y + offset), s=18, color=colour, alpha=0.6,
+                       label=f"{measure}: one seed" if measure not in seen else None)
+            low, high = t_interval(values, bounds=bounds)
+            mean = float(values.mean())
+            if np.isfinite(low):
+                ax.errorbar(mean, y + offset, xerr=[[max(mean - low, 0.0)], [max(high - mean, 0.0)]], fmt="D", color=colour, ms=5,
+                            capsize=3, label=f"{measure}: {INTERVAL_LABEL}" if measure not in seen else None)
+            else:
+                ax.scatter([mean], [y + offset], marker="D", color=colour, s=25)
+            seen.add(measure)
+        if reference is not None:
+            ref = reference.get(label) if isinstance(reference, Mapping) else reference
+            if ref is not None and np.isfinite(ref):
+                ax.plot([ref, ref], [y - 0.35, y + 0.35], color="black", lw=2,
+                        label=reference_label if "ref" not in seen else None)
+                seen.add("ref")
+    counts = [max((len(v) for v in series[label].values()), default=0) for label in labels]
+    ax.set_yticks(range(len(labels)), [f"{label} (n={n})" for label, n in zip(labels, counts)], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    if bounds is not None:
+        lo, hi = ax.get_xlim()
+        ax.set_xlim(max(lo, bounds[0]), min(hi, bounds[1]))
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig

@@ -135,6 +135,12 @@ def _paper_2g(row: Row):
     return (named[0], "128-frame") if named else None
 
 
+_SELECTION_NOTE = ("one selection seed per (arm, rate), not a seed of the study's runs: these rows choose each arm's rate "
+                   "on validation (nlstudy.analysis.tuning.choose_by_arm); they are not evidence of an effect.")
+_REACH_NOTE = ("distance: pixels between the two patches of task 'reach' (both in one frame, exactly that far "
+               "apart, placed independently of the distance); 2 colours, so relating the two patches is the task.")
+_RATE_NOTE = "lr: the arm's learning rate, chosen on validation by its rate sweep (nlstudy.analysis.tuning)."
+
 TABLES: dict[str, TableSpec] = {
     "2a": TableSpec("Table 2a: pairwise function", (keys.NONLOCAL_BLOCKS, keys.PAIRWISE), paper=_paper_2a,
                     setting=(keys.NL_POSITIONS,)),
@@ -177,6 +183,36 @@ TABLES: dict[str, TableSpec] = {
     "attention": TableSpec(
         "Attention-map runs: pairwise function and mode of the non-local block",
         (keys.NONLOCAL_BLOCKS, keys.PAIRWISE, keys.MODE), setting=(keys.NL_POSITIONS,)),
+    # the study (sweeps/demo/study/): each arm at the learning rate chosen for it on validation, so the rate is part
+    # of a row (every arm has one); in the rate sweeps the rate is a group (each arm against C2D at the same rate)
+    "reach_lr": TableSpec(
+        "Reach (56-px frames, 14x14 at res2, 7x7 at res3): each arm at each learning rate (selection runs)",
+        (keys.NONLOCAL_BLOCKS, keys.BLOCK), group_keys=(keys.DATASET, keys.DEPTH, keys.TASK, keys.DISTANCE, keys.LR),
+        notes=(_SELECTION_NOTE,)),
+    "reach": TableSpec(
+        "Reach in the seed's regime (56-px frames, 14x14 at res2, 7x7 at res3): top-1 vs the distance "
+        "between the two patches", (keys.NONLOCAL_BLOCKS, keys.BLOCK, keys.LR),
+        group_keys=(keys.DATASET, keys.DEPTH, keys.TASK, keys.DISTANCE), notes=(_REACH_NOTE, _RATE_NOTE)),
+    "reach_112": TableSpec(
+        "Reach at 112 px (14x14 at res3, 7x7 at res4): evidence inside and beyond C2D's measured ERF",
+        (keys.NONLOCAL_BLOCKS, keys.BLOCK, keys.LR),
+        group_keys=(keys.DATASET, keys.DEPTH, keys.TASK, keys.DISTANCE), notes=(_REACH_NOTE, _RATE_NOTE)),
+    "far_lr": TableSpec(
+        "Far (the patches in different frames): each frame-mixing arm at each learning rate (selection runs)",
+        (keys.ARCH, keys.NONLOCAL_BLOCKS, keys.BLOCK), group_keys=(keys.DATASET, keys.DEPTH, keys.TASK, keys.LR),
+        notes=(_SELECTION_NOTE,)),
+    "far_mixers": TableSpec(
+        "Far: the non-local block against the other ways of relating frames (GC, SE, a convolutional control, I3D)",
+        (keys.ARCH, keys.NONLOCAL_BLOCKS, keys.BLOCK, keys.LR), group_keys=(keys.DATASET, keys.DEPTH, keys.TASK),
+        reference=lambda row: _nl(row) and _arch(row) == BASELINE_ARCH,
+        notes=("every row is compared with the non-local row (the reference, first): a positive delta is an arm "
+               "that beats the non-local block; the C2D row is the chance-level floor of this task.", _RATE_NOTE)),
+    "data_steps": TableSpec(
+        "Data efficiency at a fixed budget of optimiser steps: top-1 vs the number of training clips",
+        (keys.NONLOCAL_BLOCKS, keys.BLOCK, keys.LR),
+        group_keys=(keys.DATASET, keys.DEPTH, keys.TASK, keys.TRAIN_SAMPLES),
+        notes=("train_samples: clips in the training split; every run takes the same number of optimiser steps "
+               "(trainer.max_steps), so a smaller set is seen more times, not trained for less.", _RATE_NOTE)),
 }
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU recipe of the experiments design (/work/notes/experiments_design.md, "the GPU recipe"): study A
+# The GPU recipe of the analysis study (the CPU study is sweeps/demo/study/, run by make analysis): study A
 # ("reach") at full size, C2D ResNet-50 width 64 on 112-px frames (res3 14x14, res4 7x7), on one GPU.
 # Not run where it was written (no GPU was lent); every step is an nlstudy command or the tested functions of
 # nlstudy.analysis. Resumable: run it again and finished runs are not repeated.
