@@ -177,3 +177,21 @@ def test_bad_options_fail_with_the_key():
         build_model(arch="i3d_3x1x1", depth=18)
     with pytest.raises(ValueError, match="model.backbone.nl: .*pools across frames"):
         build_model(nonlocal_blocks="1-block", nl={"mode": "space", "subsample": "2x2x2"})
+
+
+def test_block_positions_are_the_stages_record_and_the_keys_stay_those_checkpoints_hold():
+    import copy
+
+    model = build_model(depth=18, width=4, num_classes=3, nonlocal_blocks={"res3": [0], "res4": [1]})
+    assert list(model.stages) == ["res2", "res3", "res4", "res5"] and model.stages["res4"] is model.res4
+    # the registration order and keys saved checkpoints (best.pt, warm starts, runs/) hold
+    assert [name for name, _ in model.named_children()] == ["stem", "res2", "pool2", "res3", "res4", "res5",
+                                                             "dropout", "fc"]
+    keys = list(model.state_dict())
+    assert "res3.nonlocal0.theta.weight" in keys or any(k.startswith("res3.nonlocal0.") for k in keys)
+    assert keys.index("res3.1.conv1.weight") > max(i for i, k in enumerate(keys) if k.startswith("res3.nonlocal0."))
+    # a child whose name looks like an inserted block's is not one: positions are data, not parsed names
+    model.res5.add_module("nonlocal7", torch.nn.Identity())
+    assert [p for p, _ in model.inserted_blocks()] == ["res3.0", "res4.1"]
+    assert [p for p, _ in copy.deepcopy(model).inserted_blocks()] == ["res3.0", "res4.1"]  # the record travels
+    assert dict(model.inserted_blocks())["res4.1"] is model.res4.nonlocal1

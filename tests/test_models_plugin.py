@@ -150,3 +150,19 @@ def test_model_facts_of_plugged_networks():
     assert facts["params"] > plain["params"] and facts["flops_per_clip"] > plain["flops_per_clip"] > 0
     facts = model_facts({"arch": "torchvision:resnet50", "nonlocal_blocks": "5-block"}, (3, 1, 224, 224))
     assert facts["nl_thw"] == ["1x28x28"] * 2 + ["1x14x14"] * 3 and facts["stage_thw"]["res5"] == "1x7x7"
+
+
+def test_blocks_inserted_twice_are_recorded_in_the_order_they_run_and_a_taken_place_is_refused():
+    from nlstudy.models import INSERTABLE, as_spec
+    from nlstudy.models.plugin import insert_blocks
+
+    with torch.device("meta"):
+        net = tvm.resnet18(weights=None)
+        insert_nonlocal(net, {"res4": [1]})
+        insert_blocks(net, {"res4": [0], "res3": [1]}, INSERTABLE["global_context"], as_spec().nl, "global_context")
+    assert [n for n, _ in net.layer3.named_children()] == ["0", "global_context0", "1", "nonlocal1"]
+    model = TorchvisionClips(net, "r18")
+    assert [(p, type(b)) for p, b in model.inserted_blocks()] == [
+        ("res3.1", GlobalContextBlock), ("res4.0", GlobalContextBlock), ("res4.1", NonLocalBlock)]
+    with pytest.raises(ValueError, match=r"already has a nonlocal block at res4\.1$"):
+        insert_nonlocal(net, {"res4": [1]})

@@ -9,8 +9,9 @@ wide ResNets) and the video ResNets (r3d_18, mc3_18, r2plus1d_18).
 
 torchvision's layer1..layer4 are our res2..res5, and a placement is the same data as for our backbone (a
 preset, resolved against the network's own stage sizes, or a map {"res4": [1, 3, 5]}). The block after
-residual block i of a stage goes into that `layerN` as the child f"{kind}{i}" ("nonlocal3"), the name
-VideoResNet gives it, so the existing layers keep torchvision's state-dict keys: a torchvision checkpoint
+residual block i of a stage goes into that `layerN` as the child resnet.child_name(kind, i) ("nonlocal3"), the
+name VideoResNet gives it, and the layer records its position (resnet.INSERTED; the name is never parsed back).
+The existing layers keep torchvision's state-dict keys: a torchvision checkpoint
 still loads, with strict=False for the new blocks only. The blocks are built by the same code as our
 backbone's (nlstudy.models.INSERTABLE), with dim=2 in a 2-d network (the paper's 1x2x2 subsampling becomes
 2x2; only the spacetime mode) and dim=3 in a video network. Each starts as the identity, so inserting one
@@ -28,7 +29,7 @@ from torch import nn
 from nlstudy.blocks.nonlocal_block import check_options
 from nlstudy.choices import BLOCKS, RESIDUAL, STAGES, TEMPORAL_RESIDUAL
 from nlstudy.models.placement import resolve_placement
-from nlstudy.models.resnet import LOGITS, InsertFn, StagedNetwork, inserted_children
+from nlstudy.models.resnet import INSERTED, LOGITS, InsertFn, StagedNetwork, child_name, inserted_in
 from nlstudy.registry import lookup
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")  # torchvision's names of res2..res5
@@ -73,12 +74,6 @@ def stage_sizes(model: nn.Module) -> tuple[int, ...]:
     return tuple(len(_residual_blocks(layer)) for layer in _layers(model).values())
 
 
-def inserted_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """[("res4.3", block), ...]: every inserted block with its stage and residual-block index, as
-    VideoResNet.inserted_blocks."""
-    return inserted_children(_layers(model))
-
-
 def check_nl(options: Any, dim: int) -> None:
     """The nl options against a network's dim (build_model, insert_blocks), checked even where no block uses them."""
     try:
@@ -108,21 +103,25 @@ def insert_blocks(model: nn.Module, placement: str | Mapping[str, Sequence[int]]
         raise ValueError(f"model.backbone.block={kind!r} adds this package's own C2D residual blocks, not "
                          f"{network}'s; valid choices for it: {others}")
     taken = [f"{stage}.{i}" for stage, indices in positions.items() for i in indices
-             if f"{kind}{i}" in dict(layers[stage].named_children())]
+             if (i, child_name(kind, i)) in vars(layers[stage]).get(INSERTED, [])]
     if taken:
         raise ValueError(f"{network} already has a {kind} block at {', '.join(taken)}")
     make = factory(options, dim)
     for stage, indices in positions.items():
         layer = layers[stage]
-        children = []  # (name, module) in the new order
+        children = []  # (name, module) in the new order: each new block right after its residual block
+        record = vars(layer).pop(INSERTED, [])  # (index, name) of the blocks inserted before
         for name, child in layer.named_children():
             children.append((name, child))
-            if name.isdigit() and int(name) in indices:
-                children.append((f"{kind}{name}", _build_after(child, make, model.training)))
+            if name.isdigit() and int(name) in indices:  # torchvision's residual blocks: "0", "1", ...
+                children.append((child_name(kind, int(name)), _build_after(child, make, model.training)))
+                record.append((int(name), children[-1][0]))
         for name, _ in list(layer.named_children()):  # refilled in order, the same nn.Sequential: hooks on it stay
             delattr(layer, name)
         for name, child in children:
             layer.add_module(name, child)
+        order = {name: k for k, (name, _) in enumerate(children)}
+        vars(layer)[INSERTED] = sorted(record, key=lambda item: order[item[1]])  # in the order they run
     return model
 
 
@@ -170,7 +169,8 @@ class TorchvisionClips(StagedNetwork):
         yield LOGITS, self.fc(self.dropout(x))
 
     def inserted_blocks(self) -> list[tuple[str, nn.Module]]:
-        return inserted_blocks(self)
+        """[("res4.3", block), ...]: every inserted block with its stage and residual-block index."""
+        return inserted_in(_layers(self))
 
 
 def build_torchvision(spec: Any, insertable: Mapping[str, BlockFactory]) -> TorchvisionClips:

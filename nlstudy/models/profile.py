@@ -16,7 +16,9 @@ from nlstudy.choices import STAGES
 
 def model_facts(spec: BackboneSpec | dict, clip_shape: Sequence[int]) -> dict:
     """{"params", "flops_per_clip", "nl_count", "nl_positions", "nl_thw", "stage_thw", "input_shape"} for a
-    (C, T, H, W) clip. FLOPs count a multiply-add as 2 (torch.utils.flop_counter), forward only."""
+    (C, T, H, W) clip. "nl_count" and "nl_positions" (recorded as derived.nl_count / nl_positions, the names the
+    committed runs and tables hold) count every inserted block, the comparison blocks (residual, GC, SE) too:
+    read them as "inserted blocks", whatever model.backbone.block is. FLOPs count a multiply-add as 2 (torch.utils.flop_counter), forward only."""
     spec = as_spec(**spec) if isinstance(spec, dict) else spec
     with torch.device("meta"):
         model = build_model(spec).eval()

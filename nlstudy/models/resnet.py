@@ -25,7 +25,6 @@ the built network (inserted blocks' too) is converted, so statistics are shared 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
@@ -181,16 +180,28 @@ def _shortcut(c_in: int, c_out: int, stride: int, norm: NormFn) -> nn.Module:
     return nn.Sequential(conv3d(c_in, c_out, (1, 1, 1), (1, stride, stride)), norm(c_out))
 
 
-def inserted_children(stages: Mapping[str, nn.Module]) -> list[tuple[str, nn.Module]]:
-    """[("res4.4", block), ...]: the inserted blocks among the children of each stage (named kind + the index
-    of the residual block they follow, "nonlocal4"; the residual blocks are "0", "1", ...)."""
-    found = []
-    for stage, layer in stages.items():
-        for name, child in layer.named_children():
-            inserted = re.fullmatch(r"[a-z_]+(\d+)", name)
-            if inserted:
-                found.append((f"{stage}.{inserted.group(1)}", child))
-    return found
+INSERTED = "inserted_at"  # a stage's record of its inserted blocks: [(residual-block index, child name), ...]
+
+
+def insert_child(stage: nn.Sequential, index: int, kind: str, block: nn.Module) -> None:
+    """Appends `block` to `stage` as the block after its residual block `index`, and records that position.
+
+    The child's name, kind + index ("nonlocal4"), is the state-dict key that checkpoints, warm starts and
+    torchvision-keyed files read, so it stays; the position is the record, never read back from the name."""
+    name = child_name(kind, index)
+    stage.add_module(name, block)
+    vars(stage).setdefault(INSERTED, []).append((index, name))
+
+
+def child_name(kind: str, index: int) -> str:
+    """The name (and state-dict key part) of the `kind` block after residual block `index`: "nonlocal4"."""
+    return f"{kind}{index}"
+
+
+def inserted_in(stages: Mapping[str, nn.Module]) -> list[tuple[str, nn.Module]]:
+    """[("res4.4", block), ...]: the inserted blocks of each stage, from the stage's record, in its order."""
+    return [(f"{stage}.{index}", layer.get_submodule(name))
+            for stage, layer in stages.items() for index, name in vars(layer).get(INSERTED, [])]
 
 
 class StagedNetwork(nn.Module):
@@ -215,18 +226,19 @@ class StagedNetwork(nn.Module):
 
 
 class VideoResNet(StagedNetwork):
-    """(B, 3, T, H, W) clips -> (B, num_classes) logits. Stages are `nn.Sequential`s whose children are
-    the residual blocks ("0", "1", ...) and the inserted blocks, named kind + index ("nonlocal4" sits
-    after residual block 4). `stage_outputs` is the one place that knows the order the layers run in:
+    """(B, 3, T, H, W) clips -> (B, num_classes) logits. Stages (`stages`: res2..res5) are `nn.Sequential`s
+    whose children are the residual blocks ("0", "1", ...) and the inserted blocks; where each inserted block
+    sits is the stage's record (`insert_child`, `inserted_in`), its child name ("nonlocal4") only its key. `stage_outputs` is the one place that knows the order the layers run in:
     `forward`, models.profile and analysis.receptive_field all run the network through it."""
 
     def __init__(self, stem: nn.Module, stages: Mapping[str, nn.Sequential], pool2: nn.Module, head_channels: int,
                  num_classes: int, dropout: float):
         super().__init__()
         self.stem = stem
-        self.res2 = stages["res2"]
-        self.pool2 = pool2
-        self.res3, self.res4, self.res5 = stages["res3"], stages["res4"], stages["res5"]
+        for stage in STAGES:  # registered res2, pool2, res3, res4, res5: the keys and order checkpoints hold
+            self.add_module(stage, stages[stage])
+            if stage == "res2":
+                self.pool2 = pool2
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(head_channels, num_classes)
 
@@ -238,8 +250,8 @@ class VideoResNet(StagedNetwork):
         a stage never runs the later ones.
         """
         x = self.stem(x)  # (B, 64w, T/4, H/4, W/4) at the paper's strides
-        for stage in STAGES:
-            x = getattr(self, stage)(x)  # res2 (B, 256w, T/4, H/4, W/4) ... res5 (B, 2048w, T/8, H/32, W/32)
+        for stage, layer in self.stages.items():
+            x = layer(x)  # res2 (B, 256w, T/4, H/4, W/4) ... res5 (B, 2048w, T/8, H/32, W/32)
             yield stage, x
             if stage == "res2":
                 x = self.pool2(x)  # (B, 256w, T/8, H/4, W/4)
@@ -248,7 +260,12 @@ class VideoResNet(StagedNetwork):
 
     def inserted_blocks(self) -> list[tuple[str, nn.Module]]:
         """[("res4.4", block), ...]: every inserted block with its stage and residual-block index."""
-        return inserted_children({stage: getattr(self, stage) for stage in STAGES})
+        return inserted_in(self.stages)
+
+    @property
+    def stages(self) -> dict[str, nn.Sequential]:
+        """{"res2": stage, ..., "res5": stage}, in the order they run."""
+        return {stage: self.get_submodule(stage) for stage in STAGES}
 
 
 # builds the block inserted after a residual block: (channels, the stage's inner width, "basic"/"bottleneck")
@@ -308,7 +325,7 @@ def build_resnet(
             ))
             c_in = inner * expansion
             if i in placement.get(stage, ()):
-                stage_blocks.add_module(f"{insert_kind}{i}", insert(c_in, inner, kind))
+                insert_child(stage_blocks, i, insert_kind, insert(c_in, inner, kind))
         stages[stage] = stage_blocks
     pool = nn.MaxPool3d((3, 1, 1), (2, 1, 1), (1, 0, 0)) if pool2 else nn.Identity()
     model = VideoResNet(stem, stages, pool, c_in, num_classes, dropout)
