@@ -23,6 +23,8 @@ imports another in a circle):
               plug-in, model facts                                             <- blocks, adapters, core
     data      synthetic task, video/image datasets, ClipDataModule             <- core
     lit       VideoClassifier, callbacks, the training CLI, train()            <- models, data, blocks, adapters, core
+              (lit.cli: the CLI and train(); lit.messages: jsonargparse's errors reworded;
+               lit.machine: the Trainer settings checked against this machine)
     analysis  reload runs, attention, query dependence, ERF, notebook runner   <- models, data, blocks, report, adapters, core
                                                                                   (never lit: no Trainer)
     sweep     sweep files, the `sweeps` engine, the local agent               <- adapters.sweeps, core; no torch

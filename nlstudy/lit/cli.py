@@ -21,19 +21,15 @@ epochs after the checkpoint and the final summary.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import importlib
-import inspect
 import json
 import logging
 import os
-import re
 import signal
 import sys
 import traceback
-import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,20 +38,21 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from jsonargparse import ArgumentError, Namespace, lazy_instance
-from pytorch_lightning.accelerators import AcceleratorRegistry, CUDAAccelerator, MPSAccelerator, XLAAccelerator
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
-from pytorch_lightning.strategies import StrategyRegistry
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from nlstudy import files, interrupts, keys
-from nlstudy.choices import TRAIN_COMMANDS
 from nlstudy.data import ClipDataModule
-from nlstudy.errors import MAX_LINE, UsageError, one_line, yaml_problem
-from nlstudy.registry import did_you_mean, lookup
+from nlstudy.errors import UsageError, one_line, yaml_problem
 from nlstudy.lit.callbacks import RunCheckpoint, RunFacts, RunProgress, SaveWeights, SweepBridge, shown_path
 from nlstudy.lit.module import VideoClassifier
+from nlstudy.lit.machine import (FULL_PRECISION, GPU_ACCELERATORS, MACHINE_KEYS, TRAINER_KEYS,  # noqa: F401
+                                   MachineError, check_machine, check_trainer_names, cpu_arguments, requested_devices,
+                                   trainer_error_line)
+from nlstudy.lit.messages import (LITERAL_CHOICES, UNKNOWN_ARGUMENT, UNKNOWN_OPTION, argument_error_line,  # noqa: F401
+                                    config_file_problem, config_files, literal_choices, parse_error_line, type_names)
 from nlstudy.models.weights import load_weights
 from nlstudy.provenance import provenance
 
@@ -552,208 +549,6 @@ def check_all(candidates: Sequence[Sequence[str]], cli: CheckCLI | None = None, 
         except SystemExit as e:
             results.append({"ok": False, "error": f"arguments rejected (exit {e.code})", "key": None, "machine": False})
     return results
-
-
-def argument_error_line(error: BaseException) -> str:
-    """A jsonargparse (or our own) error as one line: the first line names the key; the innermost reason
-    follows. jsonargparse's errors are text only, so this reads their layout: a Union failure lists its
-    "Subtypes:" and the "Given value:", which become "expected A or B; given value: V" (a Literal's values
-    listed one by one). If a later jsonargparse words these differently, the message degrades to the first
-    line plus the last reason line, still one line that names the key (tests/test_cli_hooks.py pins the
-    current layout). A message that lists choices is not cut short; where jsonargparse names only a Literal's
-    base type ("Expected a <class 'int'>"), the valid values are added."""
-    text = str(error).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    head = lines[0] if lines else type(error).__name__
-    key = re.match(r'Parser key "([^"]+)"', head)
-    choices = LITERAL_CHOICES.get(key.group(1)) if key and "Literal[" not in text else None
-    limit = None if "Literal[" in text or choices else MAX_LINE
-    subtypes = next((line for line in lines if line.startswith("Subtypes:")), None)
-    if subtypes:  # a Union: name the accepted types and what was given
-        given = next((line for line in lines if line.startswith("Given value:")), "")
-        line = f"{head} expected {' or '.join(type_names(subtypes))}; {given[0].lower() + given[1:] if given else ''}"
-        line = line.strip("; ")
-    else:
-        reason = next((l for l in reversed(lines) if l.startswith("- ") or "Expected" in l or "not" in l), "")
-        line = f"{head} {reason}" if reason and reason not in head else head
-    if choices:
-        line += f"; valid choices: {', '.join(repr(c) for c in choices)}"
-    given_value = re.search(r"(?:Got|Given) value: (.+)$", text, flags=re.M)
-    if key and given_value and key.group(1) in LITERAL_CHOICES:  # a misspelled choice: the one meant
-        line += did_you_mean(given_value.group(1).strip().strip("'\""), LITERAL_CHOICES[key.group(1)])
-    return one_line(line, limit)
-
-
-def literal_choices() -> dict[str, tuple[Any, ...]]:
-    """{dotted key: its valid values} for every model.* and data.* setting typed as a Literal (the specs'
-    nlstudy.choices types), for the errors where jsonargparse names only the Literal's base type."""
-    found: dict[str, tuple[Any, ...]] = {}
-
-    def walk(prefix: str, hints: dict[str, Any]) -> None:
-        for name, hint in hints.items():
-            if typing.get_origin(hint) is typing.Literal:
-                found[f"{prefix}.{name}"] = typing.get_args(hint)
-            elif dataclasses.is_dataclass(hint):
-                walk(f"{prefix}.{name}", typing.get_type_hints(hint))
-
-    walk("model", typing.get_type_hints(VideoClassifier.__init__))
-    walk("data", typing.get_type_hints(ClipDataModule.__init__))
-    return found
-
-
-LITERAL_CHOICES = literal_choices()
-
-
-def type_names(subtypes: str) -> list[str]:
-    """jsonargparse's "Subtypes: [typing.Literal['a', 'b'], <class 'int'>, <class 'NoneType'>]" -> the
-    accepted values and types: ["'a'", "'b'", 'int', 'null'] (other types as written)."""
-    body = subtypes.partition("[")[2].rpartition("]")[0]
-    items, depth, start = [], 0, 0
-    for i, char in enumerate(body + ","):  # split at the commas outside brackets
-        if char in "[(":
-            depth += 1
-        elif char in "])":
-            depth -= 1
-        elif char == "," and depth == 0:
-            items.append(body[start:i].strip())
-            start = i + 1
-    names = []
-    for item in filter(None, items):
-        literal = re.fullmatch(r"typing\.Literal\[(.*)\]", item)
-        cls = re.fullmatch(r"<class '([\w.]+)'>", item)
-        if literal:
-            names += [v.strip() for v in literal.group(1).split(",")]
-        else:
-            names.append(cls.group(1).rsplit(".", 1)[-1].replace("NoneType", "null") if cls else item)
-    return list(dict.fromkeys(names))
-
-
-# jsonargparse's words for a key it does not know: on the command line, and in a config file
-UNKNOWN_ARGUMENT = re.compile(r"unrecognized arguments: --([^\s=]+)")
-UNKNOWN_OPTION = re.compile(r"does not accept option '([^']+)'")
-
-
-def parse_error_line(error: BaseException, valid_keys: Callable[[str], list[str]], args: Any) -> str:
-    """`argument_error_line`, plus what jsonargparse's text leaves out: for an unknown key, the closest and
-    the valid keys beside it (`keys.unknown_key`, from `valid_keys(subcommand)`); for a config file that does
-    not read, which file and where."""
-    text = str(error)
-    argv = [str(a) for a in args] if isinstance(args, (list, tuple)) else []
-    unknown = UNKNOWN_ARGUMENT.search(text) or UNKNOWN_OPTION.search(text)
-    if unknown and argv and argv[0] in TRAIN_COMMANDS:
-        valid = valid_keys(argv[0])
-        if valid:
-            return one_line(keys.unknown_key(unknown.group(1), valid), None)
-    if text.startswith(("Problems parsing config", "Unexpected config")):
-        for path in config_files(argv):
-            problem = config_file_problem(path)
-            if problem:
-                return f"config {path}: {problem}"
-    return argument_error_line(error)
-
-
-def config_files(argv: Sequence[str]) -> list[str]:
-    """The --config files of an argument list, in order."""
-    files = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"]
-    return files + [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
-
-
-def config_file_problem(path: str) -> str | None:
-    """Why a config file cannot be a config (not UTF-8, not YAML, a key given twice, not a mapping of keys), or
-    None when it can."""
-    try:
-        tree = files.read_yaml(path)
-    except OSError:
-        return None  # jsonargparse reports a missing file itself, naming the key
-    except files.FileProblem as e:
-        return e.problem
-    if tree is not None and not isinstance(tree, dict):
-        return f"a config file is a YAML mapping of keys (model:, data:, trainer:, ...), got a {type(tree).__name__}"
-    return None
-
-
-# --- the Trainer's settings ---------------------------------------------------------------------------------
-
-TRAINER_KEYS = tuple(p for p in inspect.signature(pl.Trainer.__init__).parameters if p != "self")
-# the Trainer settings whose validity depends on the machine that runs it (nlstudy check leaves them to it)
-MACHINE_KEYS = ("accelerator", "devices", "strategy", "precision", "plugins", "sync_batchnorm", "logger", "callbacks")
-GPU_ACCELERATORS = {"gpu": (CUDAAccelerator, MPSAccelerator), "cuda": (CUDAAccelerator,), "mps": (MPSAccelerator,)}
-FULL_PRECISION = (None, 32, 64, "32", "64", "32-true", "64-true")
-
-
-def trainer_error_line(error: BaseException) -> str:
-    """A Lightning error about the Trainer's settings as one line naming the key (`trainer.<the Trainer argument
-    the message names first>`, else `trainer`)."""
-    text = one_line(error, None)
-    found = [(m.start(), k) for k in TRAINER_KEYS for m in [re.search(rf"\b{k}\b", text)] if m]
-    return one_line(f"trainer.{min(found)[1]}: {text}" if found else f"trainer: {text}")
-
-
-def check_trainer_names(trainer: Namespace) -> None:
-    """trainer.accelerator and trainer.strategy, when given by name, are names Lightning knows."""
-    accelerator, strategy = trainer.get("accelerator"), trainer.get("strategy")
-    try:
-        if isinstance(accelerator, str):
-            lookup(dict.fromkeys(["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]),
-                   accelerator.lower(), "trainer.accelerator")
-        if isinstance(strategy, str):
-            lookup(dict.fromkeys(["auto", *StrategyRegistry.available_strategies()]), strategy.lower(),
-                   "trainer.strategy")
-    except ValueError as e:
-        raise UsageError(one_line(e, None)) from None
-
-
-def requested_devices(devices: Any) -> tuple[int, int] | None:
-    """(how many devices, the highest device index + 1) that trainer.devices asks for; None for "auto" / -1."""
-    if isinstance(devices, str):
-        text = devices.strip()
-        if text in ("auto", "-1"):
-            return None
-        devices = int(text) if text.lstrip("-").isdigit() else [int(d) for d in text.split(",") if d.strip().isdigit()]
-    if isinstance(devices, int):
-        return None if devices == -1 else (devices, devices)
-    indices = [int(d) for d in devices or []]
-    return (len(indices), max(indices) + 1) if indices else None
-
-
-def cpu_arguments(trainer: Namespace) -> str:
-    """The arguments that run these settings on the CPU."""
-    args = ["--trainer.accelerator=cpu"]
-    if trainer.get("precision") not in FULL_PRECISION:
-        args.append("--trainer.precision=32-true")  # half precision is for GPUs (fp16 AMP does not run on CPUs)
-    if (requested_devices(trainer.get("devices")) or (1, 1))[0] > 1:
-        args.append("--trainer.devices=1")
-    return " ".join(args)
-
-
-class MachineError(UsageError):
-    """Settings this machine cannot run (a GPU it lacks, more devices than it has): fine on the machine they are for."""
-
-
-def check_machine(trainer: Namespace) -> None:
-    """The accelerator and devices the settings ask for, against this machine: a GPU the machine lacks, or
-    more GPUs than it has, fail in one line saying what the machine has and how to run on the CPU."""
-    accelerator = trainer.get("accelerator")
-    if not isinstance(accelerator, str):
-        return  # "auto", an Accelerator object: Lightning picks what there is
-    name = accelerator.lower()
-    cores = os.cpu_count() or 1
-    if name == "tpu" and not XLAAccelerator.is_available():
-        raise MachineError(f"trainer.accelerator: the config asks for {accelerator!r}, but this machine has no TPU "
-                         f"(torch_xla finds none; it has {cores} CPU cores); to run on the CPU: {cpu_arguments(trainer)}")
-    if name not in GPU_ACCELERATORS:
-        return
-    count = max(kind.auto_device_count() if kind.is_available() else 0 for kind in GPU_ACCELERATORS[name])
-    if count == 0:
-        kinds = " or ".join(kind.__name__.removesuffix("Accelerator") for kind in GPU_ACCELERATORS[name])
-        raise MachineError(f"trainer.accelerator: the config asks for {accelerator!r}, but this machine has no GPU "
-                         f"(torch finds no {kinds} device; it has {cores} CPU cores); to run on the CPU: "
-                         f"{cpu_arguments(trainer)}")
-    wanted = requested_devices(trainer.get("devices"))
-    if wanted and wanted[1] > count:
-        raise MachineError(f"trainer.devices: the config asks for {trainer.get('devices')!r} ({wanted[0]} GPU(s)), but "
-                         f"this machine has {count} GPU(s): --trainer.devices={count} (or auto), or run on the CPU: "
-                         f"{cpu_arguments(trainer)}")
 
 
 @contextlib.contextmanager
