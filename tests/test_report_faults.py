@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from nlstudy import keys
-from nlstudy.report import cli, collect
+from nlstudy.report import cli, collect, wandb_log
 from nlstudy.report.logcache import LogCache, Stamp
 
 pytestmark = pytest.mark.slow  # makes real wandb runs in subprocesses
@@ -180,8 +180,8 @@ def test_report_over_a_faulty_root(faulty_root, tmp_path, capsys):
 def test_the_cut_log_is_what_it_held_and_is_read_again_when_it_grows(faulty_root, tmp_path, monkeypatch):
     root, cut_off = faulty_root
     reads = []
-    real = collect.inspect_records
-    monkeypatch.setattr(collect, "inspect_records", lambda f: reads.append(Path(f).parent.name) or real(f))
+    real = wandb_log.inspect_records
+    monkeypatch.setattr(wandb_log, "inspect_records", lambda f: reads.append(Path(f).parent.name) or real(f))
     cache = LogCache(tmp_path / "cache")
 
     cold = collect.read_offline(root, cache=cache)

@@ -47,10 +47,6 @@ run that finishes then stands in for it, rather than the same run training twice
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import dataclasses
-import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -68,68 +64,20 @@ from nlstudy.choices import TRAIN_COMMANDS
 from nlstudy.errors import one_line
 from nlstudy.sweep import command as cmd
 from nlstudy.sweep import engine, standin
-from nlstudy.sweep.check import config_key
-from nlstudy.sweep.spec import EARLY_TERMINATE, MAX_GRID_CHECKED, Sweep, compact, flat_values
+from nlstudy.sweep.spec import EARLY_TERMINATE, Sweep, compact, flat_values
 from nlstudy.processes import process_start
-from nlstudy.sweep.state import (ENDED, HEARTBEAT_S, LIVE, SweepState, agent_alive, new_id, now, record_id, read_progress,
+from nlstudy.sweep.options import SAME_FAILURES, Options  # noqa: F401 (re-exported)
+from nlstudy.sweep.progress import Suite, hms  # noqa: F401 (re-exported)
+from nlstudy.sweep.reuse import resumable, reuse_key, stand_in_for  # noqa: F401 (re-exported)
+from nlstudy.sweep.signals import Interrupt, _die_with_parent  # noqa: F401 (re-exported)
+from nlstudy.sweep.state import (ENDED, HEARTBEAT_S, LIVE, SweepState, agent_alive, now, record_id, read_progress,
                                  this_agent)
 
 # environment variables the run reads (names owned by nlstudy.cli and nlstudy.lit.callbacks)
 
 KILL_DELAY_S = 30.0  # after asking a run to stop (Ctrl-C), how long before it is killed
-SAME_FAILURES = 3  # the sweep stops when the first this many runs a command starts all fail the same way
 POLL_S = 0.5
 BLOCKED = "blocked"  # Agent.claim: every config left in this sweep is running in another sweep for now
-
-
-@dataclasses.dataclass
-class Options:
-    runs_root: Path
-    project: str
-    jobs: int = 1
-    threads: int = 1
-    count: int | None = None  # runs this command may start, over all its agents (None: no limit)
-    session: str = dataclasses.field(default_factory=new_id)  # shared by the agents of one command
-    started: float = dataclasses.field(default_factory=time.time)  # when the command started
-    label: str = ""  # "[agent 2] " for the agents of --jobs
-    reuse: bool = True  # a configuration that already finished under the runs root is not run again
-    warm: bool = True  # `nlstudy fit` runs start warm, forked from a worker that imported torch once (nlstudy.warm)
-    same_failures: int = SAME_FAILURES  # stop once the first this many runs all failed the same way (0: never)
-
-
-class Interrupt:
-    """Counts SIGINT / SIGTERM / SIGHUP received; the agent reads it between polls (no exception mid-write).
-    After SIGHUP (the terminal closed) the agent's output goes to /dev/null, and it stops as after Ctrl-C."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.signum: int | None = None  # the first signal received
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> "Interrupt":
-        for sig in interrupts.SIGNALS:
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if signum == signal.SIGHUP:
-            interrupts.detach_terminal()
-        self.count += 1
-        self.signum = self.signum or signum
-
-
-def _die_with_parent(parent: int) -> Callable[[], None]:
-    """preexec_fn: the child gets SIGTERM if this agent dies (Linux), so no run outlives its agent."""
-    def setup() -> None:
-        with contextlib.suppress(Exception):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGTERM)
-    return setup
 
 
 def describe_config(sweep: Sweep, config: Mapping[str, Mapping[str, Any]]) -> str:
@@ -137,76 +85,6 @@ def describe_config(sweep: Sweep, config: Mapping[str, Mapping[str, Any]]) -> st
     fixed = {name for name, spec in (sweep.config.get("parameters") or {}).items()
              if isinstance(spec, Mapping) and "value" in spec}
     return " ".join(f"{k}={compact(v['value'])}" for k, v in config.items() if k not in fixed) or "(no parameters)"
-
-
-def hms(seconds: float) -> str:
-    return str(dt.timedelta(seconds=int(round(seconds))))
-
-
-class Suite:
-    """The sweeps one command works through (in order) and the progress line over all of them."""
-
-    def __init__(self, items: Sequence[tuple[Sweep, SweepState]], options: Options):
-        self.items, self.options = list(items), options
-        self._planned_keys: list[str] | None = None
-
-    def progress(self) -> str:
-        done = failed = 0
-        total: int | None = 0
-        mine, durations, all_durations = 0, [], []
-        for sweep, state in self.items:
-            records = state.records()
-            ended = [r for r in records if r["state"] in ENDED and not r.get("retry")]
-            done += len(ended)
-            failed += sum(r["state"] in ("failed", "crashed") for r in ended)
-            planned = sweep.planned_count()
-            total = None if total is None or planned is None else total + max(planned, len(ended))
-            for r in records:
-                ok = r["state"] in ("finished", "stopped") and r.get("duration_s")
-                if ok:
-                    all_durations.append(r["duration_s"])
-                if r.get("agent", {}).get("session") == self.options.session and not r.get("reused_from"):
-                    mine += 1
-                    if ok:
-                        durations.append(r["duration_s"])
-        elapsed = time.time() - self.options.started
-        left: int | None = None if total is None else total - done
-        if left is not None and self.options.reuse:
-            left = self.distinct_left(left)
-        if self.options.count is not None:
-            budget = self.options.count - mine + self._running_mine()
-            left = budget if left is None else min(left, budget)
-        text = f"{done}/{total if total is not None else '?'} runs done"
-        if failed:
-            text += f" ({failed} failed)"
-        text += f", elapsed {hms(elapsed)}"
-        sample = durations or all_durations
-        if left is not None and sample:
-            eta = sum(sample) / len(sample) * max(left, 0) / max(self.options.jobs, 1)
-            text += f", about {hms(eta)} left"
-        return text
-
-    def distinct_left(self, left: int) -> int:
-        """Of the `left` planned runs not ended, how many will train: the distinct reuse keys among them that no
-        finished run under the runs root has (the rest will be stood in for). Grid sweeps of at most
-        MAX_GRID_CHECKED points only (the check resolves no more; a line of progress must not cost more than
-        the runs done: a grid of 10^6 points took minutes and 2 GB here); else `left`."""
-        if self._planned_keys is None:
-            if any(sweep.method != "grid" or sweep.run_cap is not None
-                   or engine.grid_size(sweep.engine_config) > MAX_GRID_CHECKED for sweep, _ in self.items):
-                return left
-            self._planned_keys = [reuse_key(sweep, config, self.options.threads, state.resolved())
-                                  for sweep, state in self.items for config in engine.grid_points(sweep.engine_config)]
-        ended = {r.get("reuse_key") for r in SweepState.all_records(self.options.runs_root)
-                 if r["state"] in ENDED and not r.get("retry")}
-        return min(left, len(set(self._planned_keys) - ended))
-
-    def _running_mine(self) -> int:
-        n = 0
-        for _, state in self.items:
-            n += sum(r["state"] in ("pending", "running") and r.get("agent", {}).get("session") == self.options.session
-                     for r in state.records())
-        return n
 
 
 class Agent:
@@ -569,41 +447,6 @@ class Agent:
         done = sum(r["state"] in ENDED and not r.get("retry") for r in records)
         planned = sweep.planned_count()
         return f"{done}/{planned if planned is not None else '?'}"
-
-
-def stand_in_for(key: str, records: Sequence[Mapping[str, Any]], runs_root: Path) -> dict[str, Any] | None:
-    """Among `records` (every sweep's under the runs root), a finished one with this reuse key whose wandb run
-    is still there, as the record that stands in (its ``id`` and ``wandb_id`` those of the run itself)."""
-    for rec in records:
-        if (rec.get("reuse_key") == key and rec["state"] == "finished" and rec.get("exitcode") == 0
-                and keys.run_dirs(rec.get("wandb_id") or rec["id"], runs_root)):
-            return {**rec, "id": rec.get("reused_from") or rec["id"], "wandb_id": rec.get("wandb_id") or rec["id"]}
-    return None
-
-
-def reuse_key(sweep: Sweep, config: Mapping[str, Mapping[str, Any]], threads: int,
-              resolved: Mapping[str, str] | None = None) -> str:
-    """What makes two runs the same run: the resolved configuration (`resolved`: {config text: key} from the
-    sweep's check, ``nlstudy.lit.cli.resolved_key``) and the torch thread count; for a config the check did
-    not resolve, the command (environment macros expanded, every file it names by content), the program,
-    the parameter values other than ``table``, and the thread count."""
-    found = (resolved or {}).get(config_key(config))
-    if found:
-        return hashlib.sha256(json.dumps(["resolved", found, threads]).encode()).hexdigest()[:32]
-    values = {k: v for k, v in flat_values(config).items() if k != keys.TABLE}
-    template = [str(e) for e in cmd.substitute_envvars(sweep.command)]
-    files = {}
-    for name in [*template, sweep.program or ""]:
-        path = Path(name)
-        if name and cmd.macro_name(name) is None and path.is_file():
-            files[name] = hashlib.sha256(path.read_bytes()).hexdigest()
-    text = json.dumps([template, sweep.program, files, sorted(values.items()), threads], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-def resumable(runs_root: Path, wandb_id: str) -> Path | None:
-    """The newest wandb directory of run `wandb_id` that holds a resumable checkpoint, or None."""
-    return next((d for d in reversed(keys.run_dirs(wandb_id, runs_root)) if keys.checkpoint_file(d).is_file()), None)
 
 
 def last_line(path: Path) -> str:
