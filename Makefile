@@ -49,7 +49,7 @@ DEMO_DONE := $(DEMO_RUNS)/demo.done
 DEMO_SWEEPS := $(wildcard sweeps/demo/*.yaml)
 demo: venv  ## run the demo ablation sweeps (offline, resumable) and write results/demo/
 	$(BIN)/nlstudy sweep $(DEMO_SWEEPS) --jobs 2 --runs-root $(DEMO_RUNS); status=$$?; \
-	$(BIN)/nlstudy report --runs $(DEMO_RUNS) --out results/demo && test $$status -eq 0 && touch $(DEMO_DONE) && exit $$status
+	$(BIN)/nlstudy report --runs $(DEMO_RUNS) --out results/demo && { test $$status -ne 0 || touch $(DEMO_DONE); exit $$status; }
 
 # `make analysis` needs a finished demo (notebook 01 reads its runs); it runs `make demo` only where the demo's runs
 # root has no demo.done (a finished `make demo` writes it), so a finished demo is not checked again

@@ -30,6 +30,7 @@ from nlstudy.errors import one_line, yaml_problem
 from nlstudy.registry import lookup
 from nlstudy.sweep import command as cmd
 from nlstudy.sweep import engine
+from nlstudy.sweep.state import digest_id
 
 
 class SweepError(ValueError):
@@ -105,12 +106,7 @@ class Sweep:
         """The sweep id used when none is given: derived from the config, so running the same file
         again rejoins its sweep and an edited file starts a new one. Eight letters and digits, like
         W&B's ids."""
-        number = int(self.fingerprint, 16)
-        chars = []
-        for _ in range(8):
-            number, r = divmod(number, 36)
-            chars.append("abcdefghijklmnopqrstuvwxyz0123456789"[r])
-        return "".join(chars)
+        return digest_id(self.fingerprint)
 
     def planned_count(self) -> int | None:
         """How many runs the sweep will start: the grid size (capped by run_cap), or run_cap."""

@@ -77,6 +77,16 @@ def new_id(n: int = 8) -> str:
     return "".join(secrets.choice(ID_CHARS) for _ in range(n))
 
 
+def digest_id(digest: str, n: int = 8) -> str:
+    """A wandb-style id (`n` lowercase letters and digits) that follows from a hex digest: the same digest, the
+    same id (a sweep's default id, its runs' ids)."""
+    number, chars = int(digest, 16), []
+    for _ in range(n):
+        number, digit = divmod(number, len(ID_CHARS))
+        chars.append(ID_CHARS[digit])
+    return "".join(chars)
+
+
 def record_id(sweep_id: str, config: Mapping[str, Any], taken: Callable[[str], bool], n: int = 8) -> str:
     """The id of a sweep's next run of `config` (its record, and the wandb run it logs under): derived from the
     sweep's id, the config and how many ids of that config `taken` already holds, so that the same sweep file
@@ -85,16 +95,9 @@ def record_id(sweep_id: str, config: Mapping[str, Any], taken: Callable[[str], b
     wandb run left in the runs root): the next ordinal is tried then. The same sweep file run by two people
     gives both the same ids, as it gives the same sweep id: `--sweep-id` names another sweep."""
     text = json.dumps(config, sort_keys=True, default=str)
-    for ordinal in itertools.count():
-        number = int(hashlib.sha256(json.dumps([sweep_id, text, ordinal]).encode()).hexdigest(), 16)
-        chars = []
-        for _ in range(n):
-            number, digit = divmod(number, len(ID_CHARS))
-            chars.append(ID_CHARS[digit])
-        candidate = "".join(chars)
-        if not taken(candidate):
-            return candidate
-    raise AssertionError("unreachable")
+    candidates = (digest_id(hashlib.sha256(json.dumps([sweep_id, text, ordinal]).encode()).hexdigest(), n)
+                  for ordinal in itertools.count())
+    return next(c for c in candidates if not taken(c))
 
 
 def this_agent(session: str) -> dict[str, Any]:
