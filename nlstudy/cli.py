@@ -16,7 +16,6 @@ import os
 import sys
 import textwrap
 import warnings
-from pathlib import Path
 
 from nlstudy import choices
 from nlstudy.choices import TRAIN_COMMANDS
@@ -201,7 +200,7 @@ def write_missing_plans(report_argv: list[str]) -> None:
         root = runs.parse_known_args(report_argv)[0].runs
     except argparse.ArgumentError:  # `--runs` without its folder: the report's own parser says so
         return
-    if root is not None and Path(root).is_dir():
+    if root is not None:  # a folder that is not there has no sweeps: the report says what is wrong
         from nlstudy.sweep.plan import write_missing
 
         write_missing(root)

@@ -123,9 +123,9 @@ class Launcher:
         run_dir = state.run_dir(rec["id"])
         argv = self.command_line(sweep, state, rec)
         env = self.environment(sweep, state, rec)
-        position = position(sweep, state)
+        where = position(sweep, state)
         retry = f" ({'resuming' if rec.get('resumes') else 'retry of'} {rec['retry_of']})" if rec.get("retry_of") else ""
-        self.say(f"[{sweep.name} {position}] run {rec['id']}{retry}: {describe_config(sweep, rec['config'])}")
+        self.say(f"[{sweep.name} {where}] run {rec['id']}{retry}: {describe_config(sweep, rec['config'])}")
         started = time.time()
         log = open(run_dir / "output.log", "ab")
         launch = self.warm_command(argv, env)
