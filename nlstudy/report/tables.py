@@ -256,24 +256,17 @@ def build_tables(
                                   scope=scope)[0]
 
 
-def build_tables_with_rows(
-    runs: pd.DataFrame,
-    table_ids: Sequence[str],
-    *,
-    expected: pd.DataFrame | None = None,
-    strict: bool = False,
-    metric: str | None = None,
-    margin: float | None = None,
-    scope: str = "report",
-) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
-    """:func:`build_tables`, and each table's row assignment (:func:`assign_rows`, which the table was built
-    from: what the figures of its runs over epochs need), so that the runs are assigned once."""
-    built = {t: _build(runs, t, expected=expected, strict=strict, metric=metric, margin=margin) for t in table_ids}
+def build_tables_with_rows(runs: pd.DataFrame, table_ids: Sequence[str], *, scope: str = "report",
+                           **options: Any) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """:func:`build_tables` (`options`: its `expected`, `strict`, `metric`, `margin`), and each table's row
+    assignment (:func:`assign_rows`, which the table was built from: what the figures of its runs over epochs
+    need), so that the report assigns the runs once."""
+    built = {t: _build(runs, t, **options) for t in table_ids}
     tables = family.apply({t: table for t, (table, _) in built.items()}, scope=scope)
     return tables, {t: assigned for t, (_, assigned) in built.items()}
 
 
-def _build(runs, table_id, *, expected, strict, paper=None, metric=None, margin=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _build(runs, table_id, *, expected=None, strict=False, paper=None, metric=None, margin=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The table (before its family's correction) and its row assignment."""
     paper = paper_numbers() if paper is None else paper
     mine = runs[runs["table"] == table_id] if "table" in runs.columns else runs.iloc[0:0]

@@ -1,4 +1,5 @@
-"""The local agent: claim a run, launch it as `wandb agent` would (offline), watch it, record it.
+"""The local agent: claim a run, have it launched as `wandb agent` would (offline), watched and recorded
+(:mod:`nlstudy.sweep.launch`), and claim the next.
 
 One agent runs one run at a time. `--jobs J` starts J agent processes (``nlstudy.sweep.cli``); agents
 started separately on the same sweep cooperate through the sweep's lock file: asking the engine for

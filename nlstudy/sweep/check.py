@@ -6,7 +6,7 @@ is expanded into its command line exactly as it will run, and the training part 
 every candidate, so the training CLI's own parser and model builder (on the meta device) judge the
 values, and this process never imports torch. A command that does not call nlstudy is not checked.
 The check also hands back each checked run's resolved key (``nlstudy.lit.cli.resolved_key``): the agent
-reuses a finished run whose resolved configuration is the same (``nlstudy.sweep.agent.reuse_key``).
+reuses a finished run whose resolved configuration is the same (``nlstudy.sweep.reuse.reuse_key``).
 """
 
 from __future__ import annotations

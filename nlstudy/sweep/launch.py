@@ -78,7 +78,7 @@ class Launcher:
             shutil.rmtree(self.worker_dir, ignore_errors=True)
             self.worker_dir = None
 
-    # -- the run's files and environment ------------------------------------------------------------------------------------
+    # -- the run's files and environment -------------------------------------------------------------------
     def environment(self, sweep: Sweep, state: SweepState, rec: Mapping[str, Any]) -> dict[str, str]:
         run_dir = state.run_dir(rec["id"])
         threads = str(self.suite.options.threads)

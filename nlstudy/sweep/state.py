@@ -137,7 +137,7 @@ class SweepState:
     def write_resolved(self, resolved: Mapping[str, str]) -> None:
         """Keep what the check resolved ({config text: resolved key}, ``nlstudy.sweep.check.Checked``) for
         the agents of this command. Where it cannot be written (a full disk), an older file is removed: the
-        agents then compare parameter values (``nlstudy.sweep.agent.reuse_key``), never stale keys."""
+        agents then compare parameter values (``nlstudy.sweep.reuse.reuse_key``), never stale keys."""
         try:
             write_json(self.resolved_file, dict(resolved))
         except OSError:
