@@ -30,8 +30,8 @@ from pathlib import Path
 
 from nlstudy import keys
 from nlstudy.processes import cores
+from nlstudy.records import all_records
 from nlstudy.report.collect import read_offline
-from nlstudy.sweep.state import SweepState
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = sorted((ROOT / "sweeps" / "demo").glob("*.yaml"))  # the Makefile's DEMO_SWEEPS (the study is in study/)
@@ -50,7 +50,7 @@ def timed(argv: list[str]) -> float:
 
 def per_run(runs_root: Path) -> tuple[list[dict], list[dict], list[tuple[float, float]]]:
     """The finished records (trained, stood in for) and, per trained run, (duration_s, perf/wall_s)."""
-    records = [r for r in SweepState.all_records(runs_root) if r["state"] == "finished"]
+    records = [r for r in all_records(runs_root) if r["state"] == "finished"]
     trained = [r for r in records if not r.get("reused_from")]
     reused = [r for r in records if r.get("reused_from")]
     runs = read_offline(runs_root).runs.drop_duplicates("run_id").set_index("run_id")  # a stand-in: a copy of its run
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs_root = (args.runs or ROOT / "runs" / f"bench-demo-{time.strftime('%Y%m%d-%H%M%S')}").absolute()
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; runs root {runs_root}", flush=True)
-    ran_sweep = not any(r["state"] == "finished" for r in SweepState.all_records(runs_root))
+    ran_sweep = not any(r["state"] == "finished" for r in all_records(runs_root))
     sweep_s = None
     if ran_sweep:
         sweep_s = timed([sys.executable, "-m", "nlstudy", "sweep", *map(str, SUITE), "--jobs", str(args.jobs),

@@ -36,6 +36,7 @@ from unittest import mock
 
 import pandas as pd
 
+from nlstudy.records import find_sweep_files
 from nlstudy.report import collect, specs, sweeps, tables
 from nlstudy.report.logcache import LogCache
 
@@ -91,7 +92,7 @@ def make_runs(source: Path, dest: Path, n: int, writers: int) -> int:
     with concurrent.futures.ProcessPoolExecutor(writers, mp_context=ctx) as pool:
         written = sum(pool.map(write_clones, [jobs[i::writers] for i in range(writers)], [str(dest)] * writers))
     assert written == n
-    for sweep_file in sweeps.find_sweep_files(source):
+    for sweep_file in find_sweep_files(source):
         shutil.copytree(sweep_file.parent, dest / "sweeps" / sweep_file.parent.name)
     print(f"  written in {time.perf_counter() - start:.0f} s", flush=True)
     (dest / "sources.json").write_text(json.dumps(len(sources)))
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         _, read_warm_s = timed(collect.read_offline, args.runs, cache=LogCache(tmp / "cache2"))
 
         subset = [f.parent for f in collect.find_run_files(args.runs)[: args.subset]]
-        expected = sweeps.planned(sweeps.find_sweep_files(args.runs))
+        expected = sweeps.planned(find_sweep_files(args.runs))
         new, new_s = timed(collect.read_runs, subset)
         old_reader = functools.partial(collect.inspect_records, via_cli=True)
         with mock.patch.object(collect, "inspect_records", old_reader):

@@ -12,7 +12,9 @@ imports another in a circle):
               processes (is a pid alive), provenance (git commit, versions, host),
               warm (the client of a warm-started run; the worker is lit.worker),
               files (read what people wrote in one line of error; write whole or not at all),
-              interrupts (SIGINT, SIGTERM, SIGHUP stop a command as Ctrl-C does)
+              interrupts (SIGINT, SIGTERM, SIGHUP stop a command as Ctrl-C does),
+              records (a local sweep's files as the sweep writes and the report reads them: plan.json,
+              run.json, config keys, is a record's agent alive)
                                                                                <- everything; no torch
     adapters  one module per library holding the private names nlstudy uses
               (adapters.torch: the BatchNorm base class, a conv's compute hook;
@@ -27,13 +29,16 @@ imports another in a circle):
                lit.machine: the Trainer settings checked against this machine)
     analysis  reload runs, attention, query dependence, ERF, notebook runner   <- models, data, blocks, report, adapters, core
                                                                                   (never lit: no Trainer)
-    sweep     sweep files, the `sweeps` engine, the local agent               <- adapters.sweeps, core; no torch
+    sweep     sweep files, the `sweeps` engine, the local agent (it writes
+              each sweep's plan.json and run records: core records)            <- adapters.sweeps, core; no torch
     report    collect runs -> tables -> comparisons -> one family (Holm) -> verdicts
-              -> md/tex/csv/figures, findings                                  <- sweep, adapters.wandb, core; no torch
+              -> md/tex/csv/figures, findings; what a sweep planned and ran
+              from its records (core records), never from sweep                <- adapters.wandb, core; no torch
     until_decided  `nlstudy sweep --until-decided`: seeds added to the undecided
               rows, in rounds, by the report's verdicts                        <- sweep, report, core; no torch
     cli       `nlstudy <command>`: dispatches to lit, sweep, report,
-              until_decided (torch only inside fit/validate/test)
+              until_decided (torch only inside fit/validate/test); before a report,
+              the sweep writes the plans a runs root made before plans lacks
 
 Where a change goes:
 - a new choice of an existing axis (a pairwise function, an architecture, a placement preset, a dataset,

@@ -9,6 +9,7 @@ The sweep and report commands import no torch; the training commands import it l
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import logging
 import os
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "report":
         from nlstudy.report.cli import main as report_main
 
+        write_missing_plans(argv[1:])
         return report_main(argv[1:])
     if command == "check":
         from nlstudy.lit.cli import check_main
@@ -185,6 +187,23 @@ def main(argv: list[str] | None = None) -> int:
     print(unknown_command(command), file=sys.stderr)
     print(USAGE, file=sys.stderr)
     return 2
+
+
+def write_missing_plans(report_argv: list[str]) -> None:
+    """Before `nlstudy report --runs DIR`: write the plan.json of each sweep under DIR that has none (a runs root
+    made before the sweep wrote plans), so the report, which reads only the sweep's records, marks the planned
+    runs that never started as it always did. The sweep layer computes it (nlstudy.sweep.plan); where it cannot
+    be written (a read-only runs root), the report says the plan is unknown."""
+    runs = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    runs.add_argument("--runs")
+    try:
+        root = runs.parse_known_args(report_argv)[0].runs
+    except argparse.ArgumentError:  # `--runs` without its folder: the report's own parser says so
+        return
+    if root is not None:  # a folder that is not there has no sweeps: the report says what is wrong
+        from nlstudy.sweep.plan import write_missing
+
+        write_missing(root)
 
 
 def unknown_command(command: str) -> str:

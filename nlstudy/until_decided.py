@@ -33,11 +33,11 @@ import yaml
 
 from nlstudy import files, interrupts, keys
 from nlstudy.errors import UsageError
+from nlstudy.records import all_records, find_sweep_files, flat_values
 from nlstudy.report import cli as report_cli
 from nlstudy.report import stats, sweeps, tables
 from nlstudy.sweep import cli as sweep_cli
-from nlstudy.sweep.spec import Sweep, SweepError, flat_values, load
-from nlstudy.sweep.state import SweepState
+from nlstudy.sweep.spec import Sweep, SweepError, load
 
 PROG = "nlstudy sweep --until-decided"
 ROUNDS_DIR = "until_decided"  # under the runs root: the sweep files of the added seeds, one per row and round
@@ -157,7 +157,7 @@ class Study:
     def next_round(self, built: Mapping[str, Any], round_: int) -> tuple[list[Sweep], list[str]]:
         """The sweep files that bring every undecided row (and its baseline) to its next look, and a line per row
         saying so; ([], []) when the study is decided or at its most seeds."""
-        records = SweepState.all_records(self.runs_root)
+        records = all_records(self.runs_root)
         out, lines = [], []
         for table_id, table in built.items():
             looks = self.looks[table_id]
@@ -243,7 +243,7 @@ def write(study: Study, out: Path, argv: Sequence[str]) -> int:
     """The report of the study's tables (as `nlstudy report --runs RUNS_ROOT` writes it), printed and written
     to `out`."""
     collection = sweeps.read_local(study.runs_root)
-    expected = sweeps.planned(sweeps.find_sweep_files(study.runs_root))
+    expected = sweeps.planned(find_sweep_files(study.runs_root))
     command = " ".join(["nlstudy sweep", *argv])
     try:
         report = report_cli.write_report(collection, out, table_ids=study.table_ids, expected=expected,

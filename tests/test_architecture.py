@@ -11,7 +11,7 @@ import nlstudy
 
 PACKAGE = Path(nlstudy.__file__).parent
 
-CORE = {"keys", "choices", "registry", "errors", "processes", "provenance", "warm", "files", "interrupts"}  # torch-free names and helpers every layer reads
+CORE = {"keys", "choices", "registry", "errors", "processes", "provenance", "warm", "files", "interrupts", "records"}  # torch-free names and helpers every layer reads
 ALLOWED = {  # layer -> the layers it may import (besides itself)
     **{core: CORE for core in CORE},
     "adapters": CORE,  # one module per library with its private names (adapters.torch imports torch)
@@ -21,7 +21,7 @@ ALLOWED = {  # layer -> the layers it may import (besides itself)
     "lit": CORE | {"blocks", "models", "data", "adapters"},
     "analysis": CORE | {"blocks", "models", "data", "report", "adapters"},  # never lit or cli: a notebook needs no Trainer
     "sweep": CORE | {"adapters"},  # adapters.sweeps (no torch)
-    "report": CORE | {"sweep", "adapters"},  # the sweep files say which runs were planned
+    "report": CORE | {"adapters"},  # never sweep: what the sweep planned and ran is read from its records (core records)
     "until_decided": CORE | {"sweep", "report"},  # seeds until decided: the sweep driven by the report's verdicts
     "cli": CORE | {"lit", "sweep", "report", "until_decided"},  # `nlstudy <command>` dispatch (torch imported lazily)
     "__main__": {"cli"},

@@ -19,9 +19,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from nlstudy import keys
+from nlstudy import keys, records
 from nlstudy.report import collect, sweeps
 from nlstudy.report.cli import main
+from nlstudy.sweep import plan
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 SPECS = json.loads((FIXTURES / "runs.json").read_text())
@@ -161,7 +162,8 @@ def test_planned_runs_of_a_grid_sweep(tmp_path):
     (tmp_path / "sweeps" / "rnd").mkdir()
     (tmp_path / "sweeps" / "rnd" / "sweep.yaml").write_text(yaml.safe_dump(
         {"method": "random", "parameters": {"table": {"value": "2c"}, "lr": {"min": 0.1, "max": 1.0}}}))
-    files = sweeps.find_sweep_files(tmp_path / "wandb")
+    assert plan.write_missing(tmp_path) == []  # as the sweep agent writes them
+    files = records.find_sweep_files(tmp_path / "wandb")
     assert [f.parent.name for f in files] == ["rnd", "swp2a"]
     planned = sweeps.planned(files)
     assert len(planned) == 2 * 2 * 3 and set(planned["sweep_id"]) == {"swp2a"}
@@ -188,6 +190,7 @@ def offline_root(tmp_path_factory, launch_run):
     sweep_dir = root / "sweeps" / "swp2a"
     sweep_dir.mkdir(parents=True)
     (sweep_dir / "sweep.yaml").write_text(yaml.safe_dump(SWEEP_YAML))
+    assert plan.write(sweep_dir)  # as the sweep agent writes it
     return root
 
 

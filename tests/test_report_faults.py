@@ -24,6 +24,7 @@ import yaml
 from nlstudy import keys
 from nlstudy.report import cli, collect, wandb_log
 from nlstudy.report.logcache import LogCache, Stamp
+from nlstudy.sweep import plan
 
 pytestmark = pytest.mark.slow  # makes real wandb runs in subprocesses
 
@@ -123,6 +124,7 @@ def faulty_root(tmp_path_factory, launch_run):
             "parameters": {"table": {"value": "2a"}, keys.SEED: {"values": [0, 1]},
                            keys.NONLOCAL_BLOCKS: {"values": ["none", "1-block"]},
                            keys.PAIRWISE: {"values": list(PAIRWISE)}}}))
+        assert plan.write(sweep_dir)  # as the sweep agent writes it
         yield root, cut_off
     finally:
         for proc in (writer, killed, running):

@@ -9,7 +9,7 @@ from scipy import stats
 
 from nlstudy import keys
 from nlstudy.keys import DATASET, FRAMES, TASK
-from nlstudy.report import specs, tables, text
+from nlstudy.report import epochs, specs, tables, text
 from nlstudy.report.collect import history_frame
 from nlstudy.report.paper import paper_numbers
 from nlstudy.report import stats as stats_
@@ -516,7 +516,7 @@ def test_curves_mean_and_std_over_seeds_per_group_row_and_epoch():
         histories.append((r["run_id"], rows))
     history = history_frame(histories)
     assigned = tables.assign_rows(runs, "locality")
-    out = tables.curves(history, assigned)
+    out = epochs.curves(history, assigned)
     assert out.attrs["x"] == "epoch"
     assert list(out.columns) == ["group", "row", "label", "baseline", "position", DATASET, DEPTH, TASK,
                                  "epoch", "mean", "std", "n"]
@@ -529,16 +529,16 @@ def test_curves_mean_and_std_over_seeds_per_group_row_and_epoch():
     assert out["mean"].tolist() == pytest.approx([10 + 1 + e + g for g in (0, 5, 20, 25) for e in range(3)])
     assert out["std"].tolist() == pytest.approx([math.sqrt(2)] * 12)
     assert out["n"].tolist() == [2] * 12
-    loss = tables.curves(history, assigned, metric=keys.VAL_LOSS, x="step")
+    loss = epochs.curves(history, assigned, metric=keys.VAL_LOSS, x="step")
     assert loss.attrs["x"] == "step" and loss["step"].tolist()[:3] == [0.0, 10.0, 20.0]
     assert loss["mean"].tolist() == pytest.approx([1.0] * 12)
-    assert tables.curves(history, assigned, metric="nope").empty
+    assert epochs.curves(history, assigned, metric="nope").empty
 
 
 def test_curves_is_exported_for_the_notebooks():
     import nlstudy.report as report
 
-    assert report.curves is tables.curves and report.table_rows is tables.table_rows
+    assert report.curves is epochs.curves and report.table_rows is tables.table_rows
     assert "curves" in report.__all__
 
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from nlstudy.sweep import cli, engine
-from nlstudy.sweep.agent import reuse_key
+from nlstudy.sweep.reuse import reuse_key
 from nlstudy.sweep.spec import load
 from nlstudy.sweep.state import SweepState, now, read_progress, this_agent
 
@@ -442,7 +442,8 @@ def test_a_config_running_in_another_sweep_is_not_run_twice(tmp_path, capsys):
 def test_the_time_left_counts_the_distinct_runs_left(tmp_path):
     """The progress line's estimate counts the runs that will train: two sweeps planning the same two configs
     are 2 runs, not 4, and 1 once one of them has finished in either sweep."""
-    from nlstudy.sweep.agent import Options, Suite
+    from nlstudy.sweep.options import Options
+    from nlstudy.sweep.progress import Suite
 
     root = tmp_path / "runs"
     sweeps = [load(sweep_file(tmp_path, SHARED.replace("NAME", t), f"{t}.yaml")) for t in ("t1", "t2")]

@@ -11,16 +11,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from nlstudy.records import config_key, flat_values
 from nlstudy.report.collect import FIXED_COLUMNS
 from nlstudy.report.specs import TABLES
 from nlstudy.report.sweeps import planned_runs
 from nlstudy.report.tables import build_table
 from nlstudy.sweep import command as cmd
-from nlstudy.sweep import engine
-from nlstudy.sweep.agent import reuse_key
-from nlstudy.sweep.check import check_sweeps, config_key, run_nlstudy_check, training_args
+from nlstudy.sweep import engine, plan
+from nlstudy.sweep.check import check_sweeps, run_nlstudy_check, training_args
 from nlstudy.sweep.engine import grid_points
-from nlstudy.sweep.spec import candidates, flat_values, load
+from nlstudy.sweep.reuse import reuse_key
+from nlstudy.sweep.spec import candidates, load
 
 ROOT = Path(__file__).parent.parent
 PAPER = sorted((ROOT / "sweeps").glob("*.yaml"))
@@ -92,10 +93,11 @@ def test_file_is_a_table_sweep(path, tmp_path):
     assert cmd.expand(sweep.command, run) == ["nlstudy", "fit", "--config", base, "--config", run.args_json_file]
     assert json.loads(cmd.args_json_text(run))["table"] == table
 
-    # the report reads the plan from sweeps/<id>/sweep.yaml and finds each row once, 3 seeds each
+    # the sweep writes its plan beside sweeps/<id>/sweep.yaml; the report finds each row once, 3 seeds each
     kept = tmp_path / "sweeps" / sweep.default_id / "sweep.yaml"
     kept.parent.mkdir(parents=True)
     shutil.copy(path, kept)
+    assert plan.write(kept.parent)
     expected = planned_runs(kept)
     assert len(expected) == len(points) and set(expected["table"]) == {table}
     built = build_table(pd.DataFrame(columns=list(FIXED_COLUMNS)), table, expected=expected)

@@ -376,6 +376,7 @@ def report_tables(runs_roots: str | os.PathLike | Sequence[str | os.PathLike],
     stand-ins and the runs their sweeps plan, runs without a table filed under the generic one, and every table of
     the roots one Holm family (the report's); then the tables of `wanted` (all where None). Where the roots hold
     none of `wanted` (your own runs), every table they hold, saying so in one line. Returns (tables, collection)."""
+    from nlstudy import records
     from nlstudy.report import collect, sweeps
     from nlstudy.report.specs import file_untabled, table_ids
     from nlstudy.report.tables import build_tables
@@ -386,7 +387,7 @@ def report_tables(runs_roots: str | os.PathLike | Sequence[str | os.PathLike],
         raise FileNotFoundError(f"none of the runs roots {[str(r) for r in roots]} exists: run `make demo` / "
                                 "`make analysis` first, or point the notebook at your own runs root")
     collection = collect.combine(sweeps.read_local(root) for root in present)
-    planned = [sweeps.planned(sweeps.find_sweep_files(root)) for root in present]
+    planned = [sweeps.planned(records.find_sweep_files(root)) for root in present]
     expected = pd.concat(planned, ignore_index=True) if planned else None
     collection, note = file_untabled(collection, None)
     if note:

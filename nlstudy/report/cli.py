@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nlstudy import interrupts
+from nlstudy import interrupts, records
 from nlstudy.files import write_text
 from nlstudy.errors import UsageError
 from nlstudy.report import collect, family, findings, logcache, specs, stats, sweeps, tables
@@ -120,8 +120,8 @@ def write_report(
 
     runs, history = collection.runs, collection.history
     ids = list(table_ids) if table_ids else specs.table_ids(runs, expected)
-    built = tables.build_tables(runs, ids, expected=expected, strict=strict, metric=metric, margin=margin,
-                                scope=scope)
+    built, assignments = tables.build_tables_with_rows(runs, ids, expected=expected, strict=strict, metric=metric,
+                                                       margin=margin, scope=scope)
     out = Path(out)
     fig_dir = out / "figures"
     out.mkdir(parents=True, exist_ok=True)
@@ -139,7 +139,7 @@ def write_report(
             files.append(path)
             entries.append(f"[{path.name}]({path.name})")
         figures = []
-        assigned = tables.assign_rows(runs, table_id, expected=expected)
+        assigned = assignments[table_id]
         for kind, fig in (
             ("acc_vs_flops", plots.plot_accuracy_vs_flops(table)),
             ("bars", plots.plot_bars(table)),
@@ -246,8 +246,11 @@ def _collect(args: argparse.Namespace) -> tuple[collect.Collection, pd.DataFrame
     if args.runs is not None:
         cache = None if args.no_cache else logcache.LogCache(args.cache_dir)
         collection = sweeps.read_local(args.runs, sweep=args.sweep, cache=cache)
-        expected = sweeps.planned(sweeps.find_sweep_files(args.runs), sweep=args.sweep)
-        return collection, expected, args.runs
+        sweep_files = [f for f in records.find_sweep_files(args.runs) if args.sweep is None or f.parent.name == args.sweep]
+        for sweep_dir in sweeps.unknown_plans(sweep_files):
+            print(f"{PROG}: note: {sweep_dir} has no {records.PLAN_FILE} (a sweep made before plans were written; "
+                  "`nlstudy report` writes it): the runs it planned that never started are not shown", file=sys.stderr)
+        return collection, sweeps.planned(sweep_files), args.runs
     try:
         import wandb
 

@@ -29,7 +29,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy.stats import t as student_t
 
 from nlstudy import files, keys
-from nlstudy.report import comparisons, tables
+from nlstudy.report import comparisons, epochs, tables
 from nlstudy.report.text import group_text, metric_name
 
 FORMATS = ("png", "pdf")
@@ -239,9 +239,9 @@ def plot_curves(
 ) -> Figure | None:
     """Validation `metric` per epoch for each variant, one panel per group: each seed's curve thin, the mean
     over seeds thick with its 95 % t interval as a band. `assigned` is :func:`nlstudy.report.tables.
-    assign_rows`' output; the numbers are :func:`nlstudy.report.tables.curves`'. A label keeps one colour in
+    assign_rows`' output; the numbers are :func:`nlstudy.report.epochs.curves`'. A label keeps one colour in
     every panel, given by its first place in the table (the baseline's is the first colour)."""
-    data = tables.curves(history, assigned, metric=metric)
+    data = epochs.curves(history, assigned, metric=metric)
     if data.empty:
         return None
     x_col = data.attrs["x"]
@@ -249,7 +249,7 @@ def plot_curves(
     varying = _varying(assigned, group_keys)
     layout = tables.table_rows(assigned)
     colour = {label: f"C{i % 10}" for i, label in enumerate(dict.fromkeys(layout["label"]))}
-    per_seed = tables.seed_curves(history, assigned, metric=metric, x=x_col)
+    per_seed = epochs.seed_curves(history, assigned, metric=metric, x=x_col)
     groups = list(dict.fromkeys(data["group"]))
     fig = _figure(max(5.0, 4.2 * len(groups)), 3.8)
     axes = fig.subplots(1, len(groups), sharey=True, squeeze=False)[0]

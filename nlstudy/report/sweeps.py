@@ -2,84 +2,53 @@
 (and those an agent is running now, whose wandb log may not exist yet); and which finished runs stand in
 for a sweep's runs that the agent reused rather than ran again.
 
-The local sweep agent keeps each sweep's YAML at ``<runs root>/sweeps/<sweep id>/sweep.yaml``.
-Only grid sweeps are expanded (random / bayes / hyperband sweeps plan no fixed set of runs); a
-missing or unreadable layout simply means "no plan known". Nothing here imports torch.
+All of it is read from what the local sweep agent wrote under ``<runs root>/sweeps/<sweep id>/``: its plan.json
+(the grid's points, flattened, with their config keys) and its runs' records (state, agent, heartbeat, config,
+reused_from, wandb_id); the names and forms are ``nlstudy.records``, and nothing here imports nlstudy.sweep (nor
+torch). A sweep without a plan.json (made before plans were written, and not written since: `nlstudy report`
+writes them first) plans nothing known here: `unknown_plans` names them.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
-from nlstudy import files, keys
+from nlstudy import keys, records
 from nlstudy.report.collect import Collection, read_offline
-
-MAX_PLANNED_RUNS = 100_000  # a grid larger than this is not expanded
-
-
-def find_sweep_files(runs_root: str | os.PathLike) -> list[Path]:
-    """``sweeps/*/sweep.yaml`` under `runs_root`; when `runs_root` is a wandb dir or one run dir,
-    also under the runs root above it."""
-    root = Path(runs_root)
-    candidates = [root]
-    if root.name == "wandb" or root.name.startswith(("offline-run-", "run-")):
-        candidates.append(root.parent)
-        if root.parent.name == "wandb":
-            candidates.append(root.parent.parent)
-    found: set[Path] = set()
-    for base in candidates:
-        found.update(p.resolve() for p in (base / "sweeps").glob("*/sweep.yaml") if p.is_file())
-    return sorted(found)
 
 
 def live_configs(sweep_dir: str | os.PathLike) -> set[str]:
-    """The run configs (``nlstudy.sweep.check.config_key``) that an agent of the sweep in `sweep_dir` is running
+    """The run configs (``nlstudy.records.config_key``) that an agent of the sweep in `sweep_dir` is running
     now: its records that are pending or running, whose agent is alive. Such a run may not have written its
     wandb log yet (it is still starting: parsing, reading the data), so only the sweep's records know of it."""
-    from nlstudy.sweep.check import config_key
-    from nlstudy.sweep.state import LIVE, agent_alive, read_record
-
-    found = set()
-    for path in Path(sweep_dir).glob("runs/*/run.json"):
-        rec = read_record(path)
-        if (isinstance(rec, dict) and rec.get("state") in LIVE and isinstance(rec.get("config"), dict)
-                and agent_alive(rec.get("agent"), rec.get("heartbeat"))):
-            found.add(config_key(rec["config"]))
-    return found
+    return {records.config_key(rec["config"]) for rec in records.sweep_records(sweep_dir)
+            if isinstance(rec, dict) and rec.get("state") in records.LIVE and isinstance(rec.get("config"), dict)
+            and records.agent_alive(rec.get("agent"), rec.get("heartbeat"))}
 
 
 def planned_runs(sweep_file: str | os.PathLike) -> pd.DataFrame:
-    """The runs one grid sweep plans, as the sweep engine will propose them: one row per grid point,
-    columns ``sweep_id``, ``state`` ("running" where an agent runs that point now, `live_configs`, else
-    "expected") plus the swept keys flattened (``table`` and ``seed_everything`` among them when the sweep
-    sets them). Empty for another method, a grid over MAX_PLANNED_RUNS points, or a file that does not
-    read as a sweep."""
-    path = Path(sweep_file)
-    try:
-        config = files.read_yaml(path) or {}
-    except (OSError, ValueError):
+    """The runs one grid sweep plans (its plan.json beside `sweep_file`), as the sweep engine will propose them:
+    one row per grid point, columns ``sweep_id``, ``state`` ("running" where an agent runs that point now,
+    `live_configs`, else "expected") plus the swept keys flattened (``table`` and ``seed_everything`` among them
+    when the sweep sets them). Empty for another method, a grid over the sweep's limit, or a sweep without a
+    readable plan."""
+    sweep_dir = Path(sweep_file).parent
+    plan = records.read_plan(sweep_dir)
+    if plan is None or not plan["points"]:
         return pd.DataFrame()
-    if not isinstance(config, Mapping) or config.get("method") != "grid" or not config.get("parameters"):
-        return pd.DataFrame()
-    from nlstudy.sweep import engine  # here: the `sweeps` package only matters once a sweep file is read
-
-    try:
-        if not 0 < engine.grid_size(config) <= MAX_PLANNED_RUNS:
-            return pd.DataFrame()
-        points = engine.grid_points(config)
-    except (ValueError, TypeError, KeyError, AttributeError):  # not a sweep the engine can expand
-        return pd.DataFrame()
-    from nlstudy.sweep.check import config_key
-
-    live = live_configs(path.parent)
-    rows = [dict(keys.flatten({name: spec["value"] for name, spec in point.items()}), sweep_id=path.parent.name,
-                 state="running" if config_key(point) in live else "expected")
-            for point in points]
+    live = live_configs(sweep_dir)
+    rows = [dict(point["values"], sweep_id=sweep_dir.name, state="running" if point["key"] in live else "expected")
+            for point in plan["points"]]
     return pd.DataFrame.from_records(rows)
+
+
+def unknown_plans(sweep_files: Iterable[str | os.PathLike]) -> list[Path]:
+    """The sweep dirs of `sweep_files` without a readable plan.json: what they plan is unknown to the report."""
+    return [Path(f).parent for f in sweep_files if records.read_plan(Path(f).parent) is None]
 
 
 def planned(sweep_files: Iterable[str | os.PathLike], *, sweep: str | None = None) -> pd.DataFrame:
@@ -99,18 +68,15 @@ def planned(sweep_files: Iterable[str | os.PathLike], *, sweep: str | None = Non
 def stand_ins(runs_root: str | os.PathLike) -> list[dict[str, str | None]]:
     """The reused runs under `runs_root` (a runs root, or a wandb folder alone): for each finished record of a
     local sweep that a finished run stands in for, and for each stand-in's own run (its
-    files/nlstudy_stand_in.json: nlstudy.sweep.standin), that run's ``wandb_id`` and the reusing sweep's
+    files/nlstudy_stand_in.json, written by the sweep agent), that run's ``wandb_id`` and the reusing sweep's
     ``sweep_id``, ``table`` and ``report`` settings (its ``report.*`` parameters: how its table compares, which
     the stand-in takes on)."""
     import json
 
-    from nlstudy.sweep.spec import flat_values
-    from nlstudy.sweep.state import SweepState
-
     out = []
-    for rec in SweepState.all_records(runs_root):
+    for rec in records.all_records(runs_root):
         if rec.get("reused_from") and rec.get("state") == "finished":
-            values = flat_values(rec.get("config") or {})
+            values = records.flat_values(rec.get("config") or {})
             out.append({"wandb_id": rec.get("wandb_id"), "sweep_id": rec["sweep_id"], "table": values.get(keys.TABLE),
                         "report": {k: v for k, v in values.items() if k.startswith(keys.REPORT)}})
     root = Path(runs_root)

@@ -15,7 +15,7 @@ deltas, Welch's t-test against the baseline (:mod:`nlstudy.report.stats`), relat
 numbers (:mod:`nlstudy.report.paper`)) as plain columns; formatting is the renderers' job. Table
 metadata (title, group / row keys, footnotes: :mod:`nlstudy.report.text`) rides in ``table.attrs``.
 :func:`table_rows` fixes the row order (each group's baseline first, then the rows sorted by value),
-which the figures follow too; :func:`curves` turns the history into mean ± std per row and epoch.
+which the figures follow too (the curves over epochs: :mod:`nlstudy.report.epochs`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from nlstudy import choices, keys
@@ -236,7 +235,7 @@ def build_table(
 
     strict: raise MissingRowsError when a row has no counted run (expected by the sweep or seen failed).
     """
-    table = _build(runs, table_id, expected=expected, strict=strict, paper=paper, metric=metric, margin=margin)
+    table, _ = _build(runs, table_id, expected=expected, strict=strict, paper=paper, metric=metric, margin=margin)
     return family.apply({table_id: table}, scope="table")[table_id]
 
 
@@ -253,11 +252,22 @@ def build_tables(
     """Every table of `table_ids` (:func:`build_table`), their comparisons one family (`scope` "report": the
     distinct comparisons of all of them, Holm over those; "table": each table on its own). With `strict`,
     every table is checked before any is returned."""
-    built = {t: _build(runs, t, expected=expected, strict=strict, metric=metric, margin=margin) for t in table_ids}
-    return family.apply(built, scope=scope)
+    return build_tables_with_rows(runs, table_ids, expected=expected, strict=strict, metric=metric, margin=margin,
+                                  scope=scope)[0]
 
 
-def _build(runs, table_id, *, expected, strict, paper=None, metric=None, margin=None) -> pd.DataFrame:
+def build_tables_with_rows(runs: pd.DataFrame, table_ids: Sequence[str], *, scope: str = "report",
+                           **options: Any) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """:func:`build_tables` (`options`: its `expected`, `strict`, `metric`, `margin`), and each table's row
+    assignment (:func:`assign_rows`, which the table was built from: what the figures of its runs over epochs
+    need), so that the report assigns the runs once."""
+    built = {t: _build(runs, t, **options) for t in table_ids}
+    tables = family.apply({t: table for t, (table, _) in built.items()}, scope=scope)
+    return tables, {t: assigned for t, (_, assigned) in built.items()}
+
+
+def _build(runs, table_id, *, expected=None, strict=False, paper=None, metric=None, margin=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The table (before its family's correction) and its row assignment."""
     paper = paper_numbers() if paper is None else paper
     mine = runs[runs["table"] == table_id] if "table" in runs.columns else runs.iloc[0:0]
     try:
@@ -319,7 +329,7 @@ def _build(runs, table_id, *, expected, strict, paper=None, metric=None, margin=
             lines = [f"{' / '.join(show(r[k]) for k in group_keys)}: {r['label']} ({r['status']})"
                      for r in bad.to_dict("records")]
             raise MissingRowsError(f"table {table_id}: {len(bad)} row(s) without a finished run: " + "; ".join(lines))
-    return table
+    return table, assigned
 
 
 def seeds(table: pd.DataFrame) -> pd.DataFrame:
@@ -369,73 +379,3 @@ def _pick_baseline(cells: list[dict], spec: TableSpec) -> dict | None:
             if spec.fallback_baseline(c):
                 return c
     return None
-
-
-# --------------------------------------------------------------------------------------------------
-# curves over epochs
-# --------------------------------------------------------------------------------------------------
-
-CURVE_COLUMNS = ("group", "row", "label", "baseline", "position", "mean", "std", "n")
-
-
-def _curve_members(assigned: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The table's layout (:func:`table_rows`) and its finished runs with the position of their row."""
-    layout = table_rows(assigned)
-    position = {(g, r): i for i, (g, r) in enumerate(zip(layout["group"], layout["row"]))}
-    done = assigned[assigned["run_id"].notna() & (assigned["state"] == "finished")]
-    members = pd.DataFrame({"run_id": done["run_id"].to_numpy(), "seed": done["seed"].to_numpy(),
-                            "position": [position[k] for k in zip(done["group"], done["row"])]})
-    return layout, members
-
-
-def seed_curves(history: pd.DataFrame, assigned: pd.DataFrame, *, metric: str = keys.VAL_TOP1,
-                x: str = "epoch") -> pd.DataFrame:
-    """Each finished run's logged `metric` against `x`: ``run_id``, ``seed``, ``position`` (its row's index in
-    the table), `x`, ``value``; sorted by row, seed and x (not by run id), so a figure drawn from it is the same
-    whatever the runs' ids."""
-    _, members = _curve_members(assigned)
-    logged = history[(history["metric"] == metric) & history["run_id"].isin(set(members["run_id"]))]
-    logged = logged[logged[x].notna()].merge(members, on="run_id")
-    logged = logged.assign(_seed=[float(v) if isinstance(v, (int, float)) and v == v else math.inf
-                                  for v in logged["seed"]])
-    out = logged.sort_values(["position", "_seed", x, "value"], kind="stable")
-    return out[["run_id", "seed", "position", x, "value"]]
-
-
-def curves(
-    history: pd.DataFrame,
-    assigned: pd.DataFrame,
-    *,
-    metric: str = keys.VAL_TOP1,
-    x: str | None = None,
-) -> pd.DataFrame:
-    """Mean ± std over seeds of a logged `metric`, per table row and epoch (or step).
-
-    history: the long frame of :func:`nlstudy.report.collect.history_frame`. assigned: the row
-    assignment of one table (:func:`assign_rows`); its finished runs count. x: ``"epoch"`` or
-    ``"step"``; by default epoch where every value of `metric` has one, else step
-    (``attrs["x"]`` says which).
-
-    One row per (group, row, x) in the table's order (:func:`table_rows`): ``group``, ``row``,
-    ``label``, ``baseline``, ``position`` (the row's index in the table), one column per group key,
-    the x column, ``mean``, ``std`` (ddof=1; NaN for one seed) and ``n`` (seeds at that x). A
-    baseline run serving several groups appears in each.
-    """
-    group_keys = list(assigned.attrs.get("group_keys", []))
-    layout, members = _curve_members(assigned)
-    logged = history[(history["metric"] == metric) & history["run_id"].isin(set(members["run_id"]))]
-    if x is None:
-        x = "epoch" if logged["epoch"].notna().all() else "step"
-    logged = logged[logged[x].notna()].merge(members, on="run_id")
-    # sorted by value first: a mean's float sum depends on its terms' order, which must not depend on run ids
-    logged = logged.sort_values(["position", x, "value"], kind="stable")
-    stats_ = (logged.groupby(["position", x], sort=True)["value"]
-              .agg(mean="mean", std="std", n="count").reset_index())
-    stats_["n"] = stats_["n"].astype("int64")
-    rows = layout.assign(position=range(len(layout)))
-    out = rows.merge(stats_, on="position", how="inner")
-    for i, key in enumerate(group_keys):
-        out[key] = [g[i] for g in out["group"]]
-    out = out[[*CURVE_COLUMNS[:5], *group_keys, x, *CURVE_COLUMNS[5:]]]
-    out.attrs["x"] = x
-    return out.reset_index(drop=True)

@@ -6,7 +6,7 @@ is expanded into its command line exactly as it will run, and the training part 
 every candidate, so the training CLI's own parser and model builder (on the meta device) judge the
 values, and this process never imports torch. A command that does not call nlstudy is not checked.
 The check also hands back each checked run's resolved key (``nlstudy.lit.cli.resolved_key``): the agent
-reuses a finished run whose resolved configuration is the same (``nlstudy.sweep.agent.reuse_key``).
+reuses a finished run whose resolved configuration is the same (``nlstudy.sweep.reuse.reuse_key``).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from nlstudy.processes import cores
+from nlstudy.records import config_key, flat_values
 from nlstudy.sweep import command as cmd
-from nlstudy.sweep.spec import Sweep, SweepError, candidates, compact, flat_values
+from nlstudy.sweep.spec import Sweep, SweepError, candidates, compact
 
 CHECK_TIMEOUT_S = 900
 CONFIG_ONLY = "--config-only"  # nlstudy check's flag (nlstudy.lit.cli.CONFIG_ONLY): leave this machine unchecked
@@ -96,11 +97,6 @@ class Checked:
 
     notes: list[str]
     resolved: list[dict[str, str]]
-
-
-def config_key(config: Mapping[str, Any]) -> str:
-    """A run config (W&B form) as text, the same for equal configs: what ``Checked.resolved`` is keyed by."""
-    return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def check_sweeps(sweeps: Sequence[Sweep], *, machine: bool = True) -> Checked:

@@ -24,9 +24,11 @@ from pathlib import Path
 from nlstudy import interrupts, keys
 from nlstudy.errors import one_line
 from nlstudy.processes import cores
-from nlstudy.sweep import online
-from nlstudy.sweep.agent import Agent, Options, Suite
+from nlstudy.sweep import online, plan
+from nlstudy.sweep.agent import Agent
 from nlstudy.sweep.check import CHECK_ONLY_CONFIG, check_sweeps
+from nlstudy.sweep.options import Options
+from nlstudy.sweep.progress import Suite
 from nlstudy.sweep.spec import Sweep, SweepError, load
 from nlstudy.sweep.state import ENDED, SweepState
 
@@ -156,6 +158,8 @@ def joined(args: argparse.Namespace, sweep: Sweep) -> SweepState:
         if info.get("fingerprint") != sweep.fingerprint:
             raise SweepError(f"{sweep.path}: sweep {state.id} in {state.dir} was created from a different config "
                              "(was the file edited?); give another --sweep-id or drop --sweep-id for a new sweep")
+        if not args.check:
+            plan.ensure(state.dir)  # a sweep made before plans were written gets its plan now
         return state
     if args.check:
         return state
@@ -164,6 +168,7 @@ def joined(args: argparse.Namespace, sweep: Sweep) -> SweepState:
                                   "project": project_of(args, sweep), "method": sweep.method})
     except OSError as e:
         raise SweepError(f"--runs-root: cannot create the sweep's state in {state.dir} ({e.strerror or e})") from None
+    plan.ensure(state.dir)  # what it plans, for the report (nlstudy.records)
     return state
 
 

@@ -6,6 +6,7 @@ import datetime as dt
 import time
 from collections.abc import Sequence
 
+from nlstudy.records import all_records
 from nlstudy.sweep import engine
 from nlstudy.sweep.options import Options
 from nlstudy.sweep.reuse import reuse_key
@@ -15,6 +16,14 @@ from nlstudy.sweep.state import ENDED, SweepState
 
 def hms(seconds: float) -> str:
     return str(dt.timedelta(seconds=int(round(seconds))))
+
+
+def position(sweep: Sweep, state: SweepState) -> str:
+    """How far one sweep is: its runs ended (not to be retried) over the runs it plans ("?" when unbounded)."""
+    records = state.records()
+    done = sum(r["state"] in ENDED and not r.get("retry") for r in records)
+    planned = sweep.planned_count()
+    return f"{done}/{planned if planned is not None else '?'}"
 
 
 class Suite:
@@ -71,7 +80,7 @@ class Suite:
                 return left
             self._planned_keys = [reuse_key(sweep, config, self.options.threads, state.resolved())
                                   for sweep, state in self.items for config in engine.grid_points(sweep.engine_config)]
-        ended = {r.get("reuse_key") for r in SweepState.all_records(self.options.runs_root)
+        ended = {r.get("reuse_key") for r in all_records(self.options.runs_root)
                  if r["state"] in ENDED and not r.get("retry")}
         return min(left, len(set(self._planned_keys) - ended))
 

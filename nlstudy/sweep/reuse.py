@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from nlstudy import keys
+from nlstudy.records import config_key, flat_values
 from nlstudy.sweep import command as cmd
-from nlstudy.sweep.check import config_key
-from nlstudy.sweep.spec import Sweep, flat_values
+from nlstudy.sweep.spec import Sweep
 
 
 def stand_in_for(key: str, records: Sequence[Mapping[str, Any]], runs_root: Path) -> dict[str, Any] | None:

@@ -226,8 +226,3 @@ def compact(value: Any) -> str:
     """A parameter value as message text: dicts and lists as compact JSON, anything else as str()."""
     return json.dumps(value, separators=(",", ":")) if isinstance(value, (dict, list)) else str(value)
 
-
-def flat_values(run_config: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """A run config in W&B's format ({name: {"value": v}}) -> {dotted key: value} (:func:`nlstudy.keys.flatten`):
-    ``model.backbone: {value: {nl: {pairwise: x}}}`` reads ``model.backbone.nl.pairwise = x``."""
-    return keys.flatten({name: spec["value"] for name, spec in run_config.items()})

@@ -1,7 +1,8 @@
 """A local sweep's state on disk, shared by every agent working on it.
 
     <runs root>/sweeps/<sweep id>/
-        sweep.yaml            the sweep file as given (the report reads it: nlstudy.report.sweeps)
+        sweep.yaml            the sweep file as given
+        plan.json             the runs it plans (nlstudy.sweep.plan; the report reads it: nlstudy.records)
         sweep.json            id, source file, project, creation time, fingerprint of the config
         resolved.json         each planned run config's resolved key, from the check (written by every command)
         lock                  flock'ed around "ask the engine + record the new run" and every record write
@@ -45,6 +46,7 @@ from typing import Any
 
 from nlstudy import files
 from nlstudy.processes import alive, process_start
+from nlstudy.records import LIVE, RECORD_FILE, SWEEP_FILE, SWEEPS_DIR, agent_alive, read_record
 from nlstudy.registry import lookup
 
 # state -> the state the search engine is told (a run stopped by hyperband ended cleanly: finished)
@@ -57,10 +59,8 @@ STATES: dict[str, str] = {
     "crashed": "crashed",  # killed by a signal it was not sent, or its agent died under it
     "killed": "killed",  # the agent stopped it (Ctrl-C / SIGTERM to the agent)
 }
-LIVE = ("pending", "running")
 ENDED = ("finished", "stopped", "failed", "crashed", "killed")
 HEARTBEAT_S = 30.0  # an agent refreshes the records of its running runs this often
-STALE_S = 600.0  # a record from another host without a heartbeat for this long is taken as orphaned
 ID_CHARS = string.ascii_lowercase + string.digits
 
 
@@ -105,19 +105,6 @@ def this_agent(session: str) -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": pid, "pid_start": process_start(pid), "session": session}
 
 
-def agent_alive(agent: Mapping[str, Any] | None, heartbeat: str | None) -> bool:
-    """Is the agent that owns a record still there? Same host: its process exists. Another host:
-    its heartbeat is recent."""
-    if not agent:
-        return False
-    if agent.get("host") == socket.gethostname():
-        return alive(agent.get("pid"), agent.get("pid_start"))
-    if not heartbeat:
-        return False
-    age = time.time() - dt.datetime.fromisoformat(heartbeat).timestamp()
-    return age < STALE_S
-
-
 def write_json(path: Path, data: Any) -> None:
     """Write whole or not at all (readers never see half a file; a full disk leaves the old file as it was)."""
     files.write_text(path, json.dumps(data, indent=1, default=str) + "\n")
@@ -129,12 +116,12 @@ class SweepState:
     def __init__(self, runs_root: str | os.PathLike, sweep_id: str):
         self.runs_root = Path(runs_root).absolute()
         self.id = sweep_id
-        self.dir = self.runs_root / "sweeps" / sweep_id
+        self.dir = self.runs_root / SWEEPS_DIR / sweep_id
 
     # -- the sweep --------------------------------------------------------------------------------
     @property
     def sweep_file(self) -> Path:
-        return self.dir / "sweep.yaml"
+        return self.dir / SWEEP_FILE
 
     @property
     def info_file(self) -> Path:
@@ -150,7 +137,7 @@ class SweepState:
     def write_resolved(self, resolved: Mapping[str, str]) -> None:
         """Keep what the check resolved ({config text: resolved key}, ``nlstudy.sweep.check.Checked``) for
         the agents of this command. Where it cannot be written (a full disk), an older file is removed: the
-        agents then compare parameter values (``nlstudy.sweep.agent.reuse_key``), never stale keys."""
+        agents then compare parameter values (``nlstudy.sweep.reuse.reuse_key``), never stale keys."""
         try:
             write_json(self.resolved_file, dict(resolved))
         except OSError:
@@ -193,7 +180,7 @@ class SweepState:
         return self.dir / "runs" / run_id
 
     def record_file(self, run_id: str) -> Path:
-        return self.run_dir(run_id) / "run.json"
+        return self.run_dir(run_id) / RECORD_FILE
 
     def records(self) -> list[dict[str, Any]]:
         """Every run record, oldest first, each with its progress rows as ``history``."""
@@ -201,20 +188,13 @@ class SweepState:
         runs = self.dir / "runs"
         if not runs.is_dir():
             return out
-        for path in runs.glob("*/run.json"):
+        for path in runs.glob(f"*/{RECORD_FILE}"):
             rec = read_record(path)
             if rec is not None:
                 rec["history"] = read_progress(path.parent / "progress.jsonl")
                 out.append(rec)
         out.sort(key=lambda r: (r.get("created_at") or "", r["id"]))
         return out
-
-    @staticmethod
-    def all_records(runs_root: str | os.PathLike) -> list[dict[str, Any]]:
-        """The records of every sweep under `runs_root` (without their progress rows), each with the
-        ``sweep_id`` of its sweep."""
-        found = ((path, read_record(path)) for path in sorted(Path(runs_root).glob("sweeps/*/runs/*/run.json")))
-        return [{**rec, "sweep_id": path.parent.parent.parent.name} for path, rec in found if rec is not None]
 
     def write(self, record: Mapping[str, Any]) -> None:
         rec = {k: v for k, v in record.items() if k != "history"}
@@ -242,15 +222,6 @@ class SweepState:
             self.write(rec)
             changed.append(rec)
         return changed
-
-
-def read_record(path: Path) -> dict[str, Any] | None:
-    """A run.json record, or None where it cannot be read (records are written whole, so only a vanished
-    or foreign file fails)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def read_progress(path: Path) -> list[dict[str, Any]]:
