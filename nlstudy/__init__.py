@@ -23,6 +23,7 @@ imports another in a circle):
     blocks    NonLocalBlock, comparison blocks                                 <- adapters, core
     models    VideoResNet C2D/I3D, placement, ImageNet inflation, the torchvision
               plug-in, model facts                                             <- blocks, adapters, core
+              (models.stage_keys: VideoResNet's saved names, res3.1 for stages.res3.1)
     data      synthetic task, video/image datasets, ClipDataModule             <- core
     lit       VideoClassifier, callbacks, the training CLI, train()            <- models, data, blocks, adapters, core
               (lit.cli: the CLI and train(); lit.messages: jsonargparse's errors reworded;

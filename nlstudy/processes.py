@@ -1,29 +1,35 @@
 """Is a process still there? Used by the sweep agents (whose runs are alive) and the report (is an
-offline run still being written). Linux reads /proc; elsewhere signal 0 answers."""
+offline run still being written). psutil answers, on every platform it supports."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+import psutil
+
+# the token's unit: the clock ticks of /proc/<pid>/stat's start time (Linux: 100 a second), in which the
+# records written before psutil hold it
+TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def process_start(pid: int) -> str | None:
-    """A token that tells this process apart from a later one with the same pid (Linux: its start
-    time in clock ticks since boot; "?" where it cannot be read), or None when no such process exists.
-    A zombie (dead, not yet waited for by its parent: an agent of `--jobs` killed while its siblings run)
-    is no process: None."""
+    """A token that tells this process apart from a later one with the same pid, or None when no such process
+    exists ("?" where this user may not look at it). A zombie (dead, not yet waited for by its parent: an agent
+    of `--jobs` killed while its siblings run) is no process: None.
+
+    The token is the process's start in clock ticks since boot, as a decimal string: psutil's create_time less
+    its boot_time (both read from the same wall clock, so a clock step between writing a token and checking it,
+    NTP's, changes neither). It is the same number that the records agents wrote before psutil hold (Linux's
+    /proc/<pid>/stat start time), so a live agent of either age is known as alive."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return None if fields[0] in ("Z", "X") else fields[19]
-    except (OSError, IndexError):
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
+        process = psutil.Process(pid)
+        if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return None
+        return str(round((process.create_time() - psutil.boot_time()) * TICKS_PER_S))
+    except psutil.AccessDenied:
         return "?"
-    return "?"
+    except (psutil.NoSuchProcess, ValueError):  # a zombie's ZombieProcess is a NoSuchProcess; ValueError: pid < 0
+        return None
 
 
 def alive(pid: int | None, start: str | None = None) -> bool:

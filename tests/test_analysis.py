@@ -23,6 +23,7 @@ from nlstudy.blocks import NonLocalBlock
 from nlstudy.blocks.context import GlobalContextBlock
 from nlstudy.choices import MODES, PAIRWISE
 from nlstudy.models import build_model
+from nlstudy.models.stage_keys import module_name, saved_name
 
 CLIPS = (2, 3, 4, 16, 16)  # (B, 3, T, H, W)
 
@@ -54,17 +55,17 @@ def test_attention_maps_capture_every_block_in_forward_order(pairwise, mode):
 
     for name, m in model.named_modules():
         if isinstance(m, NonLocalBlock):
-            m.register_forward_hook(keep(name))
+            m.register_forward_hook(keep(saved_name(name)))
 
     records = attention_maps(model, clips)
 
-    names = [name for name, m in model.named_modules() if isinstance(m, NonLocalBlock)]
+    names = [saved_name(name) for name, m in model.named_modules() if isinstance(m, NonLocalBlock)]
     assert [r.name for r in records] == names == ["res3.nonlocal0", "res4.nonlocal0"]
     pooled = {"spacetime": lambda t, h, w: (t, h // 2, w // 2), "space": lambda t, h, w: (t, h // 2, w // 2),
               "time": lambda t, h, w: (t, h, w)}[mode]
     for record, grid in zip(records, [(4, 4, 4), (4, 2, 2)]):
         x, out = seen[record.name]
-        block = model.get_submodule(record.name)
+        block = model.get_submodule(module_name(record.name))
         assert record.kind == "nonlocal"
         assert record.query_grid == tuple(x.shape[2:]) == grid
         assert record.key_grid == pooled(*grid)
@@ -264,7 +265,7 @@ def test_nonlocal_block_spreads_the_erf_over_every_frame():
     spread = temporal_spread(plain)
     assert spread[0] == 0 and spread[3] == 0 and (spread[1:3] > 0).all()
 
-    block = with_block.res3.nonlocal0
+    block = with_block.stages["res3"].nonlocal0
     with torch.no_grad():
         block.out_norm.weight.fill_(1.0)
         for conv in (block.theta, block.phi, block.g):

@@ -236,7 +236,7 @@ def test_the_temporal_residual_control_reaches_two_more_frames_per_block():
                         block="temporal_residual", conv1_stride=(1, 2, 2), pool1=False, pool2=False, dropout=0.0).eval()
     rf = {stage: g.rf for stage, g in theoretical_rf(model, (8, 32, 32)).items()}
     assert [r[0] for r in rf.values()] == [1, 3, 5, 5] and not any(math.isinf(r) for rs in rf.values() for r in rs)
-    assert model.res3.temporal_residual1.conv1.kernel_size == (3, 3, 3)
+    assert model.stages["res3"].temporal_residual1.conv1.kernel_size == (3, 3, 3)
     plain.load_state_dict({k: v for k, v in model.state_dict().items() if "temporal_residual" not in k})
     x = torch.randn(2, 3, 8, 32, 32)
     torch.testing.assert_close(model(x), plain(x))  # a fresh control block changes nothing

@@ -101,9 +101,9 @@ def test_i3d_inflates_the_caffe2_blocks():
         i3d_middle = build_model(depth=50, arch="i3d_3x3x3")
     assert all(m.kernel_size[0] == 1 for m in c2d.modules() if isinstance(m, torch.nn.Conv3d))
     assert i3d_first.stem[0].kernel_size == (5, 7, 7)
-    assert i3d_first.res3[0].conv1.kernel_size == (3, 1, 1) and i3d_first.res3[1].conv1.kernel_size == (1, 1, 1)
-    assert i3d_middle.res3[0].conv2.kernel_size == (3, 3, 3) and i3d_middle.res3[0].conv1.kernel_size == (1, 1, 1)
-    assert i3d_middle.res5[1].conv2.kernel_size == (3, 3, 3) and i3d_middle.res5[0].conv2.kernel_size == (1, 3, 3)
+    assert i3d_first.stages["res3"][0].conv1.kernel_size == (3, 1, 1) and i3d_first.stages["res3"][1].conv1.kernel_size == (1, 1, 1)
+    assert i3d_middle.stages["res3"][0].conv2.kernel_size == (3, 3, 3) and i3d_middle.stages["res3"][0].conv1.kernel_size == (1, 1, 1)
+    assert i3d_middle.stages["res5"][1].conv2.kernel_size == (3, 3, 3) and i3d_middle.stages["res5"][0].conv2.kernel_size == (1, 3, 3)
 
 
 @pytest.mark.parametrize("block", ["nonlocal", "residual", "global_context", "squeeze_excitation"])
@@ -145,12 +145,12 @@ def test_stage_outputs_run_the_forward_pass_stage_by_stage():
     assert torch.equal(outs[-1][1], logits)
     with torch.no_grad():
         assert torch.equal(model.features(clip), outs[3][1])
-        assert torch.equal(outs[0][1], model.res2(model.stem(clip)))  # res2's output is the one before pool2
+        assert torch.equal(outs[0][1], model.stages["res2"](model.stem(clip)))  # res2's output is the one before pool2
 
     def must_not_run(*_):
         raise AssertionError("res3 ran although the caller stopped after res2")
 
-    model.res3.register_forward_hook(must_not_run)
+    model.stages["res3"].register_forward_hook(must_not_run)
     with torch.no_grad():
         name, _ = next(model.stage_outputs(clip))  # the stages run lazily
     assert name == "res2"
@@ -183,15 +183,15 @@ def test_block_positions_are_the_stages_record_and_the_keys_stay_those_checkpoin
     import copy
 
     model = build_model(depth=18, width=4, num_classes=3, nonlocal_blocks={"res3": [0], "res4": [1]})
-    assert list(model.stages) == ["res2", "res3", "res4", "res5"] and model.stages["res4"] is model.res4
-    # the registration order and keys saved checkpoints (best.pt, warm starts, runs/) hold
-    assert [name for name, _ in model.named_children()] == ["stem", "res2", "pool2", "res3", "res4", "res5",
-                                                             "dropout", "fc"]
+    assert isinstance(model.stages, torch.nn.ModuleDict) and list(model.stages) == ["res2", "res3", "res4", "res5"]
+    assert [name for name, _ in model.named_children()] == ["stem", "stages", "pool2", "dropout", "fc"]
+    # the keys saved checkpoints (best.pt, warm starts, runs/) hold: the stages by their own names
+    # (tests/test_models_stage_keys.py checks them against a file the code before the ModuleDict wrote)
     keys = list(model.state_dict())
     assert "res3.nonlocal0.theta.weight" in keys or any(k.startswith("res3.nonlocal0.") for k in keys)
     assert keys.index("res3.1.conv1.weight") > max(i for i, k in enumerate(keys) if k.startswith("res3.nonlocal0."))
     # a child whose name looks like an inserted block's is not one: positions are data, not parsed names
-    model.res5.add_module("nonlocal7", torch.nn.Identity())
+    model.stages["res5"].add_module("nonlocal7", torch.nn.Identity())
     assert [p for p, _ in model.inserted_blocks()] == ["res3.0", "res4.1"]
     assert [p for p, _ in copy.deepcopy(model).inserted_blocks()] == ["res3.0", "res4.1"]  # the record travels
-    assert dict(model.inserted_blocks())["res4.1"] is model.res4.nonlocal1
+    assert dict(model.inserted_blocks())["res4.1"] is model.stages["res4"].nonlocal1

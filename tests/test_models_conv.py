@@ -14,6 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from nlstudy.models import build_model
 from nlstudy.models.conv import DENSE, DIRECT, POINTWISE, VideoConv3d, tap_index
 from nlstudy.models.profile import model_facts
+from nlstudy.models.stage_keys import saved_name
 
 KERNELS = [(1, 3, 3), (3, 3, 3), (1, 1, 1)]
 STRIDES = [(1, 1, 1), (1, 2, 2), (2, 2, 2)]
@@ -67,7 +68,7 @@ def test_the_demo_backbone_takes_the_fast_paths_and_matches_the_direct_one():
     seen = {}
     for name, m in net.named_modules():
         if isinstance(m, VideoConv3d):
-            m.register_forward_pre_hook(lambda mod, args, name=name: seen.__setitem__(name, mod._plan(tuple(args[0].shape[2:]))[0]))
+            m.register_forward_pre_hook(lambda mod, args, name=name: seen.__setitem__(saved_name(name), mod._plan(tuple(args[0].shape[2:]))[0]))
     clips = torch.randn(2, 3, 4, 16, 16, dtype=torch.double)
     fast = net(clips)
     assert seen["res5.1.conv2"] == DENSE and seen["res4.1.conv1"] == DENSE and seen["res2.0.conv1"] == DIRECT

@@ -17,6 +17,7 @@ from nlstudy.blocks import NonLocalBlock
 from nlstudy.models import BackboneSpec, build_model
 from nlstudy.models.pretrained import inflate_state_dict, load_pretrained
 from nlstudy.models.resnet import INITS, NORM_LAYERS, FrozenBatchNorm3d
+from nlstudy.models.stage_keys import saved_name
 
 
 def randomised_2d(name: str, seed: int) -> nn.Module:
@@ -156,12 +157,12 @@ def test_msra_init_is_kaiming_fan_out_for_convs_ones_for_bn_and_small_for_fc():
     torch.manual_seed(0)
     model = build_model(depth=18, width=8, num_classes=500, nonlocal_blocks="res4", init="msra",
                         zero_init_residual=True)
-    conv = model.res5[0].conv1.weight  # (64, 32, 1, 3, 3): fan_out = 64 * 9
+    conv = model.stages["res5"][0].conv1.weight  # (64, 32, 1, 3, 3): fan_out = 64 * 9
     assert conv.std().item() == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.05)
     assert abs(conv.mean().item()) < 0.01
-    assert torch.equal(model.stem[1].weight, torch.ones(8)) and torch.equal(model.res2[0].bn1.weight, torch.ones(8))
-    assert torch.equal(model.res3[0].shortcut[1].bias, torch.zeros(16))
-    assert not model.res2[0].bn2.weight.any()  # zero_init_residual applies after the init
+    assert torch.equal(model.stem[1].weight, torch.ones(8)) and torch.equal(model.stages["res2"][0].bn1.weight, torch.ones(8))
+    assert torch.equal(model.stages["res3"][0].shortcut[1].bias, torch.zeros(16))
+    assert not model.stages["res2"][0].bn2.weight.any()  # zero_init_residual applies after the init
     assert model.fc.weight.std().item() == pytest.approx(0.01, rel=0.05) and not model.fc.bias.any()
     block = dict(model.inserted_blocks())["res4.0"]  # the non-local block keeps its own init: the identity
     assert isinstance(block, NonLocalBlock)
@@ -186,9 +187,9 @@ def test_frozen_bn_keeps_statistics_and_affine_through_a_training_step():
     torch.manual_seed(0)
     model = build_model(depth=18, width=4, num_classes=3, conv1_stride=(1, 2, 2), nonlocal_blocks="res3",
                         norm="frozen_bn", dropout=0.0)
-    frozen = {n: m for n, m in model.named_modules() if isinstance(m, FrozenBatchNorm3d)}
+    frozen = {saved_name(n): m for n, m in model.named_modules() if isinstance(m, FrozenBatchNorm3d)}
     assert len(frozen) == 20 and not any(isinstance(m, nn.BatchNorm3d) for n, m in model.named_modules()
-                                         if not n.startswith("res3.nonlocal"))  # the non-local block keeps its BN
+                                         if not saved_name(n).startswith("res3.nonlocal"))  # the non-local block keeps its BN
     with torch.no_grad():
         for m in frozen.values():  # non-trivial values, as after loading ImageNet weights
             m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.1, 0.1), m.running_var.uniform_(0.5, 1.5)
@@ -207,8 +208,8 @@ def test_frozen_bn_keeps_statistics_and_affine_through_a_training_step():
     assert not torch.equal(before["res2.0.conv1.weight"], after["res2.0.conv1.weight"])
     assert not torch.equal(before["fc.weight"], after["fc.weight"])
     with torch.no_grad():  # training and evaluation normalise alike (res2: no non-local block there)
-        train_mode = model.train().res2(model.stem(clips))
-        torch.testing.assert_close(train_mode, model.eval().res2(model.stem(clips)), rtol=0, atol=0)
+        train_mode = model.train().stages["res2"](model.stem(clips))
+        torch.testing.assert_close(train_mode, model.eval().stages["res2"](model.stem(clips)), rtol=0, atol=0)
 
 
 def test_frozen_bn_has_batchnorms_state_dict_keys_so_weights_load_either_way():

@@ -35,6 +35,7 @@ from torch import nn
 
 from nlstudy.blocks import NonLocalBlock
 from nlstudy.blocks.context import GlobalContextBlock
+from nlstudy.models.stage_keys import saved_name
 
 Grid = tuple[int, ...]
 
@@ -43,7 +44,7 @@ Grid = tuple[int, ...]
 class BlockAttention:
     """One block's attention on one batch of clips, as captured by `attention_maps`.
 
-    name:        the block's name in `model.named_modules()` ("res4.nonlocal4")
+    name:        the block's name in `model.named_modules()`, as its state dict names it ("res4.nonlocal4": stage_keys)
     query_grid:  (T, H, W) of the block's input: the positions that ask
     key_grid:    (T', H', W') of the (subsampled) positions it attends to
     weights:     (B, N_query, N_key) normalised weights f(x_i, x_j) / C(x); in space / time mode the
@@ -132,7 +133,7 @@ def attention_maps(model: nn.Module, clips: torch.Tensor, *, include_context: bo
             terms[name] = output.clone(memory_format=torch.contiguous_format)
         return hook
 
-    blocks = [(name, m) for name, m in model.named_modules() if isinstance(m, kinds)]
+    blocks = [(saved_name(name), m) for name, m in model.named_modules() if isinstance(m, kinds)]
     handles = [m.register_forward_hook(hook_for(name)) for name, m in blocks]
     handles += [m.get_submodule(CONTEXT_MODULE[type(m)]).register_forward_hook(term_hook_for(name))
                 for name, m in blocks if type(m) in CONTEXT_MODULE]

@@ -43,6 +43,7 @@ from nlstudy.blocks import NonLocalBlock
 from nlstudy.blocks.context import GlobalContextBlock, SqueezeExcitationBlock
 from nlstudy.choices import STAGES
 from nlstudy.models.resnet import BasicBlock, Bottleneck, FrozenBatchNorm3d, StagedNetwork, VideoResNet
+from nlstudy.models.stage_keys import saved_name
 
 LUO_INPUTS = 500  # Luo et al. average the gradient over this many inputs (or more): what the studies use
 REPLKNET_SHARES = (0.2, 0.3, 0.5, 0.99)  # the thresholds of RepLKNet's analyze_erf.py
@@ -54,9 +55,9 @@ class _StopForward(Exception):
 
 
 def _find_module(model: nn.Module, stage: str) -> nn.Module:
-    modules = dict(model.named_modules())
+    modules = {saved_name(name): module for name, module in model.named_modules()}  # VideoResNet's "res3.1"
     if stage not in modules:
-        children = ", ".join(repr(name) for name, _ in model.named_children())
+        children = ", ".join(repr(name) for name in modules if name and "." not in name)
         raise ValueError(f"unknown stage {stage!r}: give a name from model.named_modules(), "
                          f"such as one of the top-level modules {children}")
     return modules[stage]
@@ -358,8 +359,8 @@ def theoretical_rf(model: VideoResNet, clip_shape: Sequence[int]) -> dict[str, G
     geometry = Geometry.of_input(tuple(clip_shape)[-3:])
     geometry = layer_geometry(model.stem, geometry)
     stages = {}
-    for stage in STAGES:
-        geometry = layer_geometry(getattr(model, stage), geometry)
+    for stage, layer in model.stages.items():
+        geometry = layer_geometry(layer, geometry)
         stages[stage] = geometry
         if stage == "res2":
             geometry = layer_geometry(model.pool2, geometry)

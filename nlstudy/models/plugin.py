@@ -162,8 +162,8 @@ class TorchvisionClips(StagedNetwork):
             x = x[:, :, 0]  # (B, 3, H, W)
         for name in STEM[self.dim]:
             x = getattr(self, name)(x)  # 2-d: (B, 64, H/4, W/4); video: (B, 64, T, H/2, W/2)
-        for stage, layer in zip(STAGES, LAYERS):
-            x = getattr(self, layer)(x)  # (B, C, [T',] H', W')
+        for stage, layer in _layers(self).items():
+            x = layer(x)  # (B, C, [T',] H', W')
             yield stage, x.unsqueeze(2) if self.dim == 2 else x  # (B, C, T', H', W')
         x = torch.flatten(self.avgpool(x), 1)  # global average pool: (B, C)
         yield LOGITS, self.fc(self.dropout(x))

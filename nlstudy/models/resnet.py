@@ -34,6 +34,7 @@ from torch import nn
 from nlstudy.adapters.torch import BatchNorm
 from nlstudy.choices import STAGES
 from nlstudy.models.conv import VideoConv3d
+from nlstudy.models.stage_keys import keep_saved_names
 from nlstudy.registry import lookup
 
 LOGITS = "logits"  # the name of VideoResNet.stage_outputs' last item, after the stages
@@ -226,21 +227,24 @@ class StagedNetwork(nn.Module):
 
 
 class VideoResNet(StagedNetwork):
-    """(B, 3, T, H, W) clips -> (B, num_classes) logits. Stages (`stages`: res2..res5) are `nn.Sequential`s
-    whose children are the residual blocks ("0", "1", ...) and the inserted blocks; where each inserted block
-    sits is the stage's record (`insert_child`, `inserted_in`), its child name ("nonlocal4") only its key. `stage_outputs` is the one place that knows the order the layers run in:
-    `forward`, models.profile and analysis.receptive_field all run the network through it."""
+    """(B, 3, T, H, W) clips -> (B, num_classes) logits. Its stages, res2..res5 in the order they run, are the
+    nn.ModuleDict `stages`; each is an `nn.Sequential` whose children are the residual blocks ("0", "1", ...) and
+    the inserted blocks; where each inserted block sits is the stage's record (`insert_child`, `inserted_in`),
+    its child name ("nonlocal4") only its key. `stage_outputs` is the one place that knows the order the layers
+    run in: `forward`, models.profile and analysis.receptive_field all run the network through it.
+
+    Its state dict and the files it reads name the stages as before they were held in `stages`
+    ("res3.1.conv1.weight", not "stages.res3.1.conv1.weight"): nlstudy.models.stage_keys, the one mapping."""
 
     def __init__(self, stem: nn.Module, stages: Mapping[str, nn.Sequential], pool2: nn.Module, head_channels: int,
                  num_classes: int, dropout: float):
         super().__init__()
         self.stem = stem
-        for stage in STAGES:  # registered res2, pool2, res3, res4, res5: the keys and order checkpoints hold
-            self.add_module(stage, stages[stage])
-            if stage == "res2":
-                self.pool2 = pool2
+        self.stages = nn.ModuleDict({stage: stages[stage] for stage in STAGES})
+        self.pool2 = pool2  # no parameters or buffers: the state dict's order is stem, res2 ... res5, fc as before
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(head_channels, num_classes)
+        keep_saved_names(self)
 
     def stage_outputs(self, x: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:
         """The forward pass, stage by stage: yields ("res2", output), ("res3", ...), ("res4", ...),
@@ -261,11 +265,6 @@ class VideoResNet(StagedNetwork):
     def inserted_blocks(self) -> list[tuple[str, nn.Module]]:
         """[("res4.4", block), ...]: every inserted block with its stage and residual-block index."""
         return inserted_in(self.stages)
-
-    @property
-    def stages(self) -> dict[str, nn.Sequential]:
-        """{"res2": stage, ..., "res5": stage}, in the order they run."""
-        return {stage: self.get_submodule(stage) for stage in STAGES}
 
 
 # builds the block inserted after a residual block: (channels, the stage's inner width, "basic"/"bottleneck")

@@ -5,7 +5,7 @@
         plan.json             the runs it plans (nlstudy.sweep.plan; the report reads it: nlstudy.records)
         sweep.json            id, source file, project, creation time, fingerprint of the config
         resolved.json         each planned run config's resolved key, from the check (written by every command)
-        lock                  flock'ed around "ask the engine + record the new run" and every record write
+        lock                  locked (SweepState.lock) around "ask the engine + record the new run" and every record write
         runs/<run id>/
             run.json          the run's record (below); written whole, atomically
             params.yaml       WANDB_SWEEP_PARAM_PATH: the run config in wandb's config-file form
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import itertools
 import json
@@ -43,6 +42,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from nlstudy import files
 from nlstudy.processes import alive, process_start
@@ -167,13 +168,13 @@ class SweepState:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
+        """The sweep's lock, held for the `with` block: exclusive among every agent and process on this sweep,
+        waited for as long as it takes, released when the block ends (an exception too) or the process dies
+        (filelock.FileLock: an flock on `<sweep dir>/lock`, which stays in place). Not re-entrant: a block that
+        takes it again inside itself waits forever."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / "lock", "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with FileLock(self.dir / "lock"):
+            yield
 
     # -- runs -------------------------------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
