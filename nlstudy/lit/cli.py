@@ -50,7 +50,7 @@ class NLStudyCLI(LightningCLI):
         argv = sys.argv[1:] if kwargs.get("args") is None else kwargs["args"]
         self.resuming = isinstance(argv, (list, tuple)) and any(str(a).startswith("--resume") for a in argv)
         if self.resuming:
-            kwargs["args"] = resume_arguments(argv)  # a UsageError before anything is parsed
+            kwargs["args"] = resume_arguments(argv, runs_dir)  # a UsageError before anything is parsed
         self.only_subcommand = (str(argv[0]) if isinstance(argv, (list, tuple)) and argv
                                 else argv.get("subcommand") if isinstance(argv, (dict, Namespace)) else None)
         self.command: str | None = None

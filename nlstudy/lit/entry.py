@@ -101,7 +101,7 @@ def train(config: str | os.PathLike | Mapping[str, Any] | Sequence[str | os.Path
         argv += ["--config", json.dumps(dict(part)) if isinstance(part, Mapping) else str(part)]
     try:
         cli = NLStudyCLI(args=argv, runs_dir=runs_dir)
-        result = run(cli.settings(), command=cli.command, parser=cli.parser_of(cli.command))
+        result = run(cli.settings(), command=cli.command, parser=cli.parser_of(cli.command), runs_dir=runs_dir)
     except UsageError as e:
         raise ValueError(f"nlstudy.train: {e}") from None
     except BaseException as e:

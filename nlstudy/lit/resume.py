@@ -3,6 +3,7 @@ continues from (`find_checkpoint`), and the argument list LightningCLI then read
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,11 +54,12 @@ def find_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
-def resume_arguments(argv: Sequence[str]) -> list[str]:
+def resume_arguments(argv: Sequence[str], runs_root: str | os.PathLike | None = None) -> list[str]:
     """`fit --resume RUN [ARGS]` as the arguments LightningCLI reads: `fit --config <RUN's resolved config>
     [ARGS] --ckpt_path <its checkpoint> --trainer.logger.init_args.id <its wandb id>` (ARGS override the
     config; a --ckpt_path among them wins). Other argument lists come back unchanged. A run that cannot be
-    found, or has no config or checkpoint, is a UsageError."""
+    found (a run id is looked up under `runs_root`, default $NLSTUDY_RUNS_DIR, else ./runs), or has no config
+    or checkpoint, is a UsageError."""
     argv = [str(a) for a in argv]
     where = next((i for i, a in enumerate(argv) if a == "--resume" or a.startswith("--resume=")), None)
     if where is None:
@@ -71,7 +73,7 @@ def resume_arguments(argv: Sequence[str]) -> list[str]:
     if not rest or rest[0] != "fit":
         raise UsageError("--resume: only `nlstudy fit` resumes a run")
     try:
-        run_dir = keys.find_run(run)
+        run_dir = keys.find_run(run, runs_root)
     except FileNotFoundError as e:
         raise UsageError(f"--resume: {e}") from None
     config = keys.config_file(run_dir)

@@ -28,6 +28,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
+from nlstudy import keys
 from nlstudy.adapters.lightning import given_hyperparameters
 from nlstudy.data import ClipDataModule
 from nlstudy.errors import UsageError
@@ -127,10 +128,11 @@ def resolve(config: Namespace | Mapping[str, Any], command: str = "fit", *,
     return cli.settings(), cli.parser_of(cli.command)
 
 
-def instantiate(settings: Namespace, parser: LightningArgumentParser) -> Namespace:
+def instantiate(settings: Namespace, parser: LightningArgumentParser, given: Namespace | None = None) -> Namespace:
     """The classes of `settings` instantiated, the model recording its settings as the config holds them (plain
     data: what its checkpoints keep as `hyper_parameters`, read back with weights_only=True), as LightningCLI
-    instantiates them. A bad value is a UsageError."""
+    instantiates them (from `given`, `settings` with the runs found: `init_run_found`). A bad value is a
+    UsageError."""
     dumped: dict[str, Any] = {}
 
     def model(class_type: type, *args: Any, applied_instantiation_links: dict, **kwargs: Any) -> Any:
@@ -148,25 +150,41 @@ def instantiate(settings: Namespace, parser: LightningArgumentParser) -> Namespa
             return class_type(*args, **kwargs)
 
     try:
-        return parser.instantiate(settings, instantiators=[(model, VideoClassifier, False)])
+        return parser.instantiate(settings if given is None else given, instantiators=[(model, VideoClassifier, False)])
     except (ValueError, TypeError, KeyError) as e:
         raise UsageError(argument_error_line(e)) from None
 
 
+def init_run_found(settings: Namespace, runs_dir: str | os.PathLike | None) -> Namespace:
+    """`settings` to instantiate: with `model.init_from` a run id and `runs_dir` given, that run's directory
+    under `runs_dir` in its place (the model looks an id up under $NLSTUDY_RUNS_DIR, else ./runs). The
+    configuration logged keeps the id."""
+    run = settings.get("model.init_from")
+    if runs_dir is None or not run or Path(run).is_dir():
+        return settings
+    try:
+        found = keys.find_run(run, runs_dir)
+    except FileNotFoundError as e:
+        raise UsageError(f"{keys.INIT_FROM}: {e}") from None
+    settings = settings.clone()
+    settings["model.init_from"] = str(found)
+    return settings
+
+
 def build(settings: Namespace, parser: LightningArgumentParser, command: str | None = "fit",
-          callbacks: Sequence[pl.Callback] = ()) -> Built:
+          callbacks: Sequence[pl.Callback] = (), runs_dir: str | os.PathLike | None = None) -> Built:
     """The datamodule, model and Trainer of `command`'s resolved `settings` (read by `parser`): the Trainer with
     the configured callbacks, then the run's own (`run_callbacks`), then `callbacks`, then `LogConfig` (which
     logs the configuration when the Trainer sets up), once its settings are known to suit this machine
     (`check_machine`: a config that asks for a GPU on a machine without one fails in one line here, before the
-    data is read)."""
+    data is read). `runs_dir`: where a run id in `model.init_from` is looked up (`init_run_found`)."""
     for key in ("optimizer", "lr_scheduler"):  # LightningCLI's own optimiser keys: nlstudy's are model.optim.*
         if settings.get(key) is not None:
             raise UsageError(f"{key}: not used; set the optimiser and its schedule with model.optim.* "
                              "(name: sgd or adamw; schedule: step, cosine or constant)")
     save_checkpoints = command == "fit" and checkpoint_settings(settings)
     ours = run_callbacks(command, settings.get("save_weights", True), save_checkpoints, progress_settings(settings))
-    built = instantiate(settings, parser)
+    built = instantiate(settings, parser, init_run_found(settings, runs_dir))
     trainer_settings = settings.get("trainer") or Namespace()
     check_trainer_names(trainer_settings)
     check_machine(trainer_settings)
@@ -203,9 +221,10 @@ def run(config: Namespace | Mapping[str, Any], *, command: str = "fit", parser: 
         callbacks: Sequence[pl.Callback] = ()) -> TrainResult:
     """One run of `command` (fit, validate or test) from its resolved configuration `config` (read by `parser`;
     without one, `config` is read by nlstudy's: see `resolve`, and `runs_dir` says where the default logger
-    puts the run; `callbacks` come after the run's own: see `build`). Seeds (`seed_everything`), builds (`build`), reads the data, runs, and for fit tests the
-    final model unless `test_after_fit` is false; the wandb run then finishes, after its last line (`nlstudy
-    <command>: run ... done`, printed when `say_done`, into the run's log too)."""
+    puts the run). `runs_dir` is also where a run id in `model.init_from` is looked up; `callbacks` come after
+    the run's own (see `build`). Seeds (`seed_everything`), builds (`build`), reads the data, runs, and for fit
+    tests the final model unless `test_after_fit` is false; the wandb run then finishes, after its last line
+    (`nlstudy <command>: run ... done`, printed when `say_done`, into the run's log too)."""
     import wandb
 
     if parser is None:
@@ -214,7 +233,7 @@ def run(config: Namespace | Mapping[str, Any], *, command: str = "fit", parser: 
     seed = settings.get("seed_everything")
     if seed is not False and seed is not None:  # NLStudyCLI has seeded already (and says so): the same state again
         settings.seed_everything = pl.seed_everything(None if seed is True else seed, workers=True, verbose=False)
-    built = build(settings, parser, command, callbacks)
+    built = build(settings, parser, command, callbacks, runs_dir)
     prepare(built.datamodule, command)
     trainer = built.trainer
     getattr(trainer, command)(built.model, datamodule=built.datamodule, **method_arguments(command, settings))
