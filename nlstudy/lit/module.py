@@ -208,7 +208,7 @@ class VideoClassifier(pl.LightningModule):
         # the best val top-1 so far: every process updates it with the same (gathered) value, so it needs no sync;
         # float64, so that val/top1_best is the epoch's val/top1 exactly, not a float32 rounding of it
         self.top1_best = MaxMetric(sync_on_compute=False).set_dtype(torch.float64)
-        self.best = {"top1": -1.0, "top5": float("nan")}  # best val top-1 so far, and top-5 at that epoch
+        self.top5_at_best = float("nan")  # the top-5 of the epoch of the best top-1 (not a max of its own)
         self.new_best = False  # the last validation set a new best top-1 (lit.callbacks.SaveWeights reads it)
         self.loss_watch = LossWatch(keys.TRAIN_LOSS)  # a NaN or infinite loss stops the run, failed
 
@@ -216,7 +216,8 @@ class VideoClassifier(pl.LightningModule):
     def best(self) -> dict[str, float]:
         """{"top1": the best validation top-1 so far (-1 before the first), "top5": the top-5 of that epoch}: what
         val/top1_best and val/top5_best log, and a checkpoint keeps."""
-        return {"top1": self.top1_best.compute().item(), "top5": self.top5_at_best}
+        top1 = self.top1_best.compute().item() if self.top1_best.update_called else -1.0  # (meta: no update here)
+        return {"top1": top1, "top5": self.top5_at_best}
 
     @best.setter
     def best(self, best: dict[str, float]) -> None:  # a new run (-1), or one resumed from its checkpoint
