@@ -53,6 +53,7 @@ from nlstudy import keys  # noqa: E402
 from nlstudy.blocks import NonLocalBlock  # noqa: E402
 from nlstudy.cli import _quiet  # noqa: E402
 from nlstudy.lit.cli import NLStudyCLI  # noqa: E402
+from nlstudy.lit.train import build as build_run  # noqa: E402
 from nlstudy.lit.module import lr_factor, make_optimizer  # noqa: E402
 from nlstudy.models.conv import VideoConv3d  # noqa: E402
 
@@ -112,6 +113,7 @@ def build(name: str, blocks: str, total_steps: int, old_block: type | None) -> t
                  f"--model.optim.fused={'true' if at >= 1 else 'false'}",
                  f"--model.channels_last={'true' if at >= 2 else 'false'}", "--trainer.logger=false"]
     cli = NLStudyCLI(args=arguments, run=False)
+    cli = build_run(cli.settings(), cli.parser_of(cli.command), cli.command)
     model, data = cli.model, cli.datamodule
     for module in model.net.modules():
         if isinstance(module, VideoConv3d):

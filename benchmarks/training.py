@@ -7,7 +7,7 @@ a batch loaded at least 5x faster than the step it feeds (step / load >= 5).
     .venv/bin/python benchmarks/training.py --threads 1 2       # also on 2 threads
     .venv/bin/python benchmarks/training.py --logger none       # without the wandb logger
 
-Both sides are built from experiments/demo.yaml by the CLI's own code (`NLStudyCLI`): the same seed,
+Both sides are built from experiments/demo.yaml by the CLI's own code (`NLStudyCLI`, `nlstudy.lit.train`): the same seed,
 model initialisation and data. (a) Lightning: `nlstudy fit` in this process, with the callbacks every fit
 run gets (`run_callbacks`) and, by default, the wandb logger offline (what every run logs through: its
 per-step cost is part of the overhead a run pays), stopped by `trainer.max_steps`, validation off, no
@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from nlstudy import keys
 from nlstudy.cli import _quiet
 from nlstudy.lit.cli import NLStudyCLI
+from nlstudy.lit.train import build, run
 from nlstudy.lit.module import lr_factor, make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,25 +62,23 @@ def now() -> tuple[float, float]:
 
 
 class StepClock(pl.Callback):
-    """The times at the start of every training batch."""
+    """The times at the start of every training batch, and the network's weights when training ends."""
 
     def __init__(self) -> None:
         self.starts: list[tuple[float, float]] = []
+        self.weights: dict[str, torch.Tensor] = {}
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.starts.append(now())
 
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.weights = pl_module.net.state_dict()
 
-class ClockedCLI(NLStudyCLI):
-    """The CLI, with a StepClock after the run's own callbacks."""
 
-    def __init__(self, clock: StepClock, **kwargs):
-        self.clock = clock
-        super().__init__(**kwargs)
-
-    def instantiate_classes(self) -> None:
-        super().instantiate_classes()
-        self.trainer.callbacks.append(self.clock)
+def built(arguments: list[str]):
+    """The model, datamodule and Trainer the CLI's own code builds from `arguments` (no subcommand)."""
+    cli = NLStudyCLI(args=arguments, run=False)
+    return build(cli.settings(), cli.parser_of(cli.command), cli.command)
 
 
 def per_step(starts: Sequence[tuple[float, float]], warmup: int, steps: int) -> tuple[float, float]:
@@ -116,18 +115,15 @@ Weights = dict[str, torch.Tensor]
 
 def lightning_steps(setting: Setting) -> tuple[tuple[float, float], Weights]:
     """(a) `nlstudy fit` in this process: (wall, CPU) seconds per step and the network's final weights."""
-    import wandb
-
     clock = StepClock()
-    cli = ClockedCLI(clock, args=["fit", *setting.arguments()])
-    if wandb.run is not None:
-        wandb.finish()
-    return per_step(clock.starts, setting.warmup, setting.steps), cli.model.net.state_dict()
+    cli = NLStudyCLI(args=["fit", *setting.arguments()])
+    run(cli.settings(), command=cli.command, parser=cli.parser_of(cli.command), callbacks=[clock])
+    return per_step(clock.starts, setting.warmup, setting.steps), clock.weights
 
 
 def plain_steps(setting: Setting) -> tuple[tuple[float, float], Weights]:
     """(b) The same steps in a plain loop over the model and data the CLI builds (same seed, same init)."""
-    cli = NLStudyCLI(args=[*setting.arguments(), "--trainer.logger=false"], run=False)
+    cli = built([*setting.arguments(), "--trainer.logger=false"])
     model, data = cli.model, cli.datamodule
     data.setup("fit")
     loader = data.train_dataloader()
@@ -149,7 +145,7 @@ def plain_steps(setting: Setting) -> tuple[tuple[float, float], Weights]:
 
 def load_batches(setting: Setting) -> tuple[float, float]:
     """(c) (wall, CPU) seconds per batch of the training DataLoader iterated alone."""
-    cli = NLStudyCLI(args=[*setting.arguments(), "--trainer.logger=false"], run=False)
+    cli = built([*setting.arguments(), "--trainer.logger=false"])
     cli.datamodule.setup("fit")
     starts = [now() for _ in itertools.islice(cli.datamodule.train_dataloader(), setting.max_steps)]
     return per_step(starts, setting.warmup, setting.steps)

@@ -1,7 +1,8 @@
 """nlstudy: ablation-study runner for non-local neural networks (Wang et al., CVPR 2018).
 
 `nlstudy.train(config, overrides, runs_dir=...)` runs one training run in this process (see
-`nlstudy.lit.cli.train`); it is imported on first use, so `import nlstudy` stays free of torch for
+`nlstudy.lit.entry.train`; the core it calls, a plain function of the resolved configuration, is
+`nlstudy.lit.train.run`); it is imported on first use, so `import nlstudy` stays free of torch for
 the sweep and report layers.
 
 Layers (an arrow: may import; tests/test_architecture.py checks it on every import, and that no module
@@ -19,15 +20,20 @@ imports another in a circle):
     adapters  one module per library holding the private names nlstudy uses
               (adapters.torch: the BatchNorm base class, a conv's compute hook;
               adapters.wandb: the warm imports, wandb-core's inspector, debug.log;
-              adapters.sweeps: the engine, its parameter classes and grid hash)  <- core
+              adapters.sweeps: the engine, its parameter classes and grid hash;
+              adapters.lightning: the hyperparameters LightningCLI gives a module) <- core
     blocks    NonLocalBlock, comparison blocks                                 <- adapters, core
     models    VideoResNet C2D/I3D, placement, ImageNet inflation, the torchvision
               plug-in, model facts                                             <- blocks, adapters, core
               (models.stage_keys: VideoResNet's saved names, res3.1 for stages.res3.1)
     data      synthetic task, video/image datasets, ClipDataModule             <- core
     lit       VideoClassifier, callbacks, the training CLI, train()            <- models, data, blocks, adapters, core
-              (lit.cli: the CLI and train(); lit.messages: jsonargparse's errors reworded;
-               lit.machine: the Trainer settings checked against this machine)
+              (lit.train: the core, run(resolved config) -> TrainResult; lit.cli: NLStudyCLI, the
+               LightningCLI parser; lit.entry: nlstudy fit|validate|test and nlstudy.train();
+               lit.record: run identity, logger, config logging; lit.resume: --resume's config and
+               checkpoint; lit.ending: failed and interrupted runs; lit.check: nlstudy check, warm_up;
+               lit.messages: jsonargparse's errors reworded; lit.machine: the Trainer settings checked
+               against this machine)
     analysis  reload runs, attention, query dependence, ERF, notebook runner   <- models, data, blocks, report, adapters, core
                                                                                   (never lit: no Trainer)
     sweep     sweep files, the `sweeps` engine, the local agent (it writes
@@ -58,8 +64,12 @@ from typing import Any
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("train", "TrainResult"):
-        from nlstudy.lit import cli
+    if name == "train":
+        from nlstudy.lit.entry import train
 
-        return getattr(cli, name)
+        return train
+    if name == "TrainResult":
+        from nlstudy.lit.train import TrainResult
+
+        return TrainResult
     raise AttributeError(f"module 'nlstudy' has no attribute {name!r}")

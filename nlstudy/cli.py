@@ -171,14 +171,14 @@ def main(argv: list[str] | None = None) -> int:
         write_missing_plans(argv[1:])
         return report_main(argv[1:])
     if command == "check":
-        from nlstudy.lit.cli import check_main
+        from nlstudy.lit.check import check_main
 
         return check_main(argv[1:])
     if command in TRAIN_COMMANDS:
         if any(a in ("-h", "--help") for a in argv[1:]):
             print(train_help(command))
             return 0
-        from nlstudy.lit.cli import train_main
+        from nlstudy.lit.entry import train_main
 
         return train_main([a if a != HELP_ALL else "--help" for a in argv])  # --help-all: LightningCLI's own help
     if command in ("-h", "--help"):

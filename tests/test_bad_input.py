@@ -26,7 +26,7 @@ from nlstudy import choices, keys
 from nlstudy.cli import main
 from nlstudy.data import ClipDataModule
 from nlstudy.errors import UsageError
-from nlstudy.lit.cli import CheckCLI, check_all
+from nlstudy.lit.check import CheckCLI, check_all
 from nlstudy.models.resnet import DEPTH_BLOCKS
 from nlstudy.sweep import check as sweep_check
 from nlstudy.sweep import cli as sweep_cli

@@ -13,7 +13,10 @@ from pytorch_lightning.loggers import Logger
 from nlstudy import keys
 from nlstudy.errors import UsageError
 from nlstudy.lit.callbacks import RunCheckpoint, RunFacts, RunProgress, SaveWeights, SweepBridge
-from nlstudy.lit.cli import CheckCLI, LogConfig, argument_error_line, checkpoint_settings, run_callbacks
+from nlstudy.lit.check import CheckCLI, warm_up
+from nlstudy.lit.messages import argument_error_line
+from nlstudy.lit.record import LogConfig
+from nlstudy.lit.train import checkpoint_settings, run_callbacks
 
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter:UserWarning")
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,5 +159,5 @@ def test_a_run_builds_the_parser_of_its_own_subcommand_only(monkeypatch):
     check = CheckCLI(["fit", "--config", DEMO])
     assert set(check.subcommands()) == every
     check.check(["validate", "--config", DEMO])  # the same parser judges another subcommand
-    lit_cli.warm_up()
-    lit_cli.warm_up("test")
+    warm_up()
+    warm_up("test")

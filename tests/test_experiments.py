@@ -12,7 +12,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from nlstudy.lit.cli import CheckCLI
+from nlstudy.lit.check import CheckCLI
 from test_data_video import encode
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")

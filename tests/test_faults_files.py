@@ -138,7 +138,7 @@ def test_a_kinetics_csv_from_a_spreadsheet_reads_or_fails_naming_the_key_and_fil
 def test_the_training_command_names_the_csv_and_refuses_a_config_with_a_key_twice(tmp_path, capsys, monkeypatch):
     """`nlstudy fit` with a cp1252 Kinetics CSV, then with an experiment config that gives a key twice: one line
     each, exit 2, before anything is logged."""
-    from nlstudy.lit.cli import train_main
+    from nlstudy.lit.entry import train_main
 
     monkeypatch.setenv("NLSTUDY_RUNS_DIR", str(tmp_path / "runs"))
     demo = str(ROOT / "experiments" / "demo.yaml")

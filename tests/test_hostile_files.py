@@ -21,7 +21,7 @@ from nlstudy import keys
 from nlstudy.analysis import load_run
 from nlstudy.data import cifar
 from nlstudy.errors import UsageError
-from nlstudy.lit.cli import CheckCLI
+from nlstudy.lit.check import CheckCLI
 from nlstudy.lit.module import VideoClassifier
 from nlstudy.models import BackboneSpec, build_model
 

@@ -31,7 +31,7 @@ import yaml
 import nlstudy
 from nlstudy import keys, provenance
 from nlstudy.processes import cores
-from nlstudy.lit import cli as lit_cli
+from nlstudy.lit import record as lit_record
 from nlstudy.lit.finite import LossWatch, NonFiniteLossError
 from nlstudy.report import cli as report_cli
 from nlstudy.report.collect import read_offline
@@ -75,7 +75,7 @@ def study(tmp_path_factory):
                             keys.THREADS_ENV: str(cores())}.items():  # the threads the agent gave its run
             patch.setenv(name, value)
         # the same run elsewhere: only its provenance differs
-        patch.setattr(lit_cli, "provenance", lambda: {**provenance.provenance(), **ELSEWHERE}, raising=False)
+        patch.setattr(lit_record, "provenance", lambda: {**provenance.provenance(), **ELSEWHERE}, raising=False)
         twin = nlstudy.train(ROOT / "experiments" / "demo.yaml", {**SETTINGS, "model.optim.lr": LR}, runs_dir=root)
         # this process's wandb service stops and its address ($WANDB_SERVICE) leaves the environment: the
         # processes later tests start (a run they kill, wandb's log reader) must not attach to it

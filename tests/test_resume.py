@@ -19,7 +19,7 @@ import yaml
 import nlstudy
 from nlstudy import keys
 from nlstudy.errors import UsageError
-from nlstudy.lit.cli import resume_arguments
+from nlstudy.lit.resume import resume_arguments
 from nlstudy.lit.module import VideoClassifier
 from nlstudy.models import BackboneSpec, asdict
 
@@ -109,7 +109,8 @@ def test_resuming_a_run_copied_halfway_is_refused_in_one_line_naming_its_config(
                                                                                cut):
     """Case 10 of issue 22: `nlstudy fit --resume` on a copy of a run whose config was cut short (the copy stopped
     halfway): one line naming the file, exit 2, before anything runs (the YAML alone may still parse)."""
-    from nlstudy.lit.cli import CONFIG_END, train_main
+    from nlstudy.lit.entry import train_main
+    from nlstudy.lit.record import CONFIG_END
 
     _, _, stopped, _ = runs
     copy = tmp_path / "copied" / "wandb" / stopped.run_dir.name

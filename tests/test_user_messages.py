@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from nlstudy import choices, cli
-from nlstudy.lit.cli import LITERAL_CHOICES, CheckCLI, check_all
+from nlstudy.lit.check import CheckCLI, check_all
+from nlstudy.lit.messages import LITERAL_CHOICES
 from nlstudy.registry import did_you_mean, lookup
 from nlstudy.sweep.check import describe
 

@@ -29,7 +29,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric
+from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from nlstudy import keys
@@ -205,9 +205,25 @@ class VideoClassifier(pl.LightningModule):
             })
             for split in ("val", "test")
         })
-        self.best = {"top1": -1.0, "top5": float("nan")}  # best val top-1 so far, and top-5 at that epoch
+        # the best val top-1 so far: every process updates it with the same (gathered) value, so it needs no sync;
+        # float64, so that val/top1_best is the epoch's val/top1 exactly, not a float32 rounding of it
+        self.top1_best = MaxMetric(sync_on_compute=False).set_dtype(torch.float64)
+        self.top5_at_best = float("nan")  # the top-5 of the epoch of the best top-1 (not a max of its own)
         self.new_best = False  # the last validation set a new best top-1 (lit.callbacks.SaveWeights reads it)
         self.loss_watch = LossWatch(keys.TRAIN_LOSS)  # a NaN or infinite loss stops the run, failed
+
+    @property
+    def best(self) -> dict[str, float]:
+        """{"top1": the best validation top-1 so far (-1 before the first), "top5": the top-5 of that epoch}: what
+        val/top1_best and val/top5_best log, and a checkpoint keeps."""
+        top1 = self.top1_best.compute().item() if self.top1_best.update_called else -1.0  # (meta: no update here)
+        return {"top1": top1, "top5": self.top5_at_best}
+
+    @best.setter
+    def best(self, best: dict[str, float]) -> None:  # a new run (-1), or one resumed from its checkpoint
+        self.top1_best.reset()
+        self.top1_best.update(float(best["top1"]))
+        self.top5_at_best = float(best["top5"])
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         return self.net(clips)
@@ -266,8 +282,9 @@ class VideoClassifier(pl.LightningModule):
         if self.trainer.sanity_checking:
             return
         self.new_best = v["top1"] > self.best["top1"]  # SaveWeights writes best.pt then
+        self.top1_best.update(v["top1"])
         if self.new_best:
-            self.best = {"top1": v["top1"], "top5": v["top5"]}
+            self.top5_at_best = v["top5"]
         self.log_dict({
             keys.VAL_LOSS: v["loss"], keys.VAL_TOP1: v["top1"], keys.VAL_TOP5: v["top5"],
             keys.VAL_TOP1_BEST: self.best["top1"], keys.VAL_TOP5_BEST: self.best["top5"],

@@ -83,7 +83,7 @@ def serve(path: str, preload: bool = True) -> None:
     if preload:  # the warm part, measured: each of these took a second or more in every run
         from nlstudy.adapters import wandb as wandb_adapter
         from nlstudy.data.synthetic import digit_images
-        from nlstudy.lit.cli import warm_up  # torch, torchvision, Lightning, torchmetrics
+        from nlstudy.lit.check import warm_up  # torch, torchvision, Lightning, torchmetrics
 
         wandb_adapter.preload()  # what wandb.init imports every run (pydantic models); says so if it moved
         digit_images()  # scikit-learn and its digits, for the embedded task (numpy only: no torch state)
