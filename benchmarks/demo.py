@@ -30,7 +30,7 @@ from pathlib import Path
 
 from nlstudy import keys
 from nlstudy.processes import cores
-from nlstudy.report.collect import read_offline
+from nlstudy.report.offline import read_offline
 from nlstudy.sweep.state import SweepState
 
 ROOT = Path(__file__).resolve().parents[1]

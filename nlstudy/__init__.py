@@ -30,6 +30,10 @@ imports another in a circle):
     sweep     sweep files, the `sweeps` engine, the local agent               <- adapters.sweeps, core; no torch
     report    collect runs -> tables -> comparisons -> one family (Holm) -> verdicts
               -> md/tex/csv/figures, findings                                  <- sweep, adapters.wandb, core; no torch
+              (report.records: the runs and history frames; report.offline: the run directories' reader,
+               with report.wandb_log (a log's records), report.logcache, report.runstate (running, crashed...),
+               report.resumed (a resumed run's parts made one); report.standins: stand-ins filed;
+               report.wandb_api: the W&B API reader)
     until_decided  `nlstudy sweep --until-decided`: seeds added to the undecided
               rows, in rounds, by the report's verdicts                        <- sweep, report, core; no torch
     cli       `nlstudy <command>`: dispatches to lit, sweep, report,

@@ -484,7 +484,7 @@ def test_what_a_notebook_needs_for_more_is_read_from_what_it_has():
 
 
 def test_runs_without_a_table_make_a_generic_table_and_say_so():
-    from nlstudy.report.collect import Collection
+    from nlstudy.report.records import Collection
     from nlstudy.report.specs import UNTABLED, file_untabled
 
     runs = pd.DataFrame({"run_id": ["a", "b"], "table": [None, "2a"]})

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from nlstudy.report.collect import FIXED_COLUMNS
+from nlstudy.report.records import FIXED_COLUMNS
 from nlstudy.report.specs import TABLES
 from nlstudy.report.sweeps import planned_runs
 from nlstudy.report.tables import build_table

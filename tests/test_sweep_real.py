@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from nlstudy.report.collect import read_offline
+from nlstudy.report.offline import read_offline
 from nlstudy.report.sweeps import find_sweep_files, planned, read_local, with_stand_ins
 from nlstudy.report.tables import build_table
 from nlstudy.sweep.spec import load

@@ -21,7 +21,8 @@ from nlstudy.analysis.receptive_field import erf_area, temporal_spread
 from nlstudy.analysis.runs import run_config
 from nlstudy.choices import NO_BLOCKS, NONLOCAL
 from nlstudy.data.synthetic import SyntheticSpec, make_clips
-from nlstudy.report.collect import Collection, read_runs
+from nlstudy.report.offline import read_runs
+from nlstudy.report.records import Collection
 from nlstudy.report.sweeps import add_stand_ins
 
 SATURATION = 0.5  # a coloured patch pixel: max - min over RGB above this (grey digits and noise stay far below)
@@ -155,7 +156,7 @@ def conclusion(said: Sequence[str], needs: Sequence[str] = ()) -> str:
 
 def table_runs(runs_root: str | os.PathLike, table: str) -> Collection:
     """The runs of `table` under `runs_root` as the report's tables count them: the logs of `runs_frame`'s runs
-    read once (`collect.read_runs`: summaries and histories), each filed under `table`; a run that stands in
+    read once (`offline.read_runs`: summaries and histories), each filed under `table`; a run that stands in
     for this table's run of the same resolved configuration was logged under the table it ran for. Where the
     root has no run of `table` (your own runs), its runs of any table, filed under `table` (`runs_for`)."""
     collection = read_runs(runs_for(runs_root, table)["run_dir"].unique())
@@ -376,7 +377,7 @@ def report_tables(runs_roots: str | os.PathLike | Sequence[str | os.PathLike],
     stand-ins and the runs their sweeps plan, runs without a table filed under the generic one, and every table of
     the roots one Holm family (the report's); then the tables of `wanted` (all where None). Where the roots hold
     none of `wanted` (your own runs), every table they hold, saying so in one line. Returns (tables, collection)."""
-    from nlstudy.report import collect, sweeps
+    from nlstudy.report import records, sweeps
     from nlstudy.report.specs import file_untabled, table_ids
     from nlstudy.report.tables import build_tables
 
@@ -385,7 +386,7 @@ def report_tables(runs_roots: str | os.PathLike | Sequence[str | os.PathLike],
     if not present:
         raise FileNotFoundError(f"none of the runs roots {[str(r) for r in roots]} exists: run `make demo` / "
                                 "`make analysis` first, or point the notebook at your own runs root")
-    collection = collect.combine(sweeps.read_local(root) for root in present)
+    collection = records.combine(sweeps.read_local(root) for root in present)
     planned = [sweeps.planned(sweeps.find_sweep_files(root)) for root in present]
     expected = pd.concat(planned, ignore_index=True) if planned else None
     collection, note = file_untabled(collection, None)

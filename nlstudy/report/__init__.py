@@ -2,7 +2,7 @@
 
 The pipeline, each step a plain function (no torch anywhere on this path)::
 
-    collect.read_offline(DIR) / collect.read_wandb("ENTITY/PROJECT")  -> Collection(runs, history)
+    offline.read_offline(DIR) / wandb_api.read_wandb("ENTITY/PROJECT") -> records.Collection(runs, history)
     sweeps.planned(sweeps.find_sweep_files(DIR))                      -> planned runs (grid sweeps)
     tables.build_table(runs, "2a", expected=planned, strict=False)    -> one table frame
     tables.curves(history, tables.assign_rows(runs, "2a"))            -> mean ± std per row and epoch
@@ -15,7 +15,9 @@ compares), ``stats`` (Welch's t-test, t intervals), ``paper`` (the paper's numbe
 (canonical values, cells, row labels, titles and footnotes).
 """
 
-from nlstudy.report.collect import Collection, read_offline, read_wandb
+from nlstudy.report.wandb_api import read_wandb
+from nlstudy.report.offline import read_offline
+from nlstudy.report.records import Collection
 from nlstudy.report.specs import TABLES, table_spec
 from nlstudy.report.stats import ALPHA
 from nlstudy.report.tables import assign_rows, build_table, curves, table_rows

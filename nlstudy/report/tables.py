@@ -411,7 +411,7 @@ def curves(
 ) -> pd.DataFrame:
     """Mean ± std over seeds of a logged `metric`, per table row and epoch (or step).
 
-    history: the long frame of :func:`nlstudy.report.collect.history_frame`. assigned: the row
+    history: the long frame of :func:`nlstudy.report.records.history_frame`. assigned: the row
     assignment of one table (:func:`assign_rows`); its finished runs count. x: ``"epoch"`` or
     ``"step"``; by default epoch where every value of `metric` has one, else step
     (``attrs["x"]`` says which).
