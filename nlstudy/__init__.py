@@ -8,7 +8,7 @@ Layers (an arrow: may import; tests/test_architecture.py checks it on every impo
 imports another in a circle):
 
     core      keys (run-record names and files, env names, flatten, find_run), choices (the
-              vocabulary), registry (lookup), errors (UsageError, one_line),
+              vocabulary), registry (lookup, the Choice record), errors (UsageError, one_line),
               processes (is a pid alive), provenance (git commit, versions, host),
               warm (the client of a warm-started run; the worker is lit.worker),
               files (read what people wrote in one line of error; write whole or not at all),
@@ -24,7 +24,8 @@ imports another in a circle):
     data      synthetic task, video/image datasets, ClipDataModule             <- core
     lit       VideoClassifier, callbacks, the training CLI, train()            <- models, data, blocks, adapters, core
               (lit.cli: the CLI and train(); lit.messages: jsonargparse's errors reworded;
-               lit.machine: the Trainer settings checked against this machine)
+               lit.machine: the Trainer settings checked against this machine;
+               lit.optim: OptimSpec, the optimiser and schedule records)
     analysis  reload runs, attention, query dependence, ERF, notebook runner   <- models, data, blocks, report, adapters, core
                                                                                   (never lit: no Trainer)
     sweep     sweep files, the `sweeps` engine, the local agent               <- adapters.sweeps, core; no torch
@@ -41,7 +42,7 @@ imports another in a circle):
 
 Where a change goes:
 - a new choice of an existing axis (a pairwise function, an architecture, a placement preset, a dataset,
-  an optimiser): its name in `nlstudy/choices.py` plus its code in the registry that builds it (choices.py
+  an optimiser): its name in `nlstudy/choices.py` plus its record in the registry that builds it (choices.py
   lists which); tests/test_choices.py checks the two agree.
 - a new ablation axis (a new knob): a field with a comment on the spec that owns it (`NLOptions` /
   `BackboneSpec` in models, `SyntheticSpec` / `VideoSpec` in data, `OptimSpec` in lit); the CLI, the

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from nlstudy import keys
-from nlstudy.lit.module import OptimSpec, VideoClassifier, lr_factor
+from nlstudy.lit.module import VideoClassifier
+from nlstudy.lit.optim import OptimSpec, lr_factor
 from nlstudy.models import BackboneSpec
 from nlstudy.report.offline import read_offline
 
