@@ -28,6 +28,7 @@ imports another in a circle):
                lit.optim: OptimSpec, the optimiser and schedule records)
     analysis  reload runs, attention, query dependence, ERF, notebook runner   <- models, data, blocks, report, adapters, core
                                                                                   (never lit: no Trainer)
+              (analysis.study: the notebooks' glue; analysis.evidence: where the embedded task's patches sit)
     sweep     sweep files, the `sweeps` engine, the local agent               <- adapters.sweeps, core; no torch
     report    collect runs -> tables -> comparisons -> one family (Holm) -> verdicts
               -> md/tex/csv/figures, findings                                  <- sweep, adapters.wandb, core; no torch
