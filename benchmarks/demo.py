@@ -31,7 +31,7 @@ from pathlib import Path
 from nlstudy import keys
 from nlstudy.processes import cores
 from nlstudy.records import all_records
-from nlstudy.report.collect import read_offline
+from nlstudy.report.offline import read_offline
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = sorted((ROOT / "sweeps" / "demo").glob("*.yaml"))  # the Makefile's DEMO_SWEEPS (the study is in study/)

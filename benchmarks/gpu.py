@@ -208,7 +208,8 @@ def lightning_vs_plain(args, device: str) -> None:
     import torch
     from torch.utils.data import DataLoader, Dataset
 
-    from nlstudy.lit.module import VideoClassifier, lr_factor, make_optimizer
+    from nlstudy.lit.module import VideoClassifier
+    from nlstudy.lit.optim import lr_factor, make_optimizer
     from nlstudy.models import BackboneSpec
 
     frames, size, batch, classes = args.frames[0], args.size, args.batch, 400

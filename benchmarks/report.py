@@ -37,7 +37,7 @@ from unittest import mock
 import pandas as pd
 
 from nlstudy.records import find_sweep_files
-from nlstudy.report import collect, specs, sweeps, tables
+from nlstudy.report import offline, resumed, schema, specs, sweeps, tables, wandb_log
 from nlstudy.report.logcache import LogCache
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,10 +49,10 @@ TARGET_S = 30.0
 # --------------------------------------------------------------------------------------------------
 
 
-def source_runs(source: Path) -> list[collect.RunRecord]:
+def source_runs(source: Path) -> list[schema.RunRecord]:
     """The finished runs of `source`, one record per run id, in run-id order."""
-    records = [collect.read_offline_run(f) for f in collect.find_run_files(source)]
-    return sorted((r for r in collect.merge_resumed(records) if r.state == "finished"), key=lambda r: r.run_id)
+    records = [offline.read_offline_run(f) for f in offline.find_run_files(source)]
+    return sorted((r for r in resumed.merge_resumed(records) if r.state == "finished"), key=lambda r: r.run_id)
 
 
 def write_clones(jobs: list[tuple[str, dict]], dest: str) -> int:
@@ -128,7 +128,7 @@ def same_tables(a: Path, b: Path) -> bool:
         and all((a / n).read_bytes() == (b / n).read_bytes() for n in names)
 
 
-def same_collections(old: collect.Collection, new: collect.Collection, expected: pd.DataFrame) -> bool:
+def same_collections(old: schema.Collection, new: schema.Collection, expected: pd.DataFrame) -> bool:
     """Equal runs and history frames, and equal tables built from them."""
     try:
         pd.testing.assert_frame_equal(old.runs, new.runs)
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subset", type=int, default=50, help="runs the old reader reads (default 50)")
     p.add_argument("--writers", type=int, default=2, help="processes writing the clones (default 2)")
     args = p.parse_args(argv)
-    if not args.source.is_dir() or not collect.find_run_files(args.source):
+    if not args.source.is_dir() or not offline.find_run_files(args.source):
         print(f"--source: no runs under {args.source} (run `make demo` first, or pass a runs root)", file=sys.stderr)
         return 2
     n_sources = make_runs(args.source, args.runs, args.n, args.writers)
@@ -165,16 +165,16 @@ def main(argv: list[str] | None = None) -> int:
         identical = same_tables(tmp / "cold", tmp / "warm")
 
         # the reading alone, in this process (wandb imported by the first read, outside the timings)
-        _, _ = timed(collect.read_runs, [collect.find_run_files(args.runs)[0].parent])
-        _, read_cold_s = timed(collect.read_offline, args.runs, cache=LogCache(tmp / "cache2"))
-        _, read_warm_s = timed(collect.read_offline, args.runs, cache=LogCache(tmp / "cache2"))
+        _, _ = timed(offline.read_runs, [offline.find_run_files(args.runs)[0].parent])
+        _, read_cold_s = timed(offline.read_offline, args.runs, cache=LogCache(tmp / "cache2"))
+        _, read_warm_s = timed(offline.read_offline, args.runs, cache=LogCache(tmp / "cache2"))
 
-        subset = [f.parent for f in collect.find_run_files(args.runs)[: args.subset]]
+        subset = [f.parent for f in offline.find_run_files(args.runs)[: args.subset]]
         expected = sweeps.planned(find_sweep_files(args.runs))
-        new, new_s = timed(collect.read_runs, subset)
-        old_reader = functools.partial(collect.inspect_records, via_cli=True)
-        with mock.patch.object(collect, "inspect_records", old_reader):
-            old, old_s = timed(collect.read_runs, subset)
+        new, new_s = timed(offline.read_runs, subset)
+        old_reader = functools.partial(wandb_log.inspect_records, via_cli=True)
+        with mock.patch.object(wandb_log, "inspect_records", old_reader):
+            old, old_s = timed(offline.read_runs, subset)
         equal = same_collections(old, new, expected)
 
     n = args.n

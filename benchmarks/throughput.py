@@ -54,7 +54,7 @@ from nlstudy.blocks import NonLocalBlock  # noqa: E402
 from nlstudy.cli import _quiet  # noqa: E402
 from nlstudy.lit.cli import NLStudyCLI  # noqa: E402
 from nlstudy.lit.train import build as build_run  # noqa: E402
-from nlstudy.lit.module import lr_factor, make_optimizer  # noqa: E402
+from nlstudy.lit.optim import lr_factor, make_optimizer  # noqa: E402
 from nlstudy.models.conv import VideoConv3d  # noqa: E402
 
 DEMO = ROOT / "experiments" / "demo.yaml"

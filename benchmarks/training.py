@@ -47,7 +47,7 @@ from nlstudy import keys
 from nlstudy.cli import _quiet
 from nlstudy.lit.cli import NLStudyCLI
 from nlstudy.lit.train import build, run
-from nlstudy.lit.module import lr_factor, make_optimizer
+from nlstudy.lit.optim import lr_factor, make_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "experiments" / "demo.yaml"

@@ -9,7 +9,7 @@ Layers (an arrow: may import; tests/test_architecture.py checks it on every impo
 imports another in a circle):
 
     core      keys (run-record names and files, env names, flatten, find_run), choices (the
-              vocabulary), registry (lookup), errors (UsageError, one_line),
+              vocabulary), registry (lookup, the Choice record), errors (UsageError, one_line),
               processes (is a pid alive), provenance (git commit, versions, host),
               warm (the client of a warm-started run; the worker is lit.worker),
               files (read what people wrote in one line of error; write whole or not at all),
@@ -33,14 +33,19 @@ imports another in a circle):
                lit.record: run identity, logger, config logging; lit.resume: --resume's config and
                checkpoint; lit.ending: failed and interrupted runs; lit.check: nlstudy check, warm_up;
                lit.messages: jsonargparse's errors reworded; lit.machine: the Trainer settings checked
-               against this machine)
+               against this machine; lit.optim: OptimSpec, the optimiser and schedule records)
     analysis  reload runs, attention, query dependence, ERF, notebook runner   <- models, data, blocks, report, adapters, core
                                                                                   (never lit: no Trainer)
+              (analysis.study: the notebooks' glue; analysis.evidence: where the embedded task's patches sit)
     sweep     sweep files, the `sweeps` engine, the local agent (it writes
               each sweep's plan.json and run records: core records)            <- adapters.sweeps, core; no torch
     report    collect runs -> tables -> comparisons -> one family (Holm) -> verdicts
               -> md/tex/csv/figures, findings; what a sweep planned and ran
               from its records (core records), never from sweep                <- adapters.wandb, core; no torch
+              (report.schema: the runs and history frames; report.offline: the run directories' reader,
+               with report.wandb_log (a log's records), report.logcache, report.runstate (running, crashed...),
+               report.resumed (a resumed run's parts made one); report.standins: stand-ins filed;
+               report.wandb_api: the W&B API reader)
     until_decided  `nlstudy sweep --until-decided`: seeds added to the undecided
               rows, in rounds, by the report's verdicts                        <- sweep, report, core; no torch
     cli       `nlstudy <command>`: dispatches to lit, sweep, report,
@@ -49,7 +54,7 @@ imports another in a circle):
 
 Where a change goes:
 - a new choice of an existing axis (a pairwise function, an architecture, a placement preset, a dataset,
-  an optimiser): its name in `nlstudy/choices.py` plus its code in the registry that builds it (choices.py
+  an optimiser): its name in `nlstudy/choices.py` plus its record in the registry that builds it (choices.py
   lists which); tests/test_choices.py checks the two agree.
 - a new ablation axis (a new knob): a field with a comment on the spec that owns it (`NLOptions` /
   `BackboneSpec` in models, `SyntheticSpec` / `VideoSpec` in data, `OptimSpec` in lit); the CLI, the

@@ -9,10 +9,11 @@ table rows with them. Adding a choice is one line here plus its code where it is
     architecture        ARCHS here + its temporal kernels in nlstudy/models/resnet.py (ARCH_KERNELS)
     torchvision network TORCHVISION_ARCHS here + its builder in nlstudy/models/plugin.py (TORCHVISION_NETS)
     inserted block      BLOCKS here + its builder in nlstudy/models/__init__.py (INSERTABLE)
-    norm / init         NORMS / INITS here + the layer or init function in nlstudy/models/resnet.py (NORM_LAYERS, INITS)
+    norm / init         NORMS / INITS here + its record in nlstudy/models/resnet.py (NORM_LAYERS, INITS)
     placement preset    PLACEMENTS here + its rule in nlstudy/models/placement.py (PRESETS)
-    dataset             DATASETS here + its source in nlstudy/data/ (SOURCES)
-    optimiser/schedule  OPTIMIZERS / SCHEDULES here + the code in nlstudy/lit/module.py
+    dataset             DATASETS here + its record in nlstudy/data/__init__.py (DATASETS; the source's code beside)
+    optimiser/schedule  OPTIMIZERS / SCHEDULES here + its record in nlstudy/lit/optim.py (OPTIMIZERS, SCHEDULES)
+The records of the last three rows are nlstudy.registry.Choice (name, what it builds, a one-line help).
 
 Orders are meaningful: an error lists the choices in this order, and the report's tables put rows in
 it (the paper's order), so a new choice goes where it should appear.

@@ -19,7 +19,7 @@ import nlstudy
 from nlstudy import keys
 from nlstudy.analysis import find_run, load_run, study
 from nlstudy.analysis.notebooks import declared_parameters, execute, inject, main as notebooks_main
-from nlstudy.report import collect
+from nlstudy.report import offline
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -37,7 +37,7 @@ def runs_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(runs_root):
-    return collect.read_offline(runs_root).runs
+    return offline.read_offline(runs_root).runs
 
 
 # --- the notebooks as stored ---

@@ -1,4 +1,4 @@
-"""The notebooks' glue (nlstudy.analysis.study) on hand-built cases: patches found from pixels, grid cells,
+"""The notebooks' glue (nlstudy.analysis.study, nlstudy.analysis.evidence) on hand-built cases: patches found from pixels, grid cells,
 Fig. 3 queries, the share of attention on the evidence, per-block frames, fresh and look-alike networks,
 the clips of a run and the runs of a runs root."""
 
@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from nlstudy import keys
-from nlstudy.analysis import study
+from nlstudy.analysis import evidence, study
 from nlstudy.analysis.attention import attention_maps, grid_to_input_box, query_dependence, query_map
 from nlstudy.blocks import NonLocalBlock
 from nlstudy.blocks.context import GlobalContextBlock
@@ -82,8 +82,8 @@ def randomise_blocks(model, std=0.5):
 def test_patch_boxes_are_exactly_the_two_patches_of_clean_clips(task, distance):
     clips, _ = make_clips(replace(CLEAN, task=task, distance=distance), "train", 4, 16)
     for clip in clips:
-        assert study.patch_boxes(clip) == true_boxes(clip)
-        assert study.patch_boxes(torch.from_numpy(clip)) == true_boxes(clip)  # a tensor works too
+        assert evidence.patch_boxes(clip) == true_boxes(clip)
+        assert evidence.patch_boxes(torch.from_numpy(clip)) == true_boxes(clip)  # a tensor works too
 
 
 @pytest.mark.parametrize("task,distance", TASKS)
@@ -94,7 +94,7 @@ def test_patch_boxes_with_the_default_noise_and_distractors(task, distance):
     clean, _ = make_clips(replace(spec, noise=0.0), "train", 4, 16)
     assert not np.array_equal(noisy, clean)
     for clip, before in zip(noisy, clean):
-        boxes = study.patch_boxes(clip)
+        boxes = evidence.patch_boxes(clip)
         assert len(boxes) == 2 and all((y1 - y0, x1 - x0) == (4, 4) for _, y0, y1, x0, x1 in boxes)
         assert boxes == true_boxes(before)
 
@@ -103,7 +103,7 @@ def test_patch_boxes_of_touching_same_colour_patches_with_an_offset():
     clip = np.zeros((3, 1, 16, 16), dtype=np.float32)
     clip[0, 0, 0:4, 1:5] = 1.0  # red at (0, 1)
     clip[0, 0, 4:8, 3:7] = 1.0  # red at (4, 3): Chebyshev distance 4 = patch, touching along a side
-    assert study.patch_boxes(clip) == [(0, 0, 4, 1, 5), (0, 4, 8, 3, 7)]
+    assert evidence.patch_boxes(clip) == [(0, 0, 4, 1, 5), (0, 4, 8, 3, 7)]
 
 
 # --- grid cells ---
@@ -111,35 +111,35 @@ def test_patch_boxes_of_touching_same_colour_patches_with_an_offset():
 
 def test_input_to_grid_by_hand():
     shape = (4, 16, 16)
-    assert study.input_to_grid((0, 0, 0), shape, (4, 8, 8)) == (0, 0, 0)
-    assert study.input_to_grid((3, 15, 15), shape, (4, 8, 8)) == (3, 7, 7)
-    assert study.input_to_grid((2, 7, 8), shape, (4, 8, 8)) == (2, 3, 4)
-    assert study.input_to_grid((2, 7, 8), shape, (4, 4, 4)) == (2, 1, 2)
-    assert study.input_to_grid((1, 3, 4), shape, (4, 4, 4)) == (1, 0, 1)
-    assert study.input_to_grid((3, 1, 14), shape, (2, 4, 4)) == (1, 0, 3)  # time subsampled by 2
-    assert study.input_to_grid((1, 1, 14), shape, (2, 4, 4)) == (0, 0, 3)
-    assert study.input_to_grid((2, 7, 8), (5, 3, 4, 16, 16), (4, 4, 4)) == (2, 1, 2)  # full clip shape
+    assert evidence.input_to_grid((0, 0, 0), shape, (4, 8, 8)) == (0, 0, 0)
+    assert evidence.input_to_grid((3, 15, 15), shape, (4, 8, 8)) == (3, 7, 7)
+    assert evidence.input_to_grid((2, 7, 8), shape, (4, 8, 8)) == (2, 3, 4)
+    assert evidence.input_to_grid((2, 7, 8), shape, (4, 4, 4)) == (2, 1, 2)
+    assert evidence.input_to_grid((1, 3, 4), shape, (4, 4, 4)) == (1, 0, 1)
+    assert evidence.input_to_grid((3, 1, 14), shape, (2, 4, 4)) == (1, 0, 3)  # time subsampled by 2
+    assert evidence.input_to_grid((1, 1, 14), shape, (2, 4, 4)) == (0, 0, 3)
+    assert evidence.input_to_grid((2, 7, 8), (5, 3, 4, 16, 16), (4, 4, 4)) == (2, 1, 2)  # full clip shape
 
 
 def test_input_to_grid_is_the_cell_whose_footprint_holds_the_position():
     # uneven splits too (a 5-pixel map over 3 cells, 16 over 3): the same split as grid_to_input_box
     for size, cells in [(16, 8), (16, 4), (16, 3), (5, 3), (7, 3), (20, 3), (9, 2)]:
         for p in range(size):
-            (cell,) = study.input_to_grid((p,), (size,), (cells,))
+            (cell,) = evidence.input_to_grid((p,), (size,), (cells,))
             ((a, b),) = grid_to_input_box((cell,), (cells,), (size,))
             assert a <= p < b, (size, cells, p, cell)
 
 
 def test_cells_covering_by_hand():
     box = (1, 4, 8, 6, 10)  # frame 1, rows 4-7, columns 6-9
-    mask = study.cells_covering(box, (4, 8, 8), SHAPE)
+    mask = evidence.cells_covering(box, (4, 8, 8), SHAPE)
     assert mask.shape == (4, 8, 8) and mask.dtype == torch.bool
     assert {tuple(map(int, p)) for p in mask.nonzero()} == {(1, h, w) for h in (2, 3) for w in (3, 4)}
-    mask = study.cells_covering(box, (4, 4, 4), SHAPE)
+    mask = evidence.cells_covering(box, (4, 4, 4), SHAPE)
     assert {tuple(map(int, p)) for p in mask.nonzero()} == {(1, 1, 1), (1, 1, 2)}
-    mask = study.cells_covering((3, 0, 4, 12, 16), (2, 4, 4), SHAPE)  # 2 cells over 4 frames: frame 3 in cell 1
+    mask = evidence.cells_covering((3, 0, 4, 12, 16), (2, 4, 4), SHAPE)  # 2 cells over 4 frames: frame 3 in cell 1
     assert {tuple(map(int, p)) for p in mask.nonzero()} == {(1, 0, 3)}
-    mask = study.cells_covering((0, 0, 16, 0, 16), (4, 2, 2), (2, 3, 4, 16, 16))  # a whole frame, full shape
+    mask = evidence.cells_covering((0, 0, 16, 0, 16), (4, 2, 2), (2, 3, 4, 16, 16))  # a whole frame, full shape
     assert {tuple(map(int, p)) for p in mask.nonzero()} == {(0, h, w) for h in (0, 1) for w in (0, 1)}
 
 
@@ -148,7 +148,7 @@ def test_cells_covering_agrees_with_the_hand_count_on_real_patches(grid):
     clips, _ = make_clips(replace(CLEAN, task="far", train_samples=10), "train", 4, 16)
     for clip in clips:
         for box in true_boxes(clip):
-            mask = study.cells_covering(box, grid, SHAPE)
+            mask = evidence.cells_covering(box, grid, SHAPE)
             assert {tuple(map(int, p)) for p in mask.nonzero()} == hand_cells(box, grid)
 
 
@@ -159,10 +159,10 @@ def test_fig3_queries_on_a_hand_built_clip():
     clip = torch.zeros(3, 4, 16, 16)
     clip[0, 1, 0:4, 0:4] = 1.0  # red, top left of frame 1
     clip[2, 1, 12:16, 12:16] = 1.0  # blue, bottom right of frame 1
-    queries = study.fig3_queries(clip, (4, 4, 4))
+    queries = evidence.fig3_queries(clip, (4, 4, 4))
     assert queries == {"patch A": (1, 0, 0), "patch B": (1, 3, 3), "background": (1, 0, 3)}  # tie: the top row
-    assert study.fig3_queries(clip, (4, 8, 8))["patch A"] == (1, 0, 0)  # centre (1, 1) in the 2x2 cell (0, 0)
-    assert study.fig3_queries(torch.zeros(3, 4, 16, 16), (4, 4, 4)) == {}  # no patch, no query
+    assert evidence.fig3_queries(clip, (4, 8, 8))["patch A"] == (1, 0, 0)  # centre (1, 1) in the 2x2 cell (0, 0)
+    assert evidence.fig3_queries(torch.zeros(3, 4, 16, 16), (4, 4, 4)) == {}  # no patch, no query
 
 
 @pytest.mark.parametrize("task,distance", [("far", 6), ("near", 6), ("within", 8), ("within", 12)])
@@ -171,7 +171,7 @@ def test_fig3_queries_sit_in_the_patches_and_the_background_outside_both(task, d
     clips, _ = make_clips(replace(CLEAN, task=task, distance=distance, train_samples=30), "train", 4, 16)
     for clip in clips:
         a, b = true_boxes(clip)
-        queries = study.fig3_queries(torch.from_numpy(clip), grid)
+        queries = evidence.fig3_queries(torch.from_numpy(clip), grid)
         assert list(queries) == ["patch A", "patch B", "background"]
         assert queries["patch A"] in hand_cells(a, grid)
         assert queries["patch B"] in hand_cells(b, grid)
@@ -194,7 +194,7 @@ def test_evidence_attention_equals_the_share_computed_by_hand():
     broken[:, a[0], a[1] : a[2], a[3] : a[4]] = clips[4][:, a[0], a[1] : a[2], a[3] : a[4]]  # patch B erased
     clips[4] = broken
 
-    frame = study.evidence_attention(model, clips)
+    frame = evidence.evidence_attention(model, clips)
     assert list(frame.columns) == ["block", "clip", "direction", "share", "uniform"]
     # one block x 4 clips with both patches x 2 directions; the clip with one patch is left out
     assert len(frame) == 8 and set(frame["clip"]) == {0, 1, 2, 3}
@@ -223,9 +223,9 @@ def test_evidence_attention_equals_the_share_computed_by_hand():
 
 def test_evidence_attention_without_blocks_or_patches_is_an_empty_frame():
     clips = torch.zeros(2, 3, 4, 16, 16)
-    frame = study.evidence_attention(tiny_model(), clips)
+    frame = evidence.evidence_attention(tiny_model(), clips)
     assert frame.empty and list(frame.columns) == ["block", "clip", "direction", "share", "uniform"]
-    assert study.evidence_attention(tiny_model("none"), torch.randn(2, 3, 4, 16, 16)).empty
+    assert evidence.evidence_attention(tiny_model("none"), torch.randn(2, 3, 4, 16, 16)).empty
 
 
 # --- per-block and per-stage frames ---
@@ -484,7 +484,7 @@ def test_what_a_notebook_needs_for_more_is_read_from_what_it_has():
 
 
 def test_runs_without_a_table_make_a_generic_table_and_say_so():
-    from nlstudy.report.collect import Collection
+    from nlstudy.report.schema import Collection
     from nlstudy.report.specs import UNTABLED, file_untabled
 
     runs = pd.DataFrame({"run_id": ["a", "b"], "table": [None, "2a"]})

@@ -22,7 +22,7 @@ def literal_choices(cls, field: str) -> tuple:
 def test_every_registry_holds_exactly_the_vocabulary():
     from nlstudy.blocks.pairwise import FORMS
     from nlstudy.data import DATASETS
-    from nlstudy.lit.module import OPTIMIZERS, SCHEDULES
+    from nlstudy.lit.optim import OPTIMIZERS, SCHEDULES
     from nlstudy.models import INSERTABLE
     from nlstudy.models.placement import PRESETS
     from nlstudy.models.plugin import TORCHVISION_NETS
@@ -37,12 +37,15 @@ def test_every_registry_holds_exactly_the_vocabulary():
     assert tuple(DATASETS) == choices.DATASETS
     assert tuple(OPTIMIZERS) == choices.OPTIMIZERS and tuple(SCHEDULES) == choices.SCHEDULES
     assert all(name == form.name for name, form in FORMS.items())
+    for registry in (NORM_LAYERS, INITS, DATASETS, OPTIMIZERS, SCHEDULES):  # one record per choice
+        assert all(name == record.name and callable(record.build) for name, record in registry.items())
+        assert all(record.help and "\n" not in record.help for record in registry.values())
     assert set(choices.MODE_LABELS) == set(choices.MODES)
 
 
 def test_the_specs_literals_are_built_from_the_vocabulary():
     from nlstudy.data.synthetic import SyntheticSpec
-    from nlstudy.lit.module import OptimSpec
+    from nlstudy.lit.optim import OptimSpec
     from nlstudy.models import BackboneSpec, NLOptions
 
     assert literal_choices(NLOptions, "pairwise") == choices.PAIRWISE
@@ -75,3 +78,27 @@ def test_each_pairwise_choice_builds_and_runs(pairwise):
 def test_the_vocabulary_imports_no_torch():
     code = "import sys, nlstudy.choices, nlstudy.keys; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_record_names_its_choice_once_and_the_lookup_lists_the_valid_names():
+    from nlstudy.registry import Choice, lookup, records
+
+    registry = records(Choice("sgd", list, "one"), Choice("adamw", dict, "two"))
+    assert list(registry) == ["sgd", "adamw"] and lookup(registry, "adamw", "model.optim.name").build is dict
+    with pytest.raises(ValueError, match="recorded twice"):
+        records(Choice("sgd", list, "one"), Choice("sgd", dict, "two"))
+    with pytest.raises(ValueError) as err:
+        lookup(registry, "sgdd", "model.optim.name")
+    assert str(err.value) == "unknown model.optim.name 'sgdd'; valid choices: 'sgd', 'adamw'; did you mean 'sgd'?"
+
+
+def test_an_optimiser_and_a_schedule_build_from_their_records():
+    import torch
+
+    from nlstudy.lit.optim import OPTIMIZERS, OptimSpec, lr_factor, make_optimizer
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    for name, record in OPTIMIZERS.items():
+        assert isinstance(make_optimizer(OptimSpec(name=name, fused=False), params), torch.optim.Optimizer), record
+    for schedule in choices.SCHEDULES:
+        assert lr_factor(OptimSpec(schedule=schedule), 0, 10) == 1.0

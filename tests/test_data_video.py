@@ -378,7 +378,7 @@ def test_images_are_one_frame_clips(tmp_path):
 
 @pytest.mark.slow
 def test_fit_on_a_video_folder_logs_an_offline_run(folder, tmp_path):
-    from nlstudy.report.collect import read_offline
+    from nlstudy.report.offline import read_offline
 
     args = [
         "fit", "--seed_everything=0", "--trainer.accelerator=cpu", "--trainer.max_epochs=1", "--trainer.max_steps=2",

@@ -42,7 +42,7 @@ def test_ddp_on_two_cpu_processes_logs_the_whole_splits_metrics(tmp_path):
     from nlstudy.analysis import load_run
     from nlstudy.data import ClipDataModule
     from nlstudy.data.synthetic import SyntheticSpec
-    from nlstudy.report.collect import read_runs
+    from nlstudy.report.offline import read_runs
 
     progress = tmp_path / "progress.jsonl"
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", keys.RUNS_ENV: str(tmp_path / "runs"),

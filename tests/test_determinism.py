@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from nlstudy import keys
-from nlstudy.report.collect import read_offline
+from nlstudy.report.offline import read_offline
 
 ROOT = Path(__file__).resolve().parents[1]
 # the demo's config (experiments/demo.yaml: width 16, channels_last, fused AdamW) shrunk to seconds, with the

@@ -19,7 +19,7 @@ import pytest
 
 from nlstudy import keys
 from nlstudy.report import cli as report_cli
-from nlstudy.report.collect import find_run_files, read_offline, read_offline_run
+from nlstudy.report.offline import find_run_files, read_offline, read_offline_run
 from nlstudy.sweep.spec import load
 from nlstudy.sweep.state import SweepState
 from test_sweep_resume import wait_for  # a bound on waiting, not on speed

@@ -34,7 +34,7 @@ from nlstudy.processes import cores
 from nlstudy.lit import record as lit_record
 from nlstudy.lit.finite import LossWatch, NonFiniteLossError
 from nlstudy.report import cli as report_cli
-from nlstudy.report.collect import read_offline
+from nlstudy.report.offline import read_offline
 
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter:UserWarning",
                                         "ignore:.*does not have many workers.*", "ignore:.*GPU available.*")

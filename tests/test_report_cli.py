@@ -71,7 +71,7 @@ def test_the_report_layer_imports_no_torch(tmp_path):
         import pandas as pd
         import wandb.apis.public
         from nlstudy import keys
-        from nlstudy.report import cli, collect, paper, plots, render, specs, stats, sweeps, tables, text
+        from nlstudy.report import cli, offline, paper, plots, render, specs, stats, sweeps, tables, text, wandb_api
         runs = pd.DataFrame([{{"run_id": "a", "state": "finished", "table": "2c", "created_at": None,
                               "sweep_id": None, keys.NONLOCAL_BLOCKS: "none", keys.SEED: 0,
                               keys.FLOPS: 1e6, keys.VAL_TOP1_BEST: 50.0, keys.VAL_TOP5_BEST: 80.0}}])

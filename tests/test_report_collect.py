@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from nlstudy import keys, records
-from nlstudy.report import collect, sweeps
+from nlstudy.report import offline, resumed, runstate, schema, sweeps, wandb_api
 from nlstudy.report.cli import main
 from nlstudy.sweep import plan
 
@@ -73,7 +73,7 @@ def recorded_api(monkeypatch):
 
 
 def test_api_reader_parses_config_summary_history_and_pages(recorded_api):
-    got = collect.read_wandb("nlstudy-lab/nlstudy-test")
+    got = wandb_api.read_wandb("nlstudy-lab/nlstudy-test")
     runs = got.runs.set_index("run_id")
     assert sorted(runs.index) == sorted(EXPECTED_STATES)
     assert runs["state"].to_dict() == EXPECTED_STATES
@@ -94,7 +94,7 @@ def test_api_reader_parses_config_summary_history_and_pages(recorded_api):
     assert keys.PARAMS in config_columns and keys.SEED in config_columns and keys.VAL_TOP1 not in config_columns
 
     history = got.history
-    assert list(history.columns) == list(collect.HISTORY_COLUMNS)
+    assert list(history.columns) == list(schema.HISTORY_COLUMNS)
     val = history[(history["run_id"] == "base0") & (history["metric"] == keys.VAL_TOP1)]
     assert val["epoch"].tolist() == [0.0, 1.0, 2.0] and val["value"].tolist() == [30.0, 40.0, 45.0]
     loss = history[(history["run_id"] == "base0") & (history["metric"] == keys.TRAIN_LOSS)]
@@ -102,7 +102,7 @@ def test_api_reader_parses_config_summary_history_and_pages(recorded_api):
 
 
 def test_api_reader_sweep_filter(recorded_api):
-    got = collect.read_wandb("nlstudy-lab/nlstudy-test", sweep="swp2a")
+    got = wandb_api.read_wandb("nlstudy-lab/nlstudy-test", sweep="swp2a")
     assert sorted(got.runs["run_id"]) == ["base0", "base1", "dot0", "dot1", "gau0"]
     assert ("Runs", {"project": "nlstudy-test", "entity": "nlstudy-lab", "order": "+created_at",
                      "filters": '{"sweep": "swp2a"}', "perPage": 50, "cursor": None}) in recorded_api
@@ -135,13 +135,13 @@ def test_cli_from_the_api(recorded_api, tmp_path, capsys):
 def test_state_of_a_run_without_exit_record_from_another_host(tmp_path):
     log = tmp_path / "run-x.wandb"
     log.write_bytes(b"\x00" * 7)
-    assert collect._still_writing(log, "elsewhere", "", stale_after_s=60)
+    assert runstate.still_writing(log, "elsewhere", "", stale_after_s=60)
     old = time.time() - 3600
     os.utime(log, (old, old))
-    assert not collect._still_writing(log, "elsewhere", "", stale_after_s=60)
+    assert not runstate.still_writing(log, "elsewhere", "", stale_after_s=60)
     # on this host the writer's pid decides: this process is alive, pid 2**22 + 1 is not
-    assert collect._still_writing(log, None, f"Configure stats pid to {os.getpid()}", stale_after_s=60)
-    assert not collect._still_writing(log, None, "Configure stats pid to 4194305", stale_after_s=60)
+    assert runstate.still_writing(log, None, f"Configure stats pid to {os.getpid()}", stale_after_s=60)
+    assert not runstate.still_writing(log, None, "Configure stats pid to 4194305", stale_after_s=60)
 
 
 def test_a_running_run_whose_log_holds_no_records_yet(tmp_path):
@@ -150,7 +150,7 @@ def test_a_running_run_whose_log_holds_no_records_yet(tmp_path):
     (run_dir / "run-live1.wandb").write_bytes(b"")  # wandb-core has not written its first block yet
     (run_dir / "logs" / "debug.log").write_text(
         f"Configure stats pid to {os.getpid()}\nconfig: {{'table': '2a', 'seed_everything': 3}}\n")
-    got = collect.read_offline(tmp_path).runs.iloc[0]
+    got = offline.read_offline(tmp_path).runs.iloc[0]
     assert (got["run_id"], got["state"], got["table"], got[keys.SEED]) == ("live1", "running", "2a", 3.0)
     assert got["note"] == "log holds no records yet; config from logs/debug.log"
 
@@ -196,7 +196,7 @@ def offline_root(tmp_path_factory, launch_run):
 
 @pytest.mark.slow
 def test_offline_reader(offline_root):
-    got = collect.read_offline(offline_root)
+    got = offline.read_offline(offline_root)
     runs = got.runs.set_index("run_id")
     assert runs["state"].to_dict() == EXPECTED_STATES
     assert runs.loc["base0", "path"].startswith(str(offline_root / "wandb" / "offline-run-"))
@@ -207,24 +207,24 @@ def test_offline_reader(offline_root):
     assert val["value"].tolist() == [33.0, 47.0]
     assert runs.loc["dot0", keys.NONLOCAL_BLOCKS] == "1-block" and runs.loc["dot1", keys.PAIRWISE] == "dot_product"
     # a runs root, its wandb dir and one run dir are all accepted
-    assert len(collect.read_offline(offline_root / "wandb", sweep="swp2a").runs) == 5
-    one = collect.read_offline(runs.loc["cus0", "path"]).runs
+    assert len(offline.read_offline(offline_root / "wandb", sweep="swp2a").runs) == 5
+    one = offline.read_offline(runs.loc["cus0", "path"]).runs
     assert one["run_id"].tolist() == ["cus0"] and one[keys.NONLOCAL_BLOCKS].iloc[0] == {"res3": [1, 3], "res4": [1, 3, 5]}
 
 
 @pytest.mark.slow
 def test_both_readers_give_equal_frames(offline_root, recorded_api):
-    offline = collect.read_offline(offline_root)
-    online = collect.read_wandb("nlstudy-lab/nlstudy-test")
+    local = offline.read_offline(offline_root)
+    online = wandb_api.read_wandb("nlstudy-lab/nlstudy-test")
 
     def comparable(frame):
         return frame.drop(columns=SOURCE_SPECIFIC).sort_values("run_id").reset_index(drop=True)
 
-    pd.testing.assert_frame_equal(comparable(offline.runs), comparable(online.runs))
-    pd.testing.assert_frame_equal(offline.history, online.history)
+    pd.testing.assert_frame_equal(comparable(local.runs), comparable(online.runs))
+    pd.testing.assert_frame_equal(local.history, online.history)
     for sweep in ("swp2a",):
-        pd.testing.assert_frame_equal(comparable(collect.read_offline(offline_root, sweep=sweep).runs),
-                                      comparable(collect.read_wandb("nlstudy-lab/nlstudy-test", sweep=sweep).runs))
+        pd.testing.assert_frame_equal(comparable(offline.read_offline(offline_root, sweep=sweep).runs),
+                                      comparable(wandb_api.read_wandb("nlstudy-lab/nlstudy-test", sweep=sweep).runs))
 
 
 @pytest.mark.slow
@@ -237,14 +237,14 @@ def test_runs_killed_early_or_still_running(tmp_path, launch_run):
     try:
         assert early.wait(timeout=120) == -signal.SIGKILL
         assert hung.stdout.readline().strip() == "ready"
-        live = collect.read_offline(tmp_path / "live").runs.iloc[0]
+        live = offline.read_offline(tmp_path / "live").runs.iloc[0]
         assert (live["run_id"], live["state"]) == ("live0", "running")
     finally:
         hung.kill()
         hung.wait(timeout=60)
-    assert collect.read_offline(tmp_path / "live").runs["state"].tolist() == ["crashed"]
+    assert offline.read_offline(tmp_path / "live").runs["state"].tolist() == ["crashed"]
 
-    got = collect.read_offline(tmp_path / "early").runs.iloc[0]
+    got = offline.read_offline(tmp_path / "early").runs.iloc[0]
     assert (got["run_id"], got["state"]) == ("early0", "crashed")
     assert "debug.log" in got["note"]  # the log held no record: the config came from wandb's debug.log
     assert (got["table"], got[keys.SEED], got[keys.NONLOCAL_BLOCKS]) == ("2a", 7.0, "none")
@@ -288,7 +288,7 @@ def test_an_unreadable_log_is_a_marked_run_not_a_crash(tmp_path):
         "2026-11-20 10:00:00,000 INFO    MainThread:4194305 [wandb_setup.py:_flush():81] Configure stats pid to 4194305\n"
         "2026-11-20 10:00:00,001 INFO    MainThread:4194305 [wandb_init.py:init():789] wandb.init called with sweep_config: {}\n"
         "config: {'table': '2c', 'model.backbone.nonlocal_blocks': '5-block', 'seed_everything': 1}\n")
-    got = collect.read_offline(tmp_path).runs.iloc[0]
+    got = offline.read_offline(tmp_path).runs.iloc[0]
     assert (got["run_id"], got["state"], got["table"]) == ("bad0", "crashed", "2c")
     assert got["note"].endswith("config from logs/debug.log")
     assert got["created_at"] == pd.Timestamp("2026-11-20T10:00:00Z")
@@ -296,21 +296,21 @@ def test_an_unreadable_log_is_a_marked_run_not_a_crash(tmp_path):
 
 def test_a_resumed_run_written_in_two_directories_is_one_run():
     def part(name, state, summary, steps):
-        return collect.RunRecord(
+        return schema.RunRecord(
             run_id="abc", state=state, config={keys.TABLE: "2a", "model.x": name}, summary=summary,
-            history=[{collect.GLOBAL_STEP: s, keys.TRAIN_LOSS: float(s) + (0.5 if name == "second" else 0)} for s in steps],
+            history=[{schema.GLOBAL_STEP: s, keys.TRAIN_LOSS: float(s) + (0.5 if name == "second" else 0)} for s in steps],
             source="offline", path=f"/runs/wandb/offline-run-2026010{1 if name == 'first' else 2}_000000-abc",
             created_at=f"2026-01-0{1 if name == 'first' else 2}T00:00:00+00:00")
 
     # the second part restarted from the checkpoint at step 20; the first had logged up to 25 when it was killed
     first = part("first", "crashed", {keys.VAL_TOP1: 40.0, keys.VAL_TOP1_BEST: 50.0}, [10, 20, 25])
     second = part("second", "finished", {keys.VAL_TOP1: 60.0, keys.TEST_TOP1: 55.0}, [21, 30])
-    [run] = collect.merge_resumed([second, first])
+    [run] = resumed.merge_resumed([second, first])
     assert run.state == "finished" and run.path.endswith("20260102_000000-abc") and run.config["model.x"] == "second"
     assert run.summary == {keys.VAL_TOP1: 60.0, keys.VAL_TOP1_BEST: 50.0, keys.TEST_TOP1: 55.0}
-    assert [(r[collect.GLOBAL_STEP], r[keys.TRAIN_LOSS]) for r in run.history] == [(10, 10.0), (20, 20.0), (21, 21.5), (30, 30.5)]
+    assert [(r[schema.GLOBAL_STEP], r[keys.TRAIN_LOSS]) for r in run.history] == [(10, 10.0), (20, 20.0), (21, 21.5), (30, 30.5)]
     assert run.created_at == "2026-01-01T00:00:00+00:00"
-    frame = collect.tidy(collect.merge_resumed([first, second])).runs
+    frame = schema.tidy(resumed.merge_resumed([first, second])).runs
     assert len(frame) == 1 and frame.iloc[0]["state"] == "finished"
 
 
@@ -319,7 +319,7 @@ def test_stand_ins_file_a_reused_run_under_each_table_that_planned_it_once(tmp_p
     the report files a under 2b as well, and still once under 2a."""
     import json
 
-    from nlstudy.report.collect import Collection
+    from nlstudy.report.schema import Collection
     from nlstudy.report.sweeps import with_stand_ins
 
     def record(sweep, run_id, table, reused_from=None):
@@ -384,7 +384,7 @@ def test_reused_runs_give_the_same_tables_from_the_runs_root_its_wandb_folder_al
     alone = tmp_path / "elsewhere" / "wandb"  # the wandb folder copied without the sweeps' state beside it
     shutil.copytree(reuse_root / "wandb", alone)
     sources = {"runs root": sweeps.read_local(reuse_root), "wandb folder": sweeps.read_local(alone),
-               "W&B": collect.read_wandb("nlstudy-lab/nlstudy-reuse")}
+               "W&B": wandb_api.read_wandb("nlstudy-lab/nlstudy-reuse")}
     got = {name: tables_of(c) for name, c in sources.items()}
     assert got["runs root"]["2b"]["n"].tolist() == [2, 2]  # the baseline row: 2a's two runs
     for name in ("wandb folder", "W&B"):
@@ -397,8 +397,8 @@ def test_reused_runs_give_the_same_tables_from_the_runs_root_its_wandb_folder_al
         assert set(stood_in["sweep_id"]) == {"swpb"}
     # one sweep alone: its stand-ins are filed under it though their runs ran in the other sweep
     only_b = {"runs root": sweeps.read_local(reuse_root, sweep="swpb"),
-              "wandb folder": collect.read_offline(alone, sweep="swpb"),
-              "W&B": collect.read_wandb("nlstudy-lab/nlstudy-reuse", sweep="swpb")}
+              "wandb folder": offline.read_offline(alone, sweep="swpb"),
+              "W&B": wandb_api.read_wandb("nlstudy-lab/nlstudy-reuse", sweep="swpb")}
     for name, collection in only_b.items():
         assert sorted(collection.runs["run_id"]) == ["rbase0", "rbase1", "rres30", "rres31"], name
         assert set(collection.runs["table"]) == {"2b"} and set(collection.history["run_id"]) == set(collection.runs["run_id"])

@@ -10,7 +10,7 @@ import pytest
 from nlstudy import keys
 from nlstudy.keys import DATASET, TASK
 from nlstudy.report import cli, plots
-from nlstudy.report.collect import Collection, history_frame
+from nlstudy.report.schema import Collection, history_frame
 from nlstudy.report.tables import assign_rows, build_table
 
 NB, PW = keys.NONLOCAL_BLOCKS, keys.PAIRWISE

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from nlstudy import keys
-from nlstudy.report import cli, collect, wandb_log
+from nlstudy.report import cli, offline, wandb_log
 from nlstudy.report.logcache import LogCache, Stamp
 from nlstudy.sweep import plan
 
@@ -139,7 +139,7 @@ def test_report_over_a_faulty_root(faulty_root, tmp_path, capsys):
     assert cli.main(["--runs", str(root), "--out", str(out), "--no-cache"]) == 0
     assert capsys.readouterr().out.startswith("### Table 2a")
 
-    runs = collect.read_offline(root, cache=None).runs.set_index("run_id")
+    runs = offline.read_offline(root, cache=None).runs.set_index("run_id")
     assert runs["state"].to_dict() == STATES  # one row per run id: the copies are one run; empty0 has no log
     for run_id, s in FINISHED.items():  # each finished run's numbers are the ones it logged
         for key, value in {**s["summary"], **s["epochs"][-1]}.items():
@@ -186,10 +186,10 @@ def test_the_cut_log_is_what_it_held_and_is_read_again_when_it_grows(faulty_root
     monkeypatch.setattr(wandb_log, "inspect_records", lambda f: reads.append(Path(f).parent.name) or real(f))
     cache = LogCache(tmp_path / "cache")
 
-    cold = collect.read_offline(root, cache=cache)
+    cold = offline.read_offline(root, cache=cache)
     assert len(reads) == 12  # every log once: the copies and the garbage included
     reads.clear()
-    warm = collect.read_offline(root, cache=cache)
+    warm = offline.read_offline(root, cache=cache)
     # read again: the garbage log (an unreadable log is never cached) and perhaps the running run's, if
     # it wrote in the cache's racy window; the others came from the cache
     assert "offline-run-20261120_100001-junk0" in reads and len(reads) <= 2
@@ -199,10 +199,10 @@ def test_the_cut_log_is_what_it_held_and_is_read_again_when_it_grows(faulty_root
     dot1 = log_of(run_dir(root, "dot1"))
     assert cache.put(dot1, Stamp.of(dot1), [1], read_since_ns=time.time_ns())
     reads.clear()
-    mended = collect.read_offline(root, cache=cache)
+    mended = offline.read_offline(root, cache=cache)
     assert {run_dir(root, "base0").name, run_dir(root, "dot1").name} <= set(reads) and len(reads) <= 4
     assert cache.get(base0, Stamp.of(base0)) is not None
-    uncached = collect.read_offline(root, cache=None)
+    uncached = offline.read_offline(root, cache=None)
     for got in (warm, mended, uncached):
         pd.testing.assert_frame_equal(got.runs, cold.runs)
         pd.testing.assert_frame_equal(got.history, cold.history)
@@ -220,7 +220,7 @@ def test_the_cut_log_is_what_it_held_and_is_read_again_when_it_grows(faulty_root
         f.write(cut_off)
     os.utime(log, ns=(before.st_atime_ns, before.st_mtime_ns))
     reads.clear()
-    grown = collect.read_offline(root, cache=cache).runs.set_index("run_id")
+    grown = offline.read_offline(root, cache=cache).runs.set_index("run_id")
     assert reads.count(run_dir(root, "emb1").name) == 1
     assert grown.loc["emb1", "state"] == "finished" and grown.loc["emb1", keys.VAL_TOP1_BEST] == 51.0
 
@@ -228,4 +228,4 @@ def test_the_cut_log_is_what_it_held_and_is_read_again_when_it_grows(faulty_root
 def test_the_reader_prints_what_wandbs_cli_prints(faulty_root):
     root, _ = faulty_root
     for log in (log_of(run_dir(root, "dot1")), log_of(root / "zz-partial" / "wandb" / run_dir(root, "base1").name)):
-        assert collect.inspect_records(log) == collect.inspect_records(log, via_cli=True)
+        assert wandb_log.inspect_records(log) == wandb_log.inspect_records(log, via_cli=True)

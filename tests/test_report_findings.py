@@ -1,4 +1,4 @@
-"""Findings sentences on tables built with build_table from hand-made run frames, and collect.combine."""
+"""Findings sentences on tables built with build_table from hand-made run frames, and schema.combine."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from scipy import stats
 
 from nlstudy import keys
 from nlstudy.keys import DATASET, TASK
-from nlstudy.report import collect, findings
+from nlstudy.report import findings, schema
 from nlstudy.report.stats import ALPHA
 from nlstudy.report.tables import build_table
 
@@ -185,39 +185,39 @@ def test_table_summary_without_decided_rows_names_no_gain():
     assert findings.decided(table.drop(columns="verdict"), "better").empty
 
 
-# --- collect.combine ---
+# --- schema.combine ---
 
 
 def record(run_id, config, history=(), **summary):
-    return collect.RunRecord(run_id=run_id, state="finished", config=config, summary=summary,
+    return schema.RunRecord(run_id=run_id, state="finished", config=config, summary=summary,
                              history=[dict(h) for h in history], source="offline", path=f"/runs/{run_id}",
                              created_at="2026-01-01T00:00:00Z")
 
 
 def test_combine_concatenates_runs_and_history_and_merges_config_columns():
-    one = collect.tidy([record("a", {"table": "2a", keys.SEED: 0, NB: "none"},
+    one = schema.tidy([record("a", {"table": "2a", keys.SEED: 0, NB: "none"},
                                [{"_step": 0, "epoch": 0, keys.VAL_TOP1: 50.0}], **{keys.VAL_TOP1_BEST: 50.0}),
                         record("b", {"table": "2a", keys.SEED: 1, NB: "none"}, **{keys.VAL_TOP1_BEST: 52.0})])
-    two = collect.tidy([record("c", {"table": "2a", keys.SEED: 0, NB: "1-block", PW: "gaussian"},
+    two = schema.tidy([record("c", {"table": "2a", keys.SEED: 0, NB: "1-block", PW: "gaussian"},
                                [{"_step": 0, "epoch": 0, keys.VAL_TOP1: 60.0},
                                 {"_step": 1, "epoch": 1, keys.VAL_TOP1: 61.0}],
                                **{keys.VAL_TOP1_BEST: 61.0})])
-    both = collect.combine([one, two])
+    both = schema.combine([one, two])
     assert both.runs["run_id"].tolist() == ["a", "b", "c"] and both.runs.index.tolist() == [0, 1, 2]
-    assert both.runs.attrs["config_columns"] == sorted({keys.SEED, NB, PW, "table"} - set(collect.FIXED_COLUMNS))
+    assert both.runs.attrs["config_columns"] == sorted({keys.SEED, NB, PW, "table"} - set(schema.FIXED_COLUMNS))
     merged = set(one.runs.attrs["config_columns"]) | set(two.runs.attrs["config_columns"])
     assert both.runs.attrs["config_columns"] == sorted(merged)
     assert both.runs[keys.VAL_TOP1_BEST].tolist() == [50.0, 52.0, 61.0]
     assert both.runs[PW].isna().tolist() == [True, True, False]
     assert both.history["run_id"].tolist() == ["a", "c", "c"] and both.history["value"].tolist() == [50.0, 60.0, 61.0]
-    assert list(both.history.columns) == list(collect.HISTORY_COLUMNS) and both.history.index.tolist() == [0, 1, 2]
+    assert list(both.history.columns) == list(schema.HISTORY_COLUMNS) and both.history.index.tolist() == [0, 1, 2]
     # one collection combines to itself
-    alone = collect.combine(iter([one]))  # any iterable, a generator too
+    alone = schema.combine(iter([one]))  # any iterable, a generator too
     pd.testing.assert_frame_equal(alone.runs, one.runs)
     pd.testing.assert_frame_equal(alone.history, one.history)
     assert alone.runs.attrs["config_columns"] == one.runs.attrs["config_columns"]
     # the combined frame builds the same table as one frame of all the runs
-    everything = collect.tidy([
+    everything = schema.tidy([
         record("a", {"table": "2a", keys.SEED: 0, NB: "none"}, **{keys.VAL_TOP1_BEST: 50.0}),
         record("b", {"table": "2a", keys.SEED: 1, NB: "none"}, **{keys.VAL_TOP1_BEST: 52.0}),
         record("c", {"table": "2a", keys.SEED: 0, NB: "1-block", PW: "gaussian"}, **{keys.VAL_TOP1_BEST: 61.0})])
@@ -226,8 +226,8 @@ def test_combine_concatenates_runs_and_history_and_merges_config_columns():
 
 
 def test_combine_of_nothing_is_an_empty_collection():
-    empty = collect.combine([])
-    assert isinstance(empty, collect.Collection)
-    assert empty.runs.empty and list(empty.runs.columns) == list(collect.FIXED_COLUMNS)
+    empty = schema.combine([])
+    assert isinstance(empty, schema.Collection)
+    assert empty.runs.empty and list(empty.runs.columns) == list(schema.FIXED_COLUMNS)
     assert empty.runs.attrs["config_columns"] == []
-    assert empty.history.empty and list(empty.history.columns) == list(collect.HISTORY_COLUMNS)
+    assert empty.history.empty and list(empty.history.columns) == list(schema.HISTORY_COLUMNS)

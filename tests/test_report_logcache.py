@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from nlstudy.report import collect, logcache
+from nlstudy.report import logcache, wandb_log
 from nlstudy.report.logcache import LogCache, Stamp
 
 CONTENTS = {"info": {"run_id": "abc"}, "config": {"table": "2a"}, "summary": {"val/top1_best": 45.25},
@@ -69,10 +69,10 @@ def test_damaged_entries_are_misses_and_get_rewritten(tmp_path, log):
 
 
 def test_an_entry_of_the_wrong_shape_is_not_a_log(tmp_path):
-    assert collect.LogContents.from_cache(CONTENTS) is not None
+    assert wandb_log.LogContents.from_cache(CONTENTS) is not None
     for bad in (None, [], {**CONTENTS, "extra": 1}, {**CONTENTS, "history": {}}, {**CONTENTS, "exit_code": "0"},
                 {**CONTENTS, "history": [1]}, {k: v for k, v in CONTENTS.items() if k != "info"}):
-        assert collect.LogContents.from_cache(bad) is None
+        assert wandb_log.LogContents.from_cache(bad) is None
 
 
 def test_a_cache_that_cannot_be_written_is_skipped(tmp_path, log):

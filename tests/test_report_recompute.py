@@ -14,7 +14,7 @@ from scipy import stats as sps
 
 from nlstudy import keys
 from nlstudy.report import cli
-from nlstudy.report.collect import Collection, history_frame
+from nlstudy.report.schema import Collection, history_frame
 
 NB, PW, TASK = keys.NONLOCAL_BLOCKS, keys.PAIRWISE, keys.TASK
 

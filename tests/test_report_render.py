@@ -10,7 +10,7 @@ from nlstudy.keys import DATASET
 from scipy import stats
 
 from nlstudy.report import plots, render, tables
-from nlstudy.report.collect import history_frame
+from nlstudy.report.schema import history_frame
 from nlstudy.report.tables import assign_rows, build_table
 
 NB, PW = keys.NONLOCAL_BLOCKS, keys.PAIRWISE

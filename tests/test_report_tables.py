@@ -10,7 +10,7 @@ from scipy import stats
 from nlstudy import keys
 from nlstudy.keys import DATASET, FRAMES, TASK
 from nlstudy.report import epochs, specs, tables, text
-from nlstudy.report.collect import history_frame
+from nlstudy.report.schema import history_frame
 from nlstudy.report.paper import paper_numbers
 from nlstudy.report import stats as stats_
 from nlstudy.report.stats import ALPHA, welch_p

@@ -87,7 +87,7 @@ def test_a_resumed_run_ends_where_the_uninterrupted_run_ends(runs):
     assert resumed.run_id == stopped.run_id and resumed.run_dir != stopped.run_dir
     assert keys.find_run(stopped.run_id, root) == resumed.run_dir
     # the report reads the two directories as one run, with the resumed part's results
-    from nlstudy.report.collect import read_offline
+    from nlstudy.report.offline import read_offline
 
     runs = read_offline(root).runs.set_index("run_id")
     assert runs.index.is_unique and runs.loc[stopped.run_id, keys.TEST_TOP1] == full.summary[keys.TEST_TOP1]
@@ -132,7 +132,7 @@ def test_resuming_a_run_copied_halfway_is_refused_in_one_line_naming_its_config(
 
 @pytest.mark.slow  # one short training run in this process
 def test_init_from_a_run_is_logged_and_a_missing_run_fails_before_training(runs):
-    from nlstudy.report.collect import read_runs
+    from nlstudy.report.offline import read_runs
 
     root, full, _, _ = runs
     with pytest.raises(ValueError, match=r"^nlstudy.train: model.init_from: no run 'nosuchrun'") as err:

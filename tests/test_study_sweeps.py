@@ -83,7 +83,7 @@ def test_choose_by_arm_takes_each_arms_best_mean_validation_rate():
     assert chosen[arm("none", "nonlocal")] == (0.01, 79.5, 2)
     assert chosen[arm('{"res3":[1]}', "nonlocal")] == (0.002, 91.0, 2)
     assert chosen[arm('{"res3":[1]}', "global_context")][0] == 0.005  # a tie goes to the smaller rate
-    # the frame of collect.read_runs holds placement maps as dicts, study.runs_frame as their JSON text: one arm
+    # the frame of offline.read_runs holds placement maps as dicts, study.runs_frame as their JSON text: one arm
     as_maps = rate_runs()
     as_maps[keys.NONLOCAL_BLOCKS] = as_maps[keys.NONLOCAL_BLOCKS].map(lambda v: v if v == "none" else json.loads(v))
     assert choose_by_arm(as_maps, ARM_KEYS) == chosen

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from nlstudy.records import config_key, flat_values
-from nlstudy.report.collect import FIXED_COLUMNS
+from nlstudy.report.schema import FIXED_COLUMNS
 from nlstudy.report.specs import TABLES
 from nlstudy.report.sweeps import planned_runs
 from nlstudy.report.tables import build_table

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from nlstudy.records import find_sweep_files
-from nlstudy.report.collect import read_offline
+from nlstudy.report.offline import read_offline
 from nlstudy.report.sweeps import planned, read_local, with_stand_ins
 from nlstudy.report.tables import build_table
 from nlstudy.sweep.spec import load

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from nlstudy import keys
-from nlstudy.report.collect import read_offline
+from nlstudy.report.offline import read_offline
 from nlstudy.sweep import cli
 from nlstudy.sweep.spec import load
 from nlstudy.sweep.state import SweepState

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from nlstudy import keys
-from nlstudy.lit.module import OptimSpec, VideoClassifier, lr_factor
+from nlstudy.lit.module import VideoClassifier
+from nlstudy.lit.optim import OptimSpec, lr_factor
 from nlstudy.models import BackboneSpec
-from nlstudy.report.collect import read_offline
+from nlstudy.report.offline import read_offline
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [  # the demo config shrunk to seconds

@@ -14,7 +14,8 @@ Plain functions on tensors and modules; no Lightning Trainer:
   `analysis.shortcuts` (a classifier's errors by colour pair), `analysis.tuning` (each arm's rate);
 - `analysis.measures` (the notebooks' per-run measures: where the blocks look against background queries, query
   dependence by query type, ERF squares on data and noise), `analysis.claims` (a notebook's own comparisons with
-  the report's statistics), `analysis.curves` (learning curves with bootstrap intervals).
+  the report's statistics), `analysis.curves` (learning curves with bootstrap intervals), `analysis.evidence`
+  (where the embedded task's patches sit, and the share of attention one patch's query puts on the other).
 """
 
 from nlstudy.analysis.attention import (

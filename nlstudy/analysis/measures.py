@@ -158,7 +158,7 @@ def shortcut_rows(model: nn.Module, config: Mapping[str, Any], n: int = 512, spl
 
 
 def drops(history: pd.DataFrame, metric: str, at_step: float | Mapping[str, float], *, points: float = 10.0) -> pd.DataFrame:
-    """Per run of a long history frame (`collect.history_frame`): the largest fall of `metric` from one logged
+    """Per run of a long history frame (`records.history_frame`): the largest fall of `metric` from one logged
     value to the next (`drop`, points), the step it falls at, whether it is at least `points`, and whether it is the
     first value logged after the learning rate's drop (`at_step`, one step for all runs or one per run_id)."""
     rows = []

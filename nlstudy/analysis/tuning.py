@@ -32,7 +32,7 @@ LR = keys.LR
 
 def arm_of(values: Mapping[str, Any], arm_keys: Sequence[str]) -> str:
     """An arm's name: its values of `arm_keys` as compact JSON (the same for equal values, order-free; a placement
-    map counts as its compact JSON text, whether the frame holds the map (`collect.read_runs`) or its text
+    map counts as its compact JSON text, whether the frame holds the map (`offline.read_runs`) or its text
     (`study.runs_frame`))."""
     return json.dumps({k: _cell(values.get(k)) for k in arm_keys}, sort_keys=True, separators=(",", ":"), default=str)
 
@@ -141,7 +141,7 @@ def rate_runs(runs_root: str | os.PathLike, table: str) -> pd.DataFrame:
     """The finished runs of rate sweep `table` under `runs_root`, with their summaries (val/top1_best); a
     ValueError naming the table and the sweep that makes it when there are none."""
     from nlstudy.analysis import study  # torch-heavy; only when the runs are read
-    from nlstudy.report.collect import read_runs
+    from nlstudy.report.offline import read_runs
 
     frame = study.runs_frame(runs_root, table)
     if frame.empty:

@@ -18,14 +18,13 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from nlstudy.data import rawframes
-from nlstudy.data.cifar import CIFAR_DATASETS
+from nlstudy.data import cifar, rawframes, video
 from nlstudy.data.synthetic import NUM_CLASSES as SYNTHETIC_CLASSES
 from nlstudy.data import cache as clip_cache
 from nlstudy.data.synthetic import SyntheticSpec
 from nlstudy.data.synthetic import check as check_synthetic
-from nlstudy.data.video import VIDEO_DATASETS, VideoSpec
-from nlstudy.registry import lookup
+from nlstudy.data.video import VideoSpec
+from nlstudy.registry import Choice, lookup, records
 
 
 class ClipSource(Protocol):
@@ -55,14 +54,20 @@ def _synthetic(dm: "ClipDataModule") -> ClipSource:
     return SyntheticSource(dm.synthetic, dm.frames, dm.size)
 
 
-# data.dataset -> builder of the source from the DataModule's settings, in nlstudy.choices.DATASETS' order
-DATASETS = {
-    "synthetic": _synthetic,
-    **{k: v for k, v in VIDEO_DATASETS.items() if k != "images"},
-    "rawframes": rawframes.build,
-    "images": VIDEO_DATASETS["images"],
-    **CIFAR_DATASETS,
-}
+# data.dataset (nlstudy.choices.DATASETS, in its order): each builds the source from the DataModule's settings
+DATASETS: dict[str, Choice] = records(
+    Choice("synthetic", _synthetic, "the embedded task (data.synthetic.*), made in memory"),
+    Choice("kinetics", video.named("kinetics", "folders", 400),
+           "Kinetics-400 videos: root/<split>/<class>/ folders, or data.video.annotations' CSVs"),
+    Choice("ucf101", video.named("ucf101", "ucf101", 101), "UCF101 videos with its official split lists"),
+    Choice("hmdb51", video.named("hmdb51", "hmdb51", 51), "HMDB51 videos with its official split files"),
+    Choice("video_folder", video.counted("video_folder", "folders"),
+           "videos in root/<split>/<class>/ folders, any number of classes"),
+    Choice("rawframes", rawframes.build, "folders of extracted frames listed by data.video.frame_lists (mmaction2's)"),
+    Choice("images", video.counted("images", "images"), "images in root/<split>/<class>/ folders, as 1-frame clips"),
+    Choice("cifar10", cifar.source("cifar10"), "CIFAR-10 from its python pickles, as 1-frame clips"),
+    Choice("cifar100", cifar.source("cifar100"), "CIFAR-100 (fine labels) from its python pickles, as 1-frame clips"),
+)
 
 
 class ClipDataModule(pl.LightningDataModule):
@@ -96,7 +101,7 @@ class ClipDataModule(pl.LightningDataModule):
         video: VideoSpec = VideoSpec(),  # frozen
     ):
         super().__init__()
-        self._build = lookup(DATASETS, dataset, "data.dataset")
+        self._build = lookup(DATASETS, dataset, "data.dataset").build
         for name, value in (("data.frames", frames), ("data.size", size), ("data.batch_size", batch_size)):
             if value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")

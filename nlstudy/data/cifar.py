@@ -143,5 +143,3 @@ def source(name: str):
         return CifarSource(name, dm.video, dm.frames, dm.size, LAYOUTS[name].num_classes)
     return build
 
-
-CIFAR_DATASETS = {name: source(name) for name in LAYOUTS}

@@ -275,7 +275,7 @@ class ImageClips(ClipFiles):
             return [torch.from_numpy(np.asarray(image).copy())[None]]  # (1, H', W', 3)
 
 
-# --- sources (the DATASETS entries) ---------------------------------------------------------------------
+# --- sources (built by nlstudy.data.DATASETS' records) ---------------------------------------------------------------------
 
 
 @dataclass
@@ -314,7 +314,9 @@ class KineticsCsvSource(VideoSource):
         return self.csv.listing(split)
 
 
-def _named(name: str, layout: str, num_classes: int):
+def named(name: str, layout: str, num_classes: int):
+    """The builder of a source whose class count is fixed (known without the disk); Kinetics listed by its
+    annotation CSVs counts the train CSV's classes."""
     def build(dm) -> VideoSource:
         check_spec(dm.video, dm.frames, dm.size, name)
         if name == "kinetics" and dm.video.annotations:  # the class count is the train CSV's: reads that file
@@ -324,7 +326,7 @@ def _named(name: str, layout: str, num_classes: int):
     return build
 
 
-def _counted(name: str, layout: str):
+def counted(name: str, layout: str):
     """A source whose classes are the sub-folders of root/train: counting them reads the disk."""
     def build(dm) -> VideoSource:
         check_spec(dm.video, dm.frames, dm.size, name)
@@ -343,12 +345,3 @@ def _counted(name: str, layout: str):
         return VideoSource(name, layout, dm.video, dm.frames, dm.size, len(classes))
     return build
 
-
-# data.dataset -> builder of the source from the DataModule's settings
-VIDEO_DATASETS = {
-    "kinetics": _named("kinetics", "folders", 400),
-    "ucf101": _named("ucf101", "ucf101", 101),
-    "hmdb51": _named("hmdb51", "hmdb51", 51),
-    "video_folder": _counted("video_folder", "folders"),
-    "images": _counted("images", "images"),
-}

@@ -1,6 +1,5 @@
-"""The LightningModule: a backbone built from its spec, cross-entropy, SGD/AdamW with warm-up and a step
-or cosine schedule (the paper: SGD, momentum 0.9, weight decay 1e-4, lr 0.01 divided by 10 at 150k and
-300k of 400k iterations), top-1 / top-5 through torchmetrics.
+"""The LightningModule: a backbone built from its spec, cross-entropy, the optimiser and lr schedule of
+nlstudy.lit.optim (SGD/AdamW with warm-up and a step or cosine schedule), top-1 / top-5 through torchmetrics.
 
 Logged (percent for accuracies): train/loss per step; val/loss, val/top1, val/top5, val/top1_best,
 val/top5_best per validation; test/top1, test/top5. Test batches may hold several views per clip,
@@ -19,9 +18,7 @@ the rest (inserted blocks, a classifier of another size) keep their fresh initia
 
 from __future__ import annotations
 
-import math
 import random
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,59 +30,10 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from nlstudy import keys
-from nlstudy.choices import Optimizer, Schedule
 from nlstudy.lit.finite import LossWatch
+from nlstudy.lit.optim import OptimSpec, check_optim, lr_factor, make_optimizer
 from nlstudy.models import BackboneSpec, build_model
 from nlstudy.models.weights import load_weights
-from nlstudy.registry import lookup
-
-
-@dataclass(frozen=True)
-class OptimSpec:
-    """Optimiser and schedule (`model.optim.*`). Milestones and warm-up are fractions of all steps."""
-
-    name: Optimizer = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9  # sgd only
-    nesterov: bool = False  # sgd only
-    weight_decay: float = 1e-4
-    schedule: Schedule = "step"
-    milestones: tuple[float, ...] = (0.375, 0.75)  # step: 150k and 300k of 400k iterations
-    gamma: float = 0.1  # step: lr factor at each milestone
-    warmup: float = 0.0  # fraction of the steps with a linear warm-up from 0
-    # torch's fused optimiser step (one kernel over every parameter, CPU and CUDA): the same update, added in
-    # another order than the per-parameter loop (false), 5-10 % of the demo's CPU step
-    fused: bool = True
-
-
-# model.optim.schedule (nlstudy.choices.SCHEDULES) -> lr factor at a fraction of the steps
-SCHEDULES = {
-    "step": lambda spec, progress: spec.gamma ** sum(progress >= m for m in spec.milestones),
-    "cosine": lambda spec, progress: 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))),
-    "constant": lambda spec, progress: 1.0,
-}
-
-
-def lr_factor(spec: OptimSpec, step: int, total_steps: int) -> float:
-    """The lr multiplier at `step` of `total_steps`: warm-up, then the schedule."""
-    progress = step / max(total_steps, 1)
-    factor = lookup(SCHEDULES, spec.schedule, "model.optim.schedule")(spec, progress)
-    if spec.warmup > 0 and progress < spec.warmup:
-        factor *= progress / spec.warmup
-    return factor
-
-
-# model.optim.name (nlstudy.choices.OPTIMIZERS) -> the optimiser over `params` with the spec's settings
-OPTIMIZERS = {
-    "sgd": lambda spec, params: torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov,
-                                                weight_decay=spec.weight_decay, fused=spec.fused or None),
-    "adamw": lambda spec, params: torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay,
-                                                    fused=spec.fused or None),
-}
-
-
-def make_optimizer(spec: OptimSpec, params) -> torch.optim.Optimizer:
-    return lookup(OPTIMIZERS, spec.name, "model.optim.name")(spec, params)
 
 
 def init_from_run(net: nn.Module, run: str) -> dict[str, Any]:
@@ -135,24 +83,6 @@ def set_rng_states(states: dict[str, Any]) -> None:
     np.random.set_state((name, state.numpy().astype(np.uint32), pos, has_gauss, cached))
     version, internal, gauss_next = states["python"]
     random.setstate((version, tuple(internal), gauss_next))
-
-
-def check_optim(spec: OptimSpec) -> None:
-    """Bad optimiser settings fail before any training, naming the key."""
-    lookup(OPTIMIZERS, spec.name, "model.optim.name")
-    lookup(SCHEDULES, spec.schedule, "model.optim.schedule")
-    if spec.lr <= 0:
-        raise ValueError(f"model.optim.lr must be positive, got {spec.lr!r}")
-    if not 0 <= spec.momentum < 1:
-        raise ValueError(f"model.optim.momentum must be in [0, 1), got {spec.momentum!r}")
-    if spec.weight_decay < 0:
-        raise ValueError(f"model.optim.weight_decay must be >= 0, got {spec.weight_decay!r}")
-    if spec.gamma <= 0:
-        raise ValueError(f"model.optim.gamma (the step schedule's lr factor) must be positive, got {spec.gamma!r}")
-    if not 0 <= spec.warmup < 1:
-        raise ValueError(f"model.optim.warmup is a fraction of the steps in [0, 1), got {spec.warmup!r}")
-    if any(not 0 < m < 1 for m in spec.milestones) or list(spec.milestones) != sorted(spec.milestones):
-        raise ValueError(f"model.optim.milestones must be increasing fractions in (0, 1), got {list(spec.milestones)}")
 
 
 # How the epoch's values are logged: under DDP every process holds the same values already (the torchmetrics

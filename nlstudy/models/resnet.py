@@ -35,7 +35,7 @@ from nlstudy.adapters.torch import BatchNorm
 from nlstudy.choices import STAGES
 from nlstudy.models.conv import VideoConv3d
 from nlstudy.models.stage_keys import keep_saved_names
-from nlstudy.registry import lookup
+from nlstudy.registry import Choice, lookup, records
 
 LOGITS = "logits"  # the name of VideoResNet.stage_outputs' last item, after the stages
 STAGE_SPATIAL_STRIDE = {"res2": 1, "res3": 2, "res4": 2, "res5": 2}
@@ -99,9 +99,13 @@ class FrozenBatchNorm3d(nn.Module):
 
 
 NormFn = Callable[[int], nn.Module]  # channels -> a norm layer
-# model.backbone.norm (nlstudy.choices.NORMS) -> the norm layer of the backbone's own blocks; sync_bn builds
-# BatchNorm3d and build_resnet converts the whole network (inserted blocks included) at the end
-NORM_LAYERS: dict[str, NormFn] = {"bn": nn.BatchNorm3d, "frozen_bn": FrozenBatchNorm3d, "sync_bn": nn.BatchNorm3d}
+# model.backbone.norm (nlstudy.choices.NORMS): each builds the norm layer of the backbone's own blocks; sync_bn
+# builds BatchNorm3d and build_resnet converts the whole network (inserted blocks included) at the end
+NORM_LAYERS: dict[str, Choice[NormFn]] = records(
+    Choice("bn", nn.BatchNorm3d, "BatchNorm3d"),
+    Choice("frozen_bn", FrozenBatchNorm3d, "BatchNorm with statistics and affine fixed (the paper's 128-frame fine-tuning)"),
+    Choice("sync_bn", nn.BatchNorm3d, "SyncBatchNorm: every BatchNorm shares its statistics across DDP processes"),
+)
 SYNC_NORMS = ("sync_bn",)
 
 
@@ -121,15 +125,18 @@ def msra_init(module: nn.Module) -> None:
 
 
 InitFn = Callable[[nn.Module], None]
-# model.backbone.init (nlstudy.choices.INITS) -> what a fresh backbone layer does after PyTorch's own init
-INITS: dict[str, InitFn] = {"msra": msra_init, "pytorch": lambda module: None}
+# model.backbone.init (nlstudy.choices.INITS): each is what a fresh backbone layer does after PyTorch's own init
+INITS: dict[str, Choice[InitFn]] = records(
+    Choice("msra", msra_init, "the released Caffe2 code's: Kaiming-normal convs (fan_out), fc std 0.01"),
+    Choice("pytorch", lambda module: None, "PyTorch's per-layer defaults (the demo's)"),
+)
 
 
 class Bottleneck(nn.Module):
     """1x1 -> 3x3 -> 1x1 (x4 channels); I3D's inflation is data: `first` / `middle` temporal kernels."""
 
     def __init__(self, c_in: int, inner: int, stride: int = 1, t_first: int = 1, t_middle: int = 1, zero_init: bool = False,
-                 norm: NormFn = nn.BatchNorm3d, init: InitFn = INITS["pytorch"]):
+                 norm: NormFn = nn.BatchNorm3d, init: InitFn = INITS["pytorch"].build):
         super().__init__()
         c_out = inner * EXPANSION["bottleneck"]
         self.conv1, self.bn1 = conv3d(c_in, inner, (t_first, 1, 1)), norm(inner)
@@ -152,7 +159,7 @@ class BasicBlock(nn.Module):
     """3x3 -> 3x3 (ResNet-18/34); I3D 3x3x3 gives the first conv a temporal kernel."""
 
     def __init__(self, c_in: int, inner: int, stride: int = 1, t_first: int = 1, t_middle: int = 1, zero_init: bool = False,
-                 norm: NormFn = nn.BatchNorm3d, init: InitFn = INITS["pytorch"]):
+                 norm: NormFn = nn.BatchNorm3d, init: InitFn = INITS["pytorch"].build):
         super().__init__()
         if t_first > 1:
             raise ValueError("model.backbone.arch=i3d_3x1x1 inflates the first 1x1 conv of a bottleneck block; "
@@ -293,8 +300,8 @@ def build_resnet(
     residual blocks that `placement` ({"res4": [4]}) names; `norm` and `init` as NORM_LAYERS and INITS."""
     t_conv1, inflate = lookup(ARCH_KERNELS, arch, "arch")
     kind, blocks_per_stage = lookup(DEPTH_BLOCKS, depth, "depth")
-    norm_layer = lookup(NORM_LAYERS, norm, "model.backbone.norm")
-    init_fn = lookup(INITS, init, "model.backbone.init")
+    norm_layer = lookup(NORM_LAYERS, norm, "model.backbone.norm").build
+    init_fn = lookup(INITS, init, "model.backbone.init").build
     if width < 1:
         raise ValueError(f"model.backbone.width must be a positive integer, got {width!r}")
     if len(conv1_stride) != 3 or min(conv1_stride) < 1:

@@ -2,7 +2,7 @@
 
 The pipeline, each step a plain function (no torch anywhere on this path)::
 
-    collect.read_offline(DIR) / collect.read_wandb("ENTITY/PROJECT")  -> Collection(runs, history)
+    offline.read_offline(DIR) / wandb_api.read_wandb("ENTITY/PROJECT") -> schema.Collection(runs, history)
     sweeps.planned(records.find_sweep_files(DIR))                     -> planned runs (their plan.json)
     tables.build_table(runs, "2a", expected=planned, strict=False)    -> one table frame
     epochs.curves(history, tables.assign_rows(runs, "2a"))            -> mean ± std per row and epoch
@@ -16,7 +16,9 @@ intervals), ``paper`` (the paper's numbers) and ``text`` (canonical values, cell
 footnotes); its runs over epochs are ``epochs``.
 """
 
-from nlstudy.report.collect import Collection, read_offline, read_wandb
+from nlstudy.report.wandb_api import read_wandb
+from nlstudy.report.offline import read_offline
+from nlstudy.report.schema import Collection
 from nlstudy.report.specs import TABLES, table_spec
 from nlstudy.report.stats import ALPHA
 from nlstudy.report.epochs import curves

@@ -33,7 +33,7 @@ import pandas as pd
 from nlstudy import interrupts, records
 from nlstudy.files import write_text
 from nlstudy.errors import UsageError
-from nlstudy.report import collect, family, findings, logcache, specs, stats, sweeps, tables
+from nlstudy.report import family, findings, logcache, offline, schema, specs, stats, sweeps, tables, wandb_api
 from nlstudy.report import render
 
 PROG = "nlstudy report"
@@ -101,7 +101,7 @@ def parse_table_ids(text: str | None) -> list[str] | None:
 
 
 def write_report(
-    collection: collect.Collection,
+    collection: schema.Collection,
     out: str | Path,
     *,
     table_ids: Sequence[str] | None = None,
@@ -116,7 +116,7 @@ def write_report(
     """Build every table (their comparisons one family: `scope`), then write ``<id>.md/.tex/.csv``,
     ``<id>_runs.csv``, ``figures/<id>_*.png/.pdf`` and ``README.md`` into `out`. With `strict`, all tables
     are checked before anything is written."""
-    from nlstudy.report import plots  # matplotlib only once there is something to draw
+    from nlstudy.report import plots# matplotlib only once there is something to draw
 
     runs, history = collection.runs, collection.history
     ids = list(table_ids) if table_ids else specs.table_ids(runs, expected)
@@ -161,7 +161,7 @@ def write_report(
 def _readme(index, runs: pd.DataFrame, command: str, source: str, markdown: dict[str, str]) -> str:
     states = runs["state"].value_counts() if len(runs) else pd.Series(dtype=int)
     # most common first, ties in W&B's order of states: value_counts alone leaves ties in the frame's order
-    rank = {state: i for i, state in enumerate(collect.RUN_STATES)}
+    rank = {state: i for i, state in enumerate(schema.RUN_STATES)}
     order = sorted(states.items(), key=lambda sn: (-sn[1], rank.get(sn[0], len(rank)), str(sn[0])))
     counts = ", ".join(f"{int(n)} {s}" for s, n in order)
     unset = int(runs["table"].isna().sum()) if len(runs) else 0  # --tables picked the tables: in none of them
@@ -213,7 +213,7 @@ def _verdicts(index) -> list[str]:
 
 def _failed_runs(runs: pd.DataFrame) -> list[str]:
     """The README's list of the runs that failed or crashed, each with its reason (the `note` column)."""
-    failed = runs[runs["state"].isin(collect.FAILED_STATES)].sort_values("run_id") if len(runs) else runs
+    failed = runs[runs["state"].isin(schema.FAILED_STATES)].sort_values("run_id") if len(runs) else runs
     if not len(failed):
         return []
     lines = ["## Failed runs", "", "No number of theirs is in any table.", "", "| run | table | state | reason |",
@@ -234,7 +234,7 @@ def _check_source(args: argparse.Namespace) -> None:
         root = Path(args.runs)
         if not root.is_dir():
             raise UsageError(f"--runs: no such directory: {root}")
-        if not collect.find_run_files(root):
+        if not offline.find_run_files(root):
             raise UsageError(f"--runs: no wandb runs under {root} (looked for run-*.wandb)")
     else:
         parts = args.wandb.split("/")
@@ -242,7 +242,7 @@ def _check_source(args: argparse.Namespace) -> None:
             raise UsageError(f"--wandb: expected ENTITY/PROJECT, got {args.wandb!r}")
 
 
-def _collect(args: argparse.Namespace) -> tuple[collect.Collection, pd.DataFrame | None, str]:
+def _collect(args: argparse.Namespace) -> tuple[schema.Collection, pd.DataFrame | None, str]:
     if args.runs is not None:
         cache = None if args.no_cache else logcache.LogCache(args.cache_dir)
         collection = sweeps.read_local(args.runs, sweep=args.sweep, cache=cache)
@@ -257,7 +257,7 @@ def _collect(args: argparse.Namespace) -> tuple[collect.Collection, pd.DataFrame
         api = wandb.Api()
     except Exception as err:  # no credentials, no server: wandb raises several kinds
         raise UsageError(f"--wandb: cannot reach the W&B API ({type(err).__name__}: {err})") from None
-    return collect.read_wandb(args.wandb, sweep=args.sweep, api=api), None, args.wandb
+    return wandb_api.read_wandb(args.wandb, sweep=args.sweep, api=api), None, args.wandb
 
 
 @interrupts.one_line(PROG, "every file it wrote is whole, the others as they were: run it again")

@@ -1,6 +1,6 @@
 """What the report read out of each offline run's log, kept between reports.
 
-wandb's reader of a ``.wandb`` log is a subprocess (:func:`nlstudy.report.collect.inspect_records`);
+wandb's reader of a ``.wandb`` log is a subprocess (:func:`nlstudy.report.wandb_log.inspect_records`);
 a report over hundreds of runs spends nearly all its time there, reading logs that have not changed
 since the last report. :class:`LogCache` keeps, per log, what was read out of it, in one JSON file
 named after the log's path, under a key made of the log's size and modification time (ns), the

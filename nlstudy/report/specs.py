@@ -23,7 +23,7 @@ import pandas as pd
 from nlstudy import keys
 from nlstudy.choices import BASELINE_ARCH, DEFAULT_MODE, DEFAULT_PAIRWISE, MODE_LABELS, NO_BLOCKS, NONLOCAL, RESIDUAL, STAGES
 from nlstudy.registry import lookup
-from nlstudy.report.collect import FIXED_COLUMNS, Collection
+from nlstudy.report.schema import FIXED_COLUMNS, Collection
 from nlstudy.report.text import canon, short
 
 Row = Mapping[str, Any]  # one row's canonical key values

@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from nlstudy import keys, records
-from nlstudy.report.collect import Collection, read_offline
+from nlstudy.report.offline import read_offline
+from nlstudy.report.schema import Collection
 
 
 def live_configs(sweep_dir: str | os.PathLike) -> set[str]:
@@ -129,7 +130,7 @@ def with_stand_ins(collection: Collection, runs_root: str | os.PathLike) -> Coll
 
 def read_local(runs_root: str | os.PathLike, sweep: str | None = None, cache=None) -> Collection:
     """Every offline run under `runs_root` as the tables count it (what `nlstudy report --runs` reads): the
-    runs (``collect.read_offline``, through `cache` when given), a row more per reused run (`with_stand_ins`),
+    runs (``offline.read_offline``, through `cache` when given), a row more per reused run (`with_stand_ins`),
     then only `sweep`'s rows when given (after the stand-ins, which may come from another sweep)."""
     collection = with_stand_ins(read_offline(runs_root, cache=cache), runs_root)
     if sweep is not None:
