@@ -12,7 +12,7 @@ import yaml
 import nlstudy
 from nlstudy import keys
 from nlstudy.lit.train import TrainResult, run
-from nlstudy.report.collect import read_offline
+from nlstudy.report.offline import read_offline
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "experiments" / "demo.yaml"

@@ -47,7 +47,7 @@ def interrupt_of(error: BaseException) -> int | None:
 def finish_interrupted(signum: int) -> str:
     """The open wandb run, if any, finishes as stopped by `signum`: its summary keeps why (`keys.FAILURE`,
     "interrupted by SIGTERM"), its exit code is 128 + the signal (130 for Ctrl-C), which the report reads
-    as killed, not failed (``nlstudy.report.collect``). Returns the reason."""
+    as killed, not failed (``nlstudy.report.runstate``). Returns the reason."""
     import wandb
 
     reason = f"interrupted by {interrupts.name(signum)}"

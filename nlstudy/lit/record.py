@@ -51,7 +51,7 @@ def resolved_key(subcommand: str | None, settings: Namespace) -> str:
     under a table and say how that table compares its rows.
     `{nonlocal_blocks: 1-block}` and `{nonlocal_blocks: 1-block, nl: {pairwise: embedded_gaussian}}` (the
     default) give one key; any setting that differs, the seed included, gives another. `nlstudy check`
-    reports it for every run a sweep plans (``nlstudy.sweep.agent.reuse_key``)."""
+    reports it for every run a sweep plans (``nlstudy.sweep.reuse.reuse_key``)."""
     flat = {k: v for k, v in flat_config(settings).items() if k != keys.TABLE and not k.startswith(keys.REPORT)}
     text = json.dumps([subcommand, flat], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -1,7 +1,7 @@
 """A table's runs over epochs: each finished run's logged metric per epoch (or step), and its mean ± std over
 seeds per table row, in the table's row order (:func:`nlstudy.report.tables.table_rows`), from the row assignment
 of :func:`nlstudy.report.tables.assign_rows` and the long history frame of
-:func:`nlstudy.report.collect.history_frame`. What the curves figure draws (:mod:`nlstudy.report.plots`).
+:func:`nlstudy.report.schema.history_frame`. What the curves figure draws (:mod:`nlstudy.report.plots`).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def curves(
 ) -> pd.DataFrame:
     """Mean ± std over seeds of a logged `metric`, per table row and epoch (or step).
 
-    history: the long frame of :func:`nlstudy.report.collect.history_frame`. assigned: the row
+    history: the long frame of :func:`nlstudy.report.schema.history_frame`. assigned: the row
     assignment of one table (:func:`nlstudy.report.tables.assign_rows`); its finished runs count. x: ``"epoch"`` or
     ``"step"``; by default epoch where every value of `metric` has one, else step
     (``attrs["x"]`` says which).

@@ -1,6 +1,6 @@
 """The state of an offline run, worked out on every read (never cached): an ``exit`` record gives finished (exit
 code 0), killed (128 + SIGINT, SIGTERM or SIGHUP: `nlstudy fit` stopped by a signal,
-``nlstudy.lit.cli.stop_interrupted``) or failed. Without one the run either still runs or died (SIGKILL, OOM,
+``nlstudy.lit.ending.stop_interrupted``) or failed. Without one the run either still runs or died (SIGKILL, OOM,
 power): it counts as running while the process that wrote it is alive on this host (its pid is in the run's
 ``logs/debug.log``, read through nlstudy.adapters.wandb) -- or, for a run from another host, while its log was
 written in the last `stale_after_s` seconds -- and as crashed otherwise."""

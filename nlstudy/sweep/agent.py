@@ -32,7 +32,7 @@ not run again (``Options.reuse``; `nlstudy sweep --no-reuse` turns it off): its 
 finished at once, with the summary of the run that stands in for it, ``reused_from`` (that record)
 and ``wandb_id`` (that wandb run); the report counts that run in this sweep's table too. "The same
 configuration" is :func:`reuse_key`: the same resolved configuration as the training CLI resolves it
-(defaults, config files and arguments merged, ``table`` left out: ``nlstudy.lit.cli.resolved_key``, which
+(defaults, config files and arguments merged, ``table`` left out: ``nlstudy.lit.record.resolved_key``, which
 the sweep's check reports for every grid point) and the same thread count. So the demo's baseline, which
 every table plans, runs once, and so does `{nonlocal_blocks: 1-block}` in one table and the same block
 spelled out with its default pairwise function in another. A config the check did not see (a random or

@@ -5,7 +5,7 @@ is expanded into its command line exactly as it will run, and the training part 
 ``nlstudy`` or ``-m nlstudy``) is handed to ``nlstudy check`` -- one subprocess for every file and
 every candidate, so the training CLI's own parser and model builder (on the meta device) judge the
 values, and this process never imports torch. A command that does not call nlstudy is not checked.
-The check also hands back each checked run's resolved key (``nlstudy.lit.cli.resolved_key``): the agent
+The check also hands back each checked run's resolved key (``nlstudy.lit.record.resolved_key``): the agent
 reuses a finished run whose resolved configuration is the same (``nlstudy.sweep.reuse.reuse_key``).
 """
 
@@ -28,7 +28,7 @@ from nlstudy.sweep import command as cmd
 from nlstudy.sweep.spec import Sweep, SweepError, candidates, compact
 
 CHECK_TIMEOUT_S = 900
-CONFIG_ONLY = "--config-only"  # nlstudy check's flag (nlstudy.lit.cli.CONFIG_ONLY): leave this machine unchecked
+CONFIG_ONLY = "--config-only"  # nlstudy check's flag (nlstudy.lit.check.CONFIG_ONLY): leave this machine unchecked
 CHECK_ONLY_CONFIG = "--check-only-config"  # nlstudy sweep's flag for it
 PER_PROCESS = 24  # argument lists a check process gets at least (its imports take seconds)
 DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.\w+)+|seed_everything|table")
@@ -93,7 +93,7 @@ def check_results(arg_lists: list[list[str]], code: int, stdout: str, stderr: st
 @dataclass
 class Checked:
     """What checking the sweeps found: notes (sweeps whose command does not call nlstudy) and, per sweep, the
-    resolved key of each checked run config (``config_key(config)`` -> ``nlstudy.lit.cli.resolved_key``)."""
+    resolved key of each checked run config (``config_key(config)`` -> ``nlstudy.lit.record.resolved_key``)."""
 
     notes: list[str]
     resolved: list[dict[str, str]]

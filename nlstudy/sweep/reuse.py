@@ -27,7 +27,7 @@ def stand_in_for(key: str, records: Sequence[Mapping[str, Any]], runs_root: Path
 def reuse_key(sweep: Sweep, config: Mapping[str, Mapping[str, Any]], threads: int,
               resolved: Mapping[str, str] | None = None) -> str:
     """What makes two runs the same run: the resolved configuration (`resolved`: {config text: key} from the
-    sweep's check, ``nlstudy.lit.cli.resolved_key``) and the torch thread count; for a config the check did
+    sweep's check, ``nlstudy.lit.record.resolved_key``) and the torch thread count; for a config the check did
     not resolve, the command (environment macros expanded, every file it names by content), the program,
     the parameter values other than ``table``, and the thread count."""
     found = (resolved or {}).get(config_key(config))

@@ -12,7 +12,7 @@ offline wandb run per stand-in, `<runs root>/wandb/offline-run-<time>-<record id
              readers of run directories that do not read wandb's log, nlstudy.analysis.study.runs_frame)
 
 `wandb sync` uploads it with the others. Every reader files X once more under that table
-(`nlstudy.report.collect.file_stand_ins`); the stand-in itself is no row of any table. It holds no metric: the
+(`nlstudy.report.standins.file_stand_ins`); the stand-in itself is no row of any table. It holds no metric: the
 numbers are X's, read from X.
 """
 
