@@ -17,7 +17,10 @@ from nlstudy.report.offline import read_offline
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "experiments" / "demo.yaml"
 # what the libraries themselves set in this process: Lightning's seed_everything, wandb's service
-LIBRARY_ENV = {"PL_GLOBAL_SEED", "PL_SEED_WORKERS", "WANDB_SERVICE"}
+# what the libraries set themselves: Lightning's seed and its WandbLogger (WANDB_MODE=dryrun when offline), wandb's
+# service, scikit-learn's import (Intel OpenMP's KMP_* flags); nlstudy's own variables must stay as they were
+LIBRARY_ENV = {"PL_GLOBAL_SEED", "PL_SEED_WORKERS", "WANDB_SERVICE", "WANDB_MODE", "KMP_DUPLICATE_LIB_OK",
+               "KMP_INIT_AT_FORK"}
 
 
 def tiny_demo() -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import pytorch_lightning as pl
@@ -41,17 +42,19 @@ class SyntheticSource:
     frames: int
     size: int
     num_classes: int = SYNTHETIC_CLASSES
+    runs_dir: Path | None = None  # whose cache/clips to use (None: $NLSTUDY_RUNS_DIR's; nlstudy.data.cache.folder)
 
     def __post_init__(self) -> None:
         check_synthetic(self.spec, self.frames, self.size)  # bad knobs fail when the config is read
 
     def dataset(self, split: str) -> Dataset:
-        clips, labels = clip_cache.clips(self.spec, split, self.frames, self.size)  # make_clips's, cached on disk
+        root = clip_cache.folder(self.runs_dir) if self.runs_dir is not None else None
+        clips, labels = clip_cache.clips(self.spec, split, self.frames, self.size, root)  # make_clips's, cached on disk
         return TensorDataset(torch.from_numpy(clips), torch.from_numpy(labels))
 
 
 def _synthetic(dm: "ClipDataModule") -> ClipSource:
-    return SyntheticSource(dm.synthetic, dm.frames, dm.size)
+    return SyntheticSource(dm.synthetic, dm.frames, dm.size, runs_dir=dm.runs_dir)
 
 
 # data.dataset (nlstudy.choices.DATASETS, in its order): each builds the source from the DataModule's settings
@@ -115,7 +118,20 @@ class ClipDataModule(pl.LightningDataModule):
         self.test_batch_size = test_batch_size or batch_size
         self.video = video
         self._source: ClipSource | None = None
+        self._runs_dir: Path | None = None
         self._splits: dict[str, Dataset] = {}
+
+    @property
+    def runs_dir(self) -> Path | None:
+        """Not a setting: the runs dir nlstudy.train was given, whose cache/clips the embedded task uses (None:
+        $NLSTUDY_RUNS_DIR's). Set after the source may exist (the model reads num_classes from it): passed on."""
+        return self._runs_dir
+
+    @runs_dir.setter
+    def runs_dir(self, value: Path | None) -> None:
+        self._runs_dir = value
+        if isinstance(self._source, SyntheticSource):
+            self._source.runs_dir = value
 
     @property
     def source(self) -> ClipSource:

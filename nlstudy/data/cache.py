@@ -34,12 +34,13 @@ CACHE_ENV = "NLSTUDY_CLIP_CACHE"  # a folder, or "off"
 OFF = "off"
 
 
-def folder() -> Path | None:
-    """The cache folder, or None when the cache is off."""
+def folder(runs_dir: str | os.PathLike | None = None) -> Path | None:
+    """The cache folder ($NLSTUDY_CLIP_CACHE, else `<runs dir>/cache/clips` of `runs_dir` or $NLSTUDY_RUNS_DIR),
+    or None when the cache is off."""
     chosen = os.environ.get(CACHE_ENV)
     if chosen:
         return None if chosen == OFF else Path(chosen)
-    runs = os.environ.get(keys.RUNS_ENV)
+    runs = runs_dir if runs_dir is not None else os.environ.get(keys.RUNS_ENV)
     return Path(runs) / "cache" / "clips" if runs else None
 
 

@@ -198,6 +198,8 @@ def build(settings: Namespace, parser: LightningArgumentParser, command: str | N
         trainer = pl.Trainer(**config)
     except (MisconfigurationException, ValueError, TypeError, ImportError) as e:
         raise UsageError(trainer_error_line(e)) from None
+    if runs_dir is not None:  # the clip cache goes under the run's runs dir too, not $NLSTUDY_RUNS_DIR's
+        built.data.runs_dir = Path(runs_dir)
     return Built(model=built.model, datamodule=built.data, trainer=trainer)
 
 
