@@ -94,6 +94,9 @@ def damaged(tmp_path) -> Path:
 
 
 def test_corrupt_and_truncated_videos_are_skipped_counted_and_warned_once_per_split(damaged):
+    # a training clip starts at a random frame (torch's RNG): a start inside the truncated file's readable half
+    # reads it whole, so the draw is fixed here (the test failed now and then, by the state other tests left)
+    torch.manual_seed(0)
     dm = module(damaged)
     dm.setup("fit")
     train, val = dm.split("train"), dm.split("val")
